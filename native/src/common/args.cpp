@@ -1,0 +1,109 @@
+#include "common/args.h"
+
+#include <cmath>
+
+namespace marlin {
+
+static std::string Arg(size_t i, const char* name) { return std::string("argument ") + name + " (#" + std::to_string(i) + ")"; }
+
+int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsNumber()) ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " must be a number");
+  double v = info[i].As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(v) || std::floor(v) != v) ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " must be an integer");
+  if (v < static_cast<double>(lo) || v > static_cast<double>(hi))
+    ThrowTyped(env, kErrInvalidArgument,
+               Arg(i, name) + " = " + std::to_string(static_cast<long long>(v)) + " is outside [" + std::to_string(lo) + ", " +
+                   std::to_string(hi) + "]");
+  return static_cast<int64_t>(v);
+}
+
+int64_t ArgIntOr(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi, int64_t fallback) {
+  if (i >= info.Length() || info[i].IsUndefined() || info[i].IsNull()) return fallback;
+  return ArgInt(info, i, name, lo, hi);
+}
+
+double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsNumber()) ThrowTyped(info.Env(), kErrInvalidArgument, Arg(i, name) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsBoolean()) ThrowTyped(info.Env(), kErrInvalidArgument, Arg(i, name) + " must be a boolean");
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (i >= info.Length() || !info[i].IsString()) ThrowTyped(info.Env(), kErrInvalidArgument, Arg(i, name) + " must be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+static size_t ElementSize(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array:
+    case napi_uint8_array:
+    case napi_uint8_clamped_array: return 1;
+    case napi_int16_array:
+    case napi_uint16_array: return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array: return 4;
+    default: return 8;
+  }
+}
+
+const char* TypedArrayName(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+}
+
+HostView ArgHost(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Env env = info.Env();
+  if (i < info.Length()) {
+    Napi::Value v = info[i];
+    if (v.IsTypedArray()) {
+      auto ta = v.As<Napi::TypedArray>();
+      auto type = ta.TypedArrayType();
+      uint8_t* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+      return {base, ta.ByteLength(), type, ta.ByteLength() / ElementSize(type)};
+    }
+    if (v.IsDataView()) {
+      auto dv = v.As<Napi::DataView>();
+      return {static_cast<uint8_t*>(dv.ArrayBuffer().Data()) + dv.ByteOffset(), dv.ByteLength(), napi_uint8_array,
+              dv.ByteLength()};
+    }
+    if (v.IsArrayBuffer()) {
+      auto ab = v.As<Napi::ArrayBuffer>();
+      return {ab.Data(), ab.ByteLength(), napi_uint8_array, ab.ByteLength()};
+    }
+  }
+  ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " must be a TypedArray, DataView or ArrayBuffer");
+}
+
+HostView ArgTyped(const Napi::CallbackInfo& info, size_t i, const char* name, napi_typedarray_type type,
+                  size_t min_elements) {
+  Napi::Env env = info.Env();
+  if (i >= info.Length() || !info[i].IsTypedArray())
+    ThrowTyped(env, kErrDType, Arg(i, name) + std::string(" must be a ") + TypedArrayName(type));
+  HostView h = ArgHost(info, i, name);
+  if (h.type != type)
+    ThrowTyped(env, kErrDType, Arg(i, name) + " must be a " + TypedArrayName(type) + ", got " + TypedArrayName(h.type));
+  if (h.elements < min_elements)
+    ThrowTyped(env, kErrShape,
+               Arg(i, name) + " has " + std::to_string(h.elements) + " elements, needs at least " + std::to_string(min_elements));
+  return h;
+}
+
+}  // namespace marlin

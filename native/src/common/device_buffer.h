@@ -1,0 +1,59 @@
+#pragma once
+// Device memory owned by a JS object (class DeviceBuffer in JS). Freed by free() or when the
+// object is garbage-collected. Native entry points take (buffer, byteOffset) pairs and check the
+// range with DevicePtr before any launch.
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#ifdef MARLIN_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace marlin {
+
+class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
+ public:
+  static void Init(Napi::Env env, Napi::Object exports);
+  explicit DeviceBuffer(const Napi::CallbackInfo& info);
+  ~DeviceBuffer() override;
+
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+  int device() const { return device_; }
+
+  // The DeviceBuffer behind a JS value; throws a typed error if it is not one or was freed.
+  static DeviceBuffer* From(Napi::Env env, Napi::Value v, const char* name);
+  static bool Is(Napi::Value v);
+
+ private:
+  void Release();
+  Napi::Value Free(const Napi::CallbackInfo& info);
+  Napi::Value Upload(const Napi::CallbackInfo& info);
+  Napi::Value Download(const Napi::CallbackInfo& info);
+  Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value Fill(const Napi::CallbackInfo& info);
+  Napi::Value GetByteLength(const Napi::CallbackInfo& info);
+  Napi::Value GetDevice(const Napi::CallbackInfo& info);
+  Napi::Value GetFreed(const Napi::CallbackInfo& info);
+  Napi::Value GetAddress(const Napi::CallbackInfo& info);
+
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+  int device_ = 0;
+  bool freed_ = false;
+  static Napi::FunctionReference* ctor_;
+};
+
+// A pointer `byte_offset` bytes into buffer argument i, checked to hold `need_bytes` from there and
+// aligned to `align` bytes.
+void* DevicePtr(const Napi::CallbackInfo& info, size_t i, const char* name, size_t byte_offset, size_t need_bytes,
+                size_t align = 16);
+
+#ifdef MARLIN_WITH_CUDA
+// The stream of an optional Stream argument (undefined / null -> the legacy default stream).
+cudaStream_t ArgStream(const Napi::CallbackInfo& info, size_t i);
+#endif
+
+}  // namespace marlin

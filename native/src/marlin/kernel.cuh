@@ -1,0 +1,542 @@
+#pragma once
+// Our Marlin-style mixed-precision GEMM: C[m, n] = A[m, k] * dequant(B)[k, n] (+ bias).
+//
+// Design (see packages/kernel/README.md, "Kernel design"):
+//  - A block owns a k x n tile of TK*16 x TN*16 weights per pipeline stage; the work of a launch is
+//    the list of (problem, column, k-tile) units, cut into equal consecutive ranges ("stripes"), one
+//    per block, walking down k inside a column first. Weights, activations, scales and zero points
+//    of a stage arrive with cp.async through a STAGES-deep shared-memory ring.
+//  - 8 warps: NS = TN/4 warps along n (one 64-column strip each), KG = 8/NS along k. Each warp
+//    dequantizes its 16x64 sub-tiles with bit tricks straight into mma.sync B fragments (the Marlin
+//    layout gives every lane its fragments in one 16-byte word) and feeds m16n8k16 MMAs.
+//  - At the end of a column the KG warps of a strip reduce through shared memory in fixed order.
+//    A column split between blocks is reduced without waiting: each slice stores its fp32 partial in
+//    a per-block slot, bumps the column's counter, and the block that arrives last sums every slice
+//    in k order (deterministic), writes the output and resets the counter to zero, so the
+//    workspace is zero again after every launch (CUDA-graph safe, no host synchronization).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace marlin {
+namespace gpu {
+
+struct KernelArgs {
+  const void* a;          // [m, lda] activations (fp16 / bf16)
+  const int4* b;          // Marlin-packed weights
+  const void* scales;     // [groups, n] permuted
+  const uint32_t* zeros;  // [groups, n*bits/32] permuted + interleaved, or null
+  const void* bias;       // [n] or null
+  void* c;                // [m, ldc]
+  float* partial;         // fp32 partial tiles: 2 slots per block
+  int* counters;          // one per (problem, column); all zero between launches
+  int m, n, k, lda, ldc;
+  int group_size;   // rows per group (k for per-channel)
+  int per_channel;  // scales use the 32-column permutation and apply to the output
+  int problems;     // row blocks of MB*16 in this launch
+  int iters;        // units per block
+};
+
+template <typename T>
+struct Vec2;
+template <>
+struct Vec2<__half> {
+  using type = __half2;
+};
+template <>
+struct Vec2<__nv_bfloat16> {
+  using type = __nv_bfloat162;
+};
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
+  const int n = valid ? 16 : 0;  // 0: zero-fill the destination
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem), "r"(n));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(SmemAddr(smem)));
+}
+
+template <typename T>
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void Mma<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void Mma<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <typename V>
+__device__ __forceinline__ uint32_t AsU32(V v) {
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <typename V>
+__device__ __forceinline__ V FromU32(uint32_t u) {
+  return *reinterpret_cast<V*>(&u);
+}
+
+// Dequantization of one packed 32-bit word into pairs of values (q - ZERO), exact in 16 bits.
+// 4-bit words hold 8 values interleaved [0,2,4,6,1,3,5,7]: masks pick pairs (0,1), (2,3), ... .
+// 8-bit words hold 4 values interleaved [0,2,1,3]: byte permutes pick pairs (0,1), (2,3).
+template <typename T, int BITS, int ZERO>
+struct Dequant;
+
+template <int ZERO>
+struct Dequant<__half, 4, ZERO> {
+  static constexpr int kPairs = 4;
+  __device__ __forceinline__ static void Run(uint32_t q, __half2 (&v)[4]) {
+    // 0x6400 is 1024.0: OR-ing a nibble into the low mantissa bits gives 1024 + q (or 1024 + 16q).
+    const uint32_t lo0 = (q & 0x000f000fu) | 0x64006400u;
+    const uint32_t hi0 = (q & 0x00f000f0u) | 0x64006400u;
+    q >>= 8;
+    const uint32_t lo1 = (q & 0x000f000fu) | 0x64006400u;
+    const uint32_t hi1 = (q & 0x00f000f0u) | 0x64006400u;
+    const __half2 sub = __half2half2(__ushort_as_half(static_cast<unsigned short>(0x6400 + ZERO)));  // 1024 + ZERO
+    const __half2 mul = __half2half2(__float2half(1.0f / 16.0f));
+    const __half2 add = __half2half2(__float2half(-64.0f - ZERO));
+    v[0] = __hsub2(FromU32<__half2>(lo0), sub);
+    v[1] = __hfma2(FromU32<__half2>(hi0), mul, add);
+    v[2] = __hsub2(FromU32<__half2>(lo1), sub);
+    v[3] = __hfma2(FromU32<__half2>(hi1), mul, add);
+  }
+};
+
+template <int ZERO>
+struct Dequant<__nv_bfloat16, 4, ZERO> {
+  static constexpr int kPairs = 4;
+  __device__ __forceinline__ static void Run(uint32_t q, __nv_bfloat162 (&v)[4]) {
+    // 0x4300 is 128.0 in bf16 (7 mantissa bits): 128 + q for each nibble shifted to the bottom.
+    const __nv_bfloat162 sub = __bfloat162bfloat162(__float2bfloat16(128.0f + ZERO));
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const uint32_t x = ((q >> (4 * i)) & 0x000f000fu) | 0x43004300u;
+      v[i] = __hsub2(FromU32<__nv_bfloat162>(x), sub);
+    }
+  }
+};
+
+template <int ZERO>
+struct Dequant<__half, 8, ZERO> {
+  static constexpr int kPairs = 2;
+  __device__ __forceinline__ static void Run(uint32_t q, __half2 (&v)[2]) {
+    const __half2 sub = __half2half2(__float2half(1024.0f + ZERO));
+    v[0] = __hsub2(FromU32<__half2>(__byte_perm(q, 0x64646464u, 0x4240)), sub);
+    v[1] = __hsub2(FromU32<__half2>(__byte_perm(q, 0x64646464u, 0x4341)), sub);
+  }
+};
+
+template <int ZERO>
+struct Dequant<__nv_bfloat16, 8, ZERO> {
+  static constexpr int kPairs = 2;
+  __device__ __forceinline__ static void Run(uint32_t q, __nv_bfloat162 (&v)[2]) {
+    // 0x4B000000 is 2^23 in fp32: a byte in the low mantissa bits gives 2^23 + q exactly.
+    const float sub = 8388608.0f + ZERO;
+    const float f0 = __uint_as_float(__byte_perm(q, 0x4B000000u, 0x7540)) - sub;
+    const float f1 = __uint_as_float(__byte_perm(q, 0x4B000000u, 0x7542)) - sub;
+    const float f2 = __uint_as_float(__byte_perm(q, 0x4B000000u, 0x7541)) - sub;
+    const float f3 = __uint_as_float(__byte_perm(q, 0x4B000000u, 0x7543)) - sub;
+    v[0] = __floats2bfloat162_rn(f0, f1);
+    v[1] = __floats2bfloat162_rn(f2, f3);
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ float ToFloat(T x);
+template <>
+__device__ __forceinline__ float ToFloat<__half>(__half x) {
+  return __half2float(x);
+}
+template <>
+__device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <typename T>
+__device__ __forceinline__ typename Vec2<T>::type FromFloats(float a, float b);
+template <>
+__device__ __forceinline__ __half2 FromFloats<__half>(float a, float b) {
+  return __floats2half2_rn(a, b);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat162 FromFloats<__nv_bfloat16>(float a, float b) {
+  return __floats2bfloat162_rn(a, b);
+}
+
+// Position of column c inside its 32-column block under the per-channel scale permutation.
+__device__ __forceinline__ int PerChannelPos(int c) {
+  const int ci = c & 31;
+  return (c - ci) + 8 * ((ci & 7) >> 1) + 2 * (ci >> 3) + (ci & 1);
+}
+
+template <int BITS, bool ZP, int MB, int TN, int TK>
+struct Shape {
+  static constexpr int kThreads = 256;
+  static constexpr int NS = TN / 4;    // 64-column strips in a tile (warps along n)
+  static constexpr int KG = 8 / NS;    // warps along k
+  static constexpr int KPW = TK / KG;  // k16 tiles per warp per stage
+  static_assert(NS >= 1 && NS <= 8 && 8 % NS == 0 && TK % KG == 0 && KPW >= 1, "bad tile");
+  static constexpr int kARows = MB * 16;
+  static constexpr int kARowChunks = TK * 2;  // 16-byte chunks per activation row per stage
+  static_assert(kARowChunks >= 8, "the activation swizzle needs 8 chunks per row");
+  static constexpr int kAChunks = kARows * kARowChunks;
+  static constexpr int kBStripChunks = 8 * BITS;  // one 16x64 block: 512 B (4-bit) or 1 KiB (8-bit)
+  static constexpr int kBRowChunks = NS * kBStripChunks;
+  static constexpr int kBChunks = TK * kBRowChunks;
+  static constexpr int kMaxGroups = TK * 16 / 32;  // scale rows a stage may span (group size 32)
+  static constexpr int kSRowChunks = TN * 2;       // TN*16 fp16 scales
+  static constexpr int kSChunks = kMaxGroups * kSRowChunks;
+  static constexpr int kZRowChunks = TN * BITS / 8;  // TN*16 zero points of BITS bits
+  static constexpr int kZChunks = ZP ? kMaxGroups * kZRowChunks : 0;
+  static constexpr int kStageChunks = kAChunks + kBChunks + kSChunks + kZChunks;
+  static constexpr int kAccFloats = MB * 8 * 4;          // per lane
+  static constexpr int kTileFloats = NS * 32 * kAccFloats;  // one partial slot
+  static constexpr int kRedFloats = (KG - 1) * NS * 32 * kAccFloats;
+  static constexpr size_t SmemBytes(int stages) {
+    return size_t(stages) * kStageChunks * 16 + size_t(kRedFloats) * 4 + 16;
+  }
+};
+
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK, int STAGES>
+__global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
+  using S = Shape<BITS, ZP, MB, TN, TK>;
+  using T2 = typename Vec2<T>::type;
+  constexpr int ZERO = ZP ? 0 : (1 << (BITS - 1));
+  using DQ = Dequant<T, BITS, ZERO>;
+  using DQZ = Dequant<T, BITS, 0>;
+
+  extern __shared__ int4 smem[];
+  int4* const ring = smem;
+  float* const red = reinterpret_cast<float*>(smem + STAGES * S::kStageChunks);
+  int* const flag = reinterpret_cast<int*>(red + S::kRedFloats);
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int strip = warp % S::NS;
+  const int kgrp = warp / S::NS;
+
+  const int ntiles = p.n / (TN * 16);
+  const int ktiles = p.k / (TK * 16);
+  const int total = p.problems * ntiles * ktiles;
+  const int u_begin = blockIdx.x * p.iters;
+  const int u_end = min(u_begin + p.iters, total);
+  if (u_begin >= u_end) return;
+
+  const int b_row_stride = p.n * BITS / 8;  // int4 per k16 row of B
+  const int s_row_stride = p.n / 8;         // int4 per scale row
+  const int z_row_stride = p.n * BITS / 128;
+  const bool per_channel = p.per_channel != 0;
+  const int gs = p.group_size;
+  const int stage_groups = (TK * 16 >= gs) ? (TK * 16) / gs : 1;
+
+  auto fetch = [&](int slot, int u) {
+    int4* st = ring + slot * S::kStageChunks;
+    const int cc = u / ktiles;
+    const int kidx = u - cc * ktiles;
+    const int prob = cc / ntiles;
+    const int col = cc - prob * ntiles;
+    // Activations: rows past m are zero-filled.
+    const __half* a = static_cast<const __half*>(p.a);
+#pragma unroll
+    for (int i = tid; i < S::kAChunks; i += S::kThreads) {
+      const int r = i / S::kARowChunks;
+      const int c = i % S::kARowChunks;
+      const int grow = prob * S::kARows + r;
+      const bool ok = grow < p.m;
+      const __half* src = a + (static_cast<size_t>(ok ? grow : 0) * p.lda + kidx * TK * 16 + c * 8);
+      CpAsync16(st + r * S::kARowChunks + (c ^ (r & 7)), src, ok);
+    }
+    int4* sb = st + S::kAChunks;
+    const int4* gb = p.b + static_cast<size_t>(kidx * TK) * b_row_stride + col * S::kBRowChunks;
+#pragma unroll
+    for (int i = tid; i < S::kBChunks; i += S::kThreads) {
+      const int r = i / S::kBRowChunks;
+      const int c = i % S::kBRowChunks;
+      int dst = c;
+      if constexpr (BITS == 8) {  // lane L's two chunks 2L, 2L+1 go to L and 32+L: conflict-free reads
+        const int s = c / S::kBStripChunks, w = c % S::kBStripChunks;
+        dst = s * S::kBStripChunks + (w & 1) * 32 + (w >> 1);
+      }
+      CpAsync16(sb + r * S::kBRowChunks + dst, gb + static_cast<size_t>(r) * b_row_stride + c, true);
+    }
+    const int g0 = (kidx * TK * 16) / gs;
+    if (!per_channel) {
+      int4* ss = sb + S::kBChunks;
+      const int4* gsc = static_cast<const int4*>(p.scales) + static_cast<size_t>(g0) * s_row_stride + col * S::kSRowChunks;
+      for (int i = tid; i < stage_groups * S::kSRowChunks; i += S::kThreads) {
+        const int r = i / S::kSRowChunks, c = i % S::kSRowChunks;
+        CpAsync16(ss + r * S::kSRowChunks + c, gsc + static_cast<size_t>(r) * s_row_stride + c, true);
+      }
+    }
+    if constexpr (ZP) {
+      int4* sz = sb + S::kBChunks + S::kSChunks;
+      const int zg = per_channel ? 0 : g0;
+      const int zrows = per_channel ? 1 : stage_groups;
+      const int4* gz = reinterpret_cast<const int4*>(p.zeros) + static_cast<size_t>(zg) * z_row_stride + col * S::kZRowChunks;
+      for (int i = tid; i < zrows * S::kZRowChunks; i += S::kThreads) {
+        const int r = i / S::kZRowChunks, c = i % S::kZRowChunks;
+        CpAsync16(sz + r * S::kZRowChunks + c, gz + static_cast<size_t>(r) * z_row_stride + c, true);
+      }
+    }
+  };
+
+  float acc[MB][8][4];
+#pragma unroll
+  for (int i = 0; i < MB; i++)
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+
+  auto compute = [&](int slot) {
+    const int4* st = ring + slot * S::kStageChunks;
+    const int4* sb = st + S::kAChunks;
+    const int4* ss = sb + S::kBChunks;
+    const uint32_t* sz = reinterpret_cast<const uint32_t*>(ss + S::kSChunks);
+#pragma unroll
+    for (int kw = 0; kw < S::KPW; kw++) {
+      const int kk = kgrp * S::KPW + kw;
+      uint32_t af[MB][4];
+#pragma unroll
+      for (int i = 0; i < MB; i++) {
+        const int row = i * 16 + (lane & 15);
+        const int chunk = kk * 2 + (lane >> 4);
+        LdMatrixX4(af[i], st + row * S::kARowChunks + (chunk ^ (row & 7)));
+      }
+      uint32_t words[BITS];  // 4 words (4-bit) or 8 words (8-bit) for the lane's 4 n16 tiles
+      {
+        const int4* bp = sb + kk * S::kBRowChunks + strip * S::kBStripChunks;
+        const int4 w0 = bp[lane];
+        words[0] = w0.x;
+        words[1] = w0.y;
+        words[2] = w0.z;
+        words[3] = w0.w;
+        if constexpr (BITS == 8) {
+          const int4 w1 = bp[32 + lane];
+          words[4] = w1.x;
+          words[5] = w1.y;
+          words[6] = w1.z;
+          words[7] = w1.w;
+        }
+      }
+      const int grel = (gs < TK * 16) ? (kk * 16) / gs : 0;
+      T scale[8];
+      if (!per_channel) {
+        const int4 sv = ss[grel * S::kSRowChunks + strip * 8 + (lane >> 2)];
+        const T* sp = reinterpret_cast<const T*>(&sv);
+#pragma unroll
+        for (int j = 0; j < 8; j++) scale[j] = sp[j];
+      }
+      T2 zero2[4];
+      if constexpr (ZP) {
+        const int zr = per_channel ? 0 : grel;
+        if constexpr (BITS == 4) {
+          DQZ::Run(sz[zr * S::kZRowChunks * 4 + strip * 8 + (lane >> 2)], zero2);
+        } else {
+          const uint32_t* zp = sz + zr * S::kZRowChunks * 4 + strip * 16 + 2 * (lane >> 2);
+          T2 z0[2], z1[2];
+          DQZ::Run(zp[0], z0);
+          DQZ::Run(zp[1], z1);
+          zero2[0] = z0[0];
+          zero2[1] = z0[1];
+          zero2[2] = z1[0];
+          zero2[3] = z1[1];
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < 4; t++) {
+        T2 v[4];
+        if constexpr (BITS == 4) {
+          DQ::Run(words[t], v);
+        } else {
+          T2 v0[2], v1[2];
+          DQ::Run(words[2 * t], v0);
+          DQ::Run(words[2 * t + 1], v1);
+          v[0] = v0[0];
+          v[1] = v0[1];
+          v[2] = v1[0];
+          v[3] = v1[1];
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int j = 2 * t + h;
+          T2 b0 = v[2 * h], b1 = v[2 * h + 1];
+          if constexpr (ZP) {
+            const T2 zz = zero2[j >> 1];
+            const T zj = (j & 1) ? zz.y : zz.x;
+            const T2 z2 = {zj, zj};
+            b0 = __hsub2(b0, z2);
+            b1 = __hsub2(b1, z2);
+          }
+          if (!per_channel) {
+            const T2 s2 = {scale[j], scale[j]};
+            b0 = __hmul2(b0, s2);
+            b1 = __hmul2(b1, s2);
+          }
+#pragma unroll
+          for (int i = 0; i < MB; i++) Mma<T>(acc[i][j], af[i], AsU32(b0), AsU32(b1));
+        }
+      }
+    }
+  };
+
+  // The tile's result (held by warps with kgrp == 0) goes to C: per-channel scales, bias, rounding.
+  auto epilogue = [&](int cc, float (&v)[MB][8][4]) {
+    const int prob = cc / ntiles;
+    const int col = cc - prob * ntiles;
+    const int g = lane >> 2, t = lane & 3;
+    T* c = static_cast<T*>(p.c);
+    const T* sc = static_cast<const T*>(p.scales);
+    const T* bias = static_cast<const T*>(p.bias);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      const int cn = col * TN * 16 + strip * 64 + 8 * j + 2 * t;
+      float s0 = 1.f, s1 = 1.f, b0 = 0.f, b1 = 0.f;
+      if (per_channel) {
+        s0 = ToFloat<T>(sc[PerChannelPos(cn)]);
+        s1 = ToFloat<T>(sc[PerChannelPos(cn + 1)]);
+      }
+      if (bias) {
+        b0 = ToFloat<T>(bias[cn]);
+        b1 = ToFloat<T>(bias[cn + 1]);
+      }
+#pragma unroll
+      for (int i = 0; i < MB; i++) {
+        const int r0 = prob * S::kARows + i * 16 + g;
+        if (r0 < p.m)
+          *reinterpret_cast<T2*>(c + static_cast<size_t>(r0) * p.ldc + cn) = FromFloats<T>(v[i][j][0] * s0 + b0, v[i][j][1] * s1 + b1);
+        if (r0 + 8 < p.m)
+          *reinterpret_cast<T2*>(c + static_cast<size_t>(r0 + 8) * p.ldc + cn) =
+              FromFloats<T>(v[i][j][2] * s0 + b0, v[i][j][3] * s1 + b1);
+      }
+    }
+  };
+
+  auto finish_column = [&](int cc) {
+    // 1. Warps along k reduce into the kgrp == 0 warps, in fixed order.
+    if (S::KG > 1) {
+      if (kgrp > 0) {
+        float* dst = red + ((kgrp - 1) * S::NS + strip) * 32 * S::kAccFloats;
+#pragma unroll
+        for (int i = 0; i < MB; i++)
+#pragma unroll
+          for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int q = 0; q < 4; q++) dst[((i * 8 + j) * 4 + q) * 32 + lane] = acc[i][j][q];
+      }
+      __syncthreads();
+      if (kgrp == 0) {
+        for (int kg = 1; kg < S::KG; kg++) {
+          const float* src = red + ((kg - 1) * S::NS + strip) * 32 * S::kAccFloats;
+#pragma unroll
+          for (int i = 0; i < MB; i++)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+              for (int q = 0; q < 4; q++) acc[i][j][q] += src[((i * 8 + j) * 4 + q) * 32 + lane];
+        }
+      }
+      __syncthreads();
+    }
+    // 2. Between blocks.
+    const int first = cc * ktiles, last = first + ktiles - 1;
+    if (first >= u_begin && last < u_end) {
+      if (kgrp == 0) epilogue(cc, acc);
+      return;
+    }
+    const int b0 = first / p.iters, b1 = last / p.iters;
+    auto slot_of = [&](int b) { return 2 * b + ((b * p.iters) / ktiles == cc ? 0 : 1); };
+    const int me = blockIdx.x;
+    if (kgrp == 0) {
+      float4* dst = reinterpret_cast<float4*>(p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats) + strip * MB * 8 * 32;
+#pragma unroll
+      for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) dst[(i * 8 + j) * 32 + lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+      __threadfence();
+    }
+    __syncthreads();
+    if (tid == 0) {
+      const int old = atomicAdd(p.counters + cc, 1);
+      const int is_last = old == b1 - b0;
+      if (is_last) atomicExch(p.counters + cc, 0);  // back to zero for the next launch
+      *flag = is_last;
+    }
+    __syncthreads();
+    if (*flag && kgrp == 0) {
+      // Every slice, this block's own included, is summed from the workspace in k order, so the
+      // result does not depend on which block arrived last.
+      __threadfence();
+#pragma unroll
+      for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+          for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+#pragma unroll 1
+      for (int b = b0; b <= b1; b++) {
+        const float4* src = reinterpret_cast<const float4*>(p.partial + static_cast<size_t>(slot_of(b)) * S::kTileFloats) + strip * MB * 8 * 32;
+#pragma unroll
+        for (int i = 0; i < MB; i++)
+#pragma unroll
+          for (int j = 0; j < 8; j++) {
+            const float4 x = __ldcg(src + (i * 8 + j) * 32 + lane);
+            acc[i][j][0] += x.x;
+            acc[i][j][1] += x.y;
+            acc[i][j][2] += x.z;
+            acc[i][j][3] += x.w;
+          }
+      }
+      epilogue(cc, acc);
+    }
+  };
+
+#pragma unroll 1
+  for (int s = 0; s < STAGES - 1; s++) {
+    if (u_begin + s < u_end) fetch(s, u_begin + s);
+    CpAsyncCommit();
+  }
+#pragma unroll 1
+  for (int u = u_begin; u < u_end; u++) {
+    CpAsyncWait<STAGES - 2>();
+    __syncthreads();
+    const int nu = u + STAGES - 1;
+    if (nu < u_end) fetch((nu - u_begin) % STAGES, nu);
+    CpAsyncCommit();
+    compute((u - u_begin) % STAGES);
+    if (u == u_end - 1 || (u + 1) % ktiles == 0) {
+      finish_column(u / ktiles);
+#pragma unroll
+      for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+          for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+    }
+  }
+  CpAsyncWait<0>();
+}
+
+}  // namespace gpu
+}  // namespace marlin

@@ -1,0 +1,110 @@
+#pragma once
+// Chooses a tile configuration for one launch and starts the matching kernel instantiation.
+#include <algorithm>
+#include <cstdlib>
+
+#include "marlin/gemm.h"
+#include "marlin/kernel.cuh"
+
+namespace marlin {
+namespace gpu {
+
+constexpr int kStages = 4;
+
+struct DeviceFacts {
+  int sms = 0;
+  int smem_optin = 0;
+};
+
+inline int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK>
+cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
+  using Sh = Shape<BITS, ZP, MB, TN, TK>;
+  auto kernel = MarlinKernel<T, BITS, ZP, MB, TN, TK, kStages>;
+  const size_t smem = Sh::SmemBytes(kStages);
+  int dev = 0;
+  cudaError_t err = cudaGetDevice(&dev);
+  if (err != cudaSuccess) return err;
+  // Raising the dynamic shared-memory limit and asking occupancy are per device; cache both.
+  static int occupancy[64] = {0};
+  int& occ = occupancy[dev & 63];
+  if (occ == 0) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+    int nb = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, Sh::kThreads, smem);
+    if (err != cudaSuccess) return err;
+    occ = std::max(nb, 1);
+  }
+  const GemmArgs& g = *s.g;
+  KernelArgs p{};
+  p.a = static_cast<const char*>(s.a) + static_cast<size_t>(s.row0) * g.k * 2;
+  p.b = static_cast<const int4*>(g.b);
+  p.scales = g.scales;
+  p.zeros = static_cast<const uint32_t*>(g.zeros);
+  p.bias = g.bias;
+  p.c = static_cast<char*>(g.c) + static_cast<size_t>(s.row0) * g.n * 2;
+  p.partial = s.partial;
+  p.counters = s.counters;
+  p.m = s.rows;
+  p.n = g.n;
+  p.k = g.k;
+  p.lda = g.k;
+  p.ldc = g.n;
+  const bool per_channel = g.group_size == -1 || g.group_size >= g.k;
+  p.per_channel = per_channel ? 1 : 0;
+  p.group_size = per_channel ? g.k : g.group_size;
+  p.problems = (s.rows + Sh::kARows - 1) / Sh::kARows;
+  const int ntiles = g.n / (TN * 16), ktiles = g.k / (TK * 16);
+  const int total = p.problems * ntiles * ktiles;
+  int iters;
+  if (g.tuning.batch_invariant) {
+    iters = ktiles;  // whole columns per block: no split-k
+  } else {
+    int bps = g.tuning.blocks_per_sm > 0 ? g.tuning.blocks_per_sm : EnvInt("MARLIN_BPS", 0);
+    if (bps <= 0) bps = occ;
+    bps = std::min(bps, occ);
+    const int target = std::max(1, s.sms * bps);
+    iters = (total + target - 1) / target;
+    // Two partial slots per block must fit the workspace.
+    const size_t max_blocks = s.partial_floats / (2 * static_cast<size_t>(Sh::kTileFloats));
+    while (static_cast<size_t>((total + iters - 1) / iters) > max_blocks) iters++;
+  }
+  p.iters = iters;
+  const int grid = (total + iters - 1) / iters;
+  kernel<<<grid, Sh::kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
+}
+
+// Tile choice: m <= 16 / 32 use 128 x 128 (k x n) tiles, larger m 64 x 256, narrowing n when n
+// does not divide or when too few columns would leave SMs idle.
+template <typename T, int BITS, bool ZP>
+cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
+  const GemmArgs& g = *s.g;
+  const int rows = s.rows;
+  const int mb = rows <= 16 ? 1 : rows <= 32 ? 2 : 4;
+  int tk = g.tuning.tk ? g.tuning.tk : EnvInt("MARLIN_TK", 0);
+  int tn = g.tuning.tn ? g.tuning.tn : EnvInt("MARLIN_TN", 0);
+  if (mb < 4) {
+    tk = 8;
+    if (tn != 4 && tn != 8) tn = 8;
+  } else {
+    if (tn != 4 && tn != 8 && tn != 16) tn = g.tuning.batch_invariant ? 8 : 16;
+    tk = tn == 16 ? 4 : 8;
+  }
+  while (g.n % (tn * 16) != 0) tn /= 2;
+  if (mb == 4 && tn < 16) tk = 8;
+  if (mb == 1) return tn == 8 ? Launch<T, BITS, ZP, 1, 8, 8>(s, stream) : Launch<T, BITS, ZP, 1, 4, 8>(s, stream);
+  if (mb == 2) return tn == 8 ? Launch<T, BITS, ZP, 2, 8, 8>(s, stream) : Launch<T, BITS, ZP, 2, 4, 8>(s, stream);
+  if (tn == 16) return Launch<T, BITS, ZP, 4, 16, 4>(s, stream);
+  if (tn == 8) return Launch<T, BITS, ZP, 4, 8, 8>(s, stream);
+  return Launch<T, BITS, ZP, 4, 4, 8>(s, stream);
+}
+
+}  // namespace gpu
+}  // namespace marlin
+

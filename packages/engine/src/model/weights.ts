@@ -1,0 +1,168 @@
+/**
+ * Llama-family weights from a checkpoint: dense (fp16 / bf16 / fp32) and quantized (our Marlin
+ * checkpoints, GPTQ, AWQ through @marlin/format). Each linear layer is described by a
+ * LinearSource that a device backend turns into what it runs.
+ */
+import { FormatError } from "@marlin/core";
+import {
+  bf16ToF32,
+  type Checkpoint,
+  dequantize,
+  f16ToF32,
+  fromAwq,
+  fromGptq,
+  type QuantizedLayer,
+  type Tensor,
+  unpackMarlin,
+} from "@marlin/format";
+import type { ModelConfig } from "./config.js";
+
+export const LINEAR_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export type LinearName = (typeof LINEAR_NAMES)[number];
+
+/** A linear layer y = x W^T + b with W [n (out), k (in)]. */
+export type LinearSource =
+  | { kind: "dense"; n: number; k: number; weight: Tensor; bias?: Float32Array; name: string }
+  | { kind: "quantized"; n: number; k: number; layer: QuantizedLayer; bias?: Float32Array; name: string };
+
+export function tensorToF32(t: Tensor, name: string): Float32Array {
+  switch (t.dtype) {
+    case "float32":
+      return t.data as Float32Array;
+    case "float16":
+      return f16ToF32(t.data as Uint16Array);
+    case "bfloat16":
+      return bf16ToF32(t.data as Uint16Array);
+    default:
+      throw new FormatError(`dtype ${t.dtype}, expected a floating-point tensor`, { tensor: name });
+  }
+}
+
+/** W as fp32 [n, k] (quantized layers are dequantized: correct, slow, meant for the CPU path). */
+export function linearToF32(src: LinearSource): Float32Array {
+  if (src.kind === "dense") return tensorToF32(src.weight, src.name);
+  const { k, n } = src.layer;
+  const kn = dequantize(src.layer); // [k, n]
+  const out = new Float32Array(n * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) out[j * k + i] = kn[i * n + j];
+  return out;
+}
+
+export interface LayerSources {
+  inputNorm: Float32Array;
+  postNorm: Float32Array;
+  linears: Record<LinearName, LinearSource>;
+}
+
+export interface ModelSources {
+  embed: Float32Array;
+  norm: Float32Array;
+  /** Undefined when tied to the embedding. */
+  lmHead?: LinearSource;
+  layers: LayerSources[];
+}
+
+async function readF32(ckpt: Checkpoint, name: string, expect: number): Promise<Float32Array> {
+  if (!ckpt.tensors.has(name)) throw new FormatError("missing tensor", { tensor: name });
+  const t = await ckpt.read(name);
+  const f = tensorToF32(t, name);
+  if (f.length !== expect) throw new FormatError(`has ${f.length} elements, expected ${expect}`, { tensor: name });
+  return f;
+}
+
+async function readLinear(ckpt: Checkpoint, config: ModelConfig, prefix: string, n: number, k: number, bias: boolean): Promise<LinearSource> {
+  const has = (s: string) => ckpt.tensors.has(`${prefix}.${s}`);
+  const read = (s: string) => ckpt.read(`${prefix}.${s}`);
+  const b = bias ? await readF32(ckpt, `${prefix}.bias`, n) : undefined;
+  const q = config.quantization;
+  if (has("weight")) {
+    const weight = await read("weight");
+    if (weight.shape[0] !== n || weight.shape[1] !== k)
+      throw new FormatError(`shape [${weight.shape}], expected [${n}, ${k}]`, { tensor: `${prefix}.weight` });
+    return { kind: "dense", n, k, weight, bias: b, name: prefix };
+  }
+  if (!q) throw new FormatError("no weight tensor and no quantization_config", { tensor: `${prefix}.weight` });
+  let layer: QuantizedLayer;
+  if (has("B") && has("s")) {
+    // Reference Marlin checkpoints: B int32 [k/16, n*16*bits/32], s fp16 [groups, n] (permuted).
+    const B = await read("B");
+    const s = await read("s");
+    layer = unpackMarlin({
+      k,
+      n,
+      bits: q.bits,
+      groupSize: q.groupSize,
+      symmetric: true,
+      qweight: B.data as Int32Array,
+      scales: s.data as Uint16Array,
+    });
+  } else if (q.quantMethod === "awq") {
+    layer = fromAwq(
+      { qweight: await read("qweight"), qzeros: has("qzeros") ? await read("qzeros") : undefined, scales: await read("scales") },
+      { groupSize: q.groupSize, zeroPoint: q.zeroPoint },
+    );
+  } else if (q.checkpointFormat === "marlin") {
+    layer = unpackMarlin({
+      k,
+      n,
+      bits: q.bits,
+      groupSize: q.groupSize,
+      symmetric: q.sym,
+      qweight: (await read("qweight")).data as Int32Array,
+      scales: (await read("scales")).data as Uint16Array,
+      ...(has("qzeros") ? { zeros: (await read("qzeros")).data as Int32Array } : {}),
+    });
+  } else {
+    layer = fromGptq(
+      {
+        qweight: await read("qweight"),
+        qzeros: has("qzeros") ? await read("qzeros") : undefined,
+        scales: await read("scales"),
+        g_idx: has("g_idx") ? await read("g_idx") : undefined,
+      },
+      { bits: q.bits, groupSize: q.groupSize, sym: q.sym, descAct: q.descAct, version: q.gptqVersion },
+    );
+  }
+  if (layer.k !== k || layer.n !== n) throw new FormatError(`quantized layer is ${layer.k}x${layer.n}, expected ${k}x${n}`, { tensor: prefix });
+  return { kind: "quantized", n, k, layer, bias: b, name: prefix };
+}
+
+/** Reads every weight of a Llama-family model (layer by layer, to bound peak memory per tensor). */
+export async function loadModelSources(ckpt: Checkpoint, config: ModelConfig): Promise<ModelSources> {
+  const H = config.hiddenSize;
+  const qd = config.numHeads * config.headDim;
+  const kvd = config.numKvHeads * config.headDim;
+  const I = config.intermediateSize;
+  const embed = await readF32(ckpt, "model.embed_tokens.weight", config.vocabSize * H);
+  const layers: LayerSources[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    const shapes: Record<LinearName, [string, number, number, boolean]> = {
+      q_proj: ["self_attn", qd, H, config.qkvBias],
+      k_proj: ["self_attn", kvd, H, config.qkvBias],
+      v_proj: ["self_attn", kvd, H, config.qkvBias],
+      o_proj: ["self_attn", H, qd, config.oBias],
+      gate_proj: ["mlp", I, H, config.mlpBias],
+      up_proj: ["mlp", I, H, config.mlpBias],
+      down_proj: ["mlp", H, I, config.mlpBias],
+    };
+    const linears = {} as Record<LinearName, LinearSource>;
+    for (const name of LINEAR_NAMES) {
+      const [mod, n, k, bias] = shapes[name];
+      linears[name] = await readLinear(ckpt, config, `${p}.${mod}.${name}`, n, k, bias);
+    }
+    layers.push({
+      inputNorm: await readF32(ckpt, `${p}.input_layernorm.weight`, H),
+      postNorm: await readF32(ckpt, `${p}.post_attention_layernorm.weight`, H),
+      linears,
+    });
+  }
+  const norm = await readF32(ckpt, "model.norm.weight", H);
+  let lmHead: LinearSource | undefined;
+  if (!config.tieWordEmbeddings || ckpt.tensors.has("lm_head.weight") || ckpt.tensors.has("lm_head.qweight")) {
+    if (ckpt.tensors.has("lm_head.weight") || ckpt.tensors.has("lm_head.qweight") || ckpt.tensors.has("lm_head.B"))
+      lmHead = await readLinear(ckpt, config, "lm_head", config.vocabSize, H, false);
+    else if (!config.tieWordEmbeddings) throw new FormatError("missing tensor", { tensor: "lm_head.weight" });
+  }
+  return { embed, norm, lmHead, layers };
+}

@@ -1,0 +1,15 @@
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** The fixture model (field notes §8): ../shared/models/tiny-llama from the repo root, or MARLIN_TINY_LLAMA. */
+export function tinyLlamaDir(): string {
+  const env = process.env.MARLIN_TINY_LLAMA;
+  if (env) return env;
+  const candidates = [resolve(here, "../../../../shared/models/tiny-llama"), resolve(here, "../../../shared/models/tiny-llama")];
+  return candidates.find((p) => existsSync(join(p, "config.json"))) ?? candidates[0];
+}
+
+export const hasTinyLlama = (): boolean => existsSync(join(tinyLlamaDir(), "model.safetensors"));

@@ -1,0 +1,72 @@
+import { FormatError, ShapeError } from "@marlin/core";
+import { numberToF16 } from "../half.js";
+import type { Tensor } from "../safetensors/reader.js";
+
+/** A checkpoint tensor, or a bare typed array when the caller gives k and n. */
+export type TensorLike = Tensor | Int32Array | Uint16Array | Float32Array | BigInt64Array;
+
+function isTensor(t: TensorLike): t is Tensor {
+  return !ArrayBuffer.isView(t);
+}
+
+export function shapeOf(t: TensorLike): number[] | undefined {
+  return isTensor(t) ? t.shape : undefined;
+}
+
+/** An int32 view of a tensor (int64 g_idx is narrowed, checking range). */
+export function asInt32(t: TensorLike, name: string, expectLength?: number): Int32Array {
+  const data = isTensor(t) ? t.data : t;
+  let out: Int32Array;
+  if (data instanceof Int32Array) out = data;
+  else if (data instanceof Uint32Array) out = new Int32Array(data.buffer, data.byteOffset, data.length);
+  else if (data instanceof BigInt64Array) {
+    out = new Int32Array(data.length);
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i];
+      if (v < -2147483648n || v > 2147483647n) throw new FormatError(`value ${v} does not fit int32`, { tensor: name });
+      out[i] = Number(v);
+    }
+  } else {
+    throw new FormatError(`expected an int32 tensor, got ${isTensor(t) ? t.dtype : data.constructor.name}`, {
+      tensor: name,
+    });
+  }
+  if (expectLength !== undefined && out.length !== expectLength) {
+    throw new ShapeError(`${name} has ${out.length} elements, expected ${expectLength}`);
+  }
+  return out;
+}
+
+/** fp16 bits from an fp16, bf16 or fp32 tensor (a bare Uint16Array is taken as fp16). */
+export function asF16(t: TensorLike, name: string, expectLength?: number): Uint16Array {
+  let out: Uint16Array;
+  if (!isTensor(t)) {
+    if (t instanceof Uint16Array) out = t;
+    else if (t instanceof Float32Array) out = Uint16Array.from(t, (v) => numberToF16(v));
+    else throw new FormatError(`expected fp16 scales, got ${t.constructor.name}`, { tensor: name });
+  } else if (t.dtype === "float16") {
+    out = t.data as Uint16Array;
+  } else if (t.dtype === "bfloat16") {
+    const src = t.data as Uint16Array;
+    const f = new Float32Array(src.length);
+    const bits = new Uint32Array(f.buffer);
+    for (let i = 0; i < src.length; i++) bits[i] = src[i] << 16;
+    out = Uint16Array.from(f, (v) => numberToF16(v));
+  } else if (t.dtype === "float32") {
+    out = Uint16Array.from(t.data as Float32Array, (v) => numberToF16(v));
+  } else {
+    throw new FormatError(`scales have dtype ${t.dtype}; expected float16, bfloat16 or float32`, { tensor: name });
+  }
+  if (expectLength !== undefined && out.length !== expectLength) {
+    throw new ShapeError(`${name} has ${out.length} elements, expected ${expectLength}`);
+  }
+  return out;
+}
+
+export function int32Tensor(data: Int32Array, shape: number[]): Tensor {
+  return { dtype: "int32", shape, data };
+}
+
+export function f16Tensor(data: Uint16Array, shape: number[]): Tensor {
+  return { dtype: "float16", shape, data };
+}

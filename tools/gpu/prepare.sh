@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Prepares the ignored folder .carry/ for the GPU machine (no Node.js, no network there) and prints
+# the `run` call to make. Usage: tools/gpu/prepare.sh [--no-build] [--with-model]
+#   --no-build    reuse what is built (default: build everything with MARLIN_CUDA_ARCHS=90)
+#   --with-model  also carry the tiny-llama fixture (for engine / gptq checks)
+# The device-side half is tools/gpu/on-device.sh, which travels with the working tree.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+build=1
+model=0
+for a in "$@"; do
+  case "$a" in
+    --no-build) build=0 ;;
+    --with-model) model=1 ;;
+    *) echo "unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+if [ "$build" = 1 ]; then
+  MARLIN_CUDA_ARCHS=${MARLIN_CUDA_ARCHS:-90} pnpm turbo run build --filter='./packages/*' --filter='./apps/*' >/tmp/marlin-carry-build.log 2>&1 ||
+    { tail -40 /tmp/marlin-carry-build.log; echo "build failed (log: /tmp/marlin-carry-build.log)" >&2; exit 1; }
+fi
+test -f packages/kernel/prebuilds/linux-x64/marlin.node || { echo "no addon: build first" >&2; exit 1; }
+
+mkdir -p .carry
+grep -qx '/.carry/' .git/info/exclude 2>/dev/null || echo '/.carry/' >> .git/info/exclude
+
+# Node binary: ~24 MB compressed; rebuilt only when this machine's node changes.
+nodever=$(node --version)
+if [ ! -f .carry/node.xz ] || [ "$(cat .carry/node.version 2>/dev/null)" != "$nodever" ]; then
+  xz -T2 -6 -c "$(command -v node)" > .carry/node.xz
+  echo "$nodever" > .carry/node.version
+fi
+
+# Built outputs and the node_modules the tests need (pnpm's symlinked layout kept as is). Left
+# behind: linters, build tools, type declarations, and other platforms' binaries.
+find node_modules packages/*/node_modules apps/*/node_modules packages/*/dist apps/*/dist \
+     packages/kernel/prebuilds \( -type f -o -type l \) 2>/dev/null | cat |
+  grep -vE '/(@biomejs\+cli-[^/]*|@turbo\+[^/]*|turbo@[^/]*|typescript@[^/]*|prettier@[^/]*|@types\+[^/]*|tsup@[^/]*|sucrase@[^/]*|@esbuild\+linux-x64@0\.27[^/]*|@changesets\+[^/]*|cmake-js@[^/]*)/' |
+  grep -vE '(\.d\.ts|\.d\.cts|\.d\.mts|\.md)$' |
+  grep -vE 'tokenizers\.[a-z0-9-]+\.node$' > /tmp/marlin-carry.list
+ls node_modules/.pnpm/tokenizers@*/node_modules/tokenizers/tokenizers.linux-x64-gnu.node >> /tmp/marlin-carry.list 2>/dev/null || true
+tar -c -T /tmp/marlin-carry.list | xz -T2 -3 > .carry/tree.tar.xz
+
+# The commit the carried build came from, for benchmark and test reports.
+echo "$(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)" > .carry/commit
+
+rm -rf .carry/model
+if [ "$model" = 1 ]; then
+  src="$root/../shared/models/tiny-llama"
+  test -d "$src" || { echo "no fixture at $src" >&2; exit 1; }
+  mkdir -p .carry/model && cp "$src"/* .carry/model/
+fi
+
+size=$(du -sm .carry | cut -f1)
+tree=$(git ls-files -co --exclude-standard -z | du -cm --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+echo "carry folder .carry: ${size} MiB (+ working tree ~${tree} MiB; the limit is 64 MiB together)"
+cat <<EOT
+Run on the GPU machine with the device tool:
+  run(carry=[".carry"], command="bash tools/gpu/on-device.sh <what> [args]")
+where <what> is one of:
+  test [vitest args]   GPU tests of every package (logs under \$OUT)
+  kernel-bench         the kernel benchmark (packages/kernel)
+  engine-bench         the engine benchmark (packages/engine)
+  sh '<command>'       any command with node on the PATH
+EOT
