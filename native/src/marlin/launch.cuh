@@ -1,6 +1,7 @@
 #pragma once
 // Chooses a tile configuration for one launch and starts the matching kernel instantiation.
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 #include "marlin/gemm.h"
@@ -9,7 +10,10 @@
 namespace marlin {
 namespace gpu {
 
-constexpr int kStages = 4;
+#ifndef MARLIN_STAGES
+#define MARLIN_STAGES 4
+#endif
+constexpr int kStages = MARLIN_STAGES;
 
 struct DeviceFacts {
   int sms = 0;
@@ -76,6 +80,9 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   }
   p.iters = iters;
   const int grid = (total + iters - 1) / iters;
+  if (EnvInt("MARLIN_DEBUG", 0))
+    std::fprintf(stderr, "marlin launch: MB=%d TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, TN,
+                 TK, smem, occ, p.problems, ntiles, ktiles, total, iters, grid);
   kernel<<<grid, Sh::kThreads, smem, stream>>>(p);
   return cudaGetLastError();
 }

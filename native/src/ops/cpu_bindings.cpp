@@ -143,7 +143,8 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   a.head_dim = Dim(info, 5, "headDim", 1);
   a.max_blocks = Dim(info, 9, "maxBlocks", 1);
   a.block_size = Dim(info, 10, "blockSize", 1);
-  if (a.heads % a.kv_heads) ThrowTyped(env, kErrInvalidArgument, "heads must be a multiple of kvHeads");
+  if (a.heads % a.kv_heads || a.heads / a.kv_heads > 64)
+    ThrowTyped(env, kErrInvalidArgument, "heads must be a multiple of kvHeads, at most 64 per KV head");
   if (a.heads * a.head_dim > a.q_stride) ThrowTyped(env, kErrShape, "heads * headDim exceeds qStride");
   a.q = F32(info, 0, "q", a.rows * a.q_stride);
   HostView kc = ArgTyped(info, 6, "kCache", napi_float32_array, 0);

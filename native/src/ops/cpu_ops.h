@@ -4,6 +4,8 @@
 // the other rows of the call.
 #include <cstdint>
 
+#include "ops/sample_hash.h"
+
 namespace marlin {
 namespace ops {
 
@@ -67,16 +69,8 @@ void SampleF32(const SampleArgs& a);
 // out[t] = log softmax(logits[t])[targets[t]], in fp64.
 void LogprobsF32(const float* logits, int64_t rows, int64_t vocab, const int32_t* targets, double* out);
 
-// The uniform draw in (0, 1) the samplers use for token `index` of draw `counter` under `seed`
-// (shared by the CPU and CUDA samplers).
-inline double SampleUniform(uint64_t seed, uint32_t counter, uint32_t index) {
-  uint64_t z = seed ^ (0x9E3779B97F4A7C15ull * (static_cast<uint64_t>(counter) + 1)) ^
-               (0xD1B54A32D192ED03ull * (static_cast<uint64_t>(index) + 1));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return (static_cast<double>(z >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
+// The uniform draw in (0, 1) the samplers use (shared with the CUDA sampler).
+inline double SampleUniform(uint64_t seed, uint32_t counter, uint32_t index) { return SampleUniformHD(seed, counter, index); }
 
 }  // namespace ops
 }  // namespace marlin

@@ -31,7 +31,7 @@ export class Rng {
     const v = this.next();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
-  fillNormal(out: Float32Array | Float64Array, scale = 1): typeof out {
+  fillNormal<T extends Float32Array | Float64Array>(out: T, scale = 1): T {
     for (let i = 0; i < out.length; i++) out[i] = this.normal() * scale;
     return out;
   }

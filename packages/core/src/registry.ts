@@ -1,4 +1,4 @@
-import { describeDevice, type DeviceTarget } from "./device.js";
+import { type DeviceTarget, describeDevice } from "./device.js";
 import type { ActivationDType, MatmulShape, WeightType } from "./dtypes.js";
 import { DuplicateImplementationError, InvalidArgumentError, NoKernelError } from "./errors.js";
 
@@ -191,7 +191,8 @@ export function formatExplain(rows: ExplainRow[]): string {
 const KEY = Symbol.for("@marlin/core/registry");
 type GlobalWithRegistry = typeof globalThis & { [KEY]?: Registry };
 const g = globalThis as GlobalWithRegistry;
-export const registry: Registry = g[KEY] ?? (g[KEY] = new Registry());
+g[KEY] ??= new Registry();
+export const registry: Registry = g[KEY];
 
 export const register = (impl: Implementation): void => registry.register(impl);
 export const select = (query: KernelQuery, options?: RegistryOptions): Implementation =>

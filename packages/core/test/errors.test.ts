@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CudaError, FormatError, MarlinError, ShapeError, Rng, runSeed } from "../src/index.js";
+import { CudaError, FormatError, MarlinError, Rng, runSeed, ShapeError } from "../src/index.js";
 
 describe("errors", () => {
   it("carry stable codes and names", () => {

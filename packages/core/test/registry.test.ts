@@ -1,17 +1,17 @@
 import { describe, expect, it } from "vitest";
 import {
-  type CudaDeviceTarget,
   CPU,
+  type CudaDeviceTarget,
   DuplicateImplementationError,
   FITS,
   formatExplain,
+  registry as globalRegistry,
   type Implementation,
   InvalidArgumentError,
   type KernelQuery,
   NoKernelError,
   Registry,
   refuse,
-  registry as globalRegistry,
 } from "../src/index.js";
 
 const H100: CudaDeviceTarget = { kind: "cuda", capability: 90, smCount: 132, name: "H100" };

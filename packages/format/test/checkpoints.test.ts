@@ -5,6 +5,9 @@ import { FormatError, InvalidArgumentError, Rng, runSeed } from "@marlin/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type Bits,
+  bf16ToF32,
+  f16BitsToNumber,
+  f32ToBf16,
   fromAwq,
   fromGptq,
   fromMarlinCheckpoint,
@@ -259,5 +262,24 @@ describe("loadQuantizedLayer and the published Marlin tensors", () => {
     const packed = fromMarlinCheckpoint(m, { groupSize: 128 });
     expectSame(packed.qweight, packMarlin(marlinLayer).qweight, "B");
     expect(() => toMarlinCheckpoint(packMarlin(gptqLayer))).toThrow(InvalidArgumentError);
+  });
+});
+
+describe("scales of other dtypes", () => {
+  it("converts bf16 and fp32 scales to fp16, refusing overflow", () => {
+    const rng = new Rng(seed);
+    const layer = randomLayer(rng, 128, 64, 4, 64, true);
+    const t = toGptq(layer);
+    const f32 = new Float32Array(layer.scales.length);
+    for (let i = 0; i < f32.length; i++) f32[i] = f16BitsToNumber(layer.scales[i]);
+    const cfg = { bits: 4 as const, groupSize: 64, sym: true };
+    const viaF32 = fromGptq({ ...t, scales: { dtype: "float32", shape: [2, 64], data: f32 } }, cfg);
+    expectSame(viaF32.scales, layer.scales, "fp32 scales");
+    const bf = f32ToBf16(f32);
+    const viaBf = fromGptq({ ...t, scales: { dtype: "bfloat16", shape: [2, 64], data: bf } }, cfg);
+    const back = bf16ToF32(bf);
+    for (let i = 0; i < back.length; i++) expect(f16BitsToNumber(viaBf.scales[i])).toBe(back[i]);
+    f32[3] = 1e6;
+    expect(() => fromGptq({ ...t, scales: { dtype: "float32", shape: [2, 64], data: f32 } }, cfg)).toThrow(FormatError);
   });
 });

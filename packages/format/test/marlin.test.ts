@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { AlignmentError, InvalidArgumentError, Rng, runSeed } from "@marlin/core";
 import { describe, expect, it } from "vitest";
 import {
@@ -274,5 +276,27 @@ describe("unpackMarlin(packMarlin(x)) == x", () => {
     bad.perm = bad.perm!.slice();
     bad.perm[0] = bad.perm[1];
     expect(() => unpackMarlin(bad)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe("Marlin layout vs numpy goldens (test/golden/make_marlin_golden.py)", () => {
+  const cases = JSON.parse(readFileSync(join(__dirname, "golden/marlin-golden.json"), "utf8")) as {
+    k: number;
+    n: number;
+    bits: Bits;
+    groupSize: number;
+    qweight: number[];
+    scales: number[];
+    zeros: number[];
+  }[];
+  it.each(cases.map((c) => [c.k, c.n, c.bits, c.groupSize, c] as const))("%i x %i, %i-bit, group %i", (k, n, bits, g, c) => {
+    const groups = g === -1 ? 1 : k / g;
+    const q = Uint8Array.from({ length: k * n }, (_, i) => (i * 7 + (i >> 5) * 3) % (1 << bits));
+    const scales = Uint16Array.from({ length: groups * n }, (_, i) => (i * 37) % 65536);
+    const zeros = Uint8Array.from({ length: groups * n }, (_, i) => (i * 5 + 3) % (1 << bits));
+    const p = packMarlin({ k, n, bits, groupSize: g, symmetric: false, q, scales, zeros });
+    expectSame(p.qweight, c.qweight, "qweight");
+    expectSame(p.scales, c.scales, "scales");
+    expectSame(p.zeros, c.zeros, "zeros");
   });
 });

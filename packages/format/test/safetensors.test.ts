@@ -159,6 +159,34 @@ describe("safetensors round trips", () => {
   });
 });
 
+describe("lazy reads", () => {
+  it("opens a 15 GB (sparse) file reading only its header, and reads a tensor past 4 GiB", async () => {
+    const big = 15_000_000_000;
+    const header = JSON.stringify({
+      big: { dtype: "U8", shape: [big], data_offsets: [0, big] },
+      tail: { dtype: "I32", shape: [2], data_offsets: [big, big + 8] },
+    });
+    const h = new TextEncoder().encode(header);
+    const path = join(dir, "sparse.safetensors");
+    const { open } = await import("node:fs/promises");
+    const fh = await open(path, "w");
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    await fh.write(len, 0, 8, 0);
+    await fh.write(h, 0, h.length, 8);
+    await fh.write(new Uint8Array(Int32Array.of(-7, 123456789).buffer), 0, 8, 8 + h.length + big);
+    await fh.close();
+    const before = process.memoryUsage().rss;
+    const f = await SafetensorsFile.open(path);
+    expect(f.tensors.get("big")!.byteLength).toBe(big);
+    expect(Array.from((await f.read("tail")).data as Int32Array)).toEqual([-7, 123456789]);
+    expect(process.memoryUsage().rss - before).toBeLessThan(256 * 2 ** 20);
+    await f.close();
+    await expect(f.read("tail")).rejects.toMatchObject({ code: "ERR_MARLIN_DISPOSED" });
+    await rm(path);
+  });
+});
+
 describe("sharded checkpoints", () => {
   it("opens an index, a directory and a single file through one interface", async () => {
     const sub = join(dir, "sharded");
@@ -400,6 +428,34 @@ describe("fuzz", () => {
         expect(e.message).toContain(path);
       }
     }
+  });
+
+  it("survives deep nesting and keeps odd keys such as __proto__ as data", async () => {
+    const mk = (json: string) => {
+      const h = new TextEncoder().encode(json);
+      const b = new Uint8Array(8 + h.length);
+      new DataView(b.buffer).setBigUint64(0, BigInt(h.length), true);
+      b.set(h, 8);
+      return b;
+    };
+    await expect(SafetensorsFile.fromBytes(mk(`${"[".repeat(200_000)}${"]".repeat(200_000)}`))).rejects.toBeInstanceOf(
+      FormatError,
+    );
+    await expect(
+      SafetensorsFile.fromBytes(mk(`{"a":${"{".repeat(100_000)}${"}".repeat(100_000)}}`)),
+    ).rejects.toBeInstanceOf(FormatError);
+    const f = await SafetensorsFile.fromBytes(mk('{"__metadata__":{"__proto__":"x","a":"b"}}'));
+    expect(Object.keys(f.metadata).sort()).toEqual(["__proto__", "a"]);
+    const path = join(dir, "proto.safetensors");
+    await writeSafetensors(
+      path,
+      new Map([["__proto__", { dtype: "uint8" as const, shape: [1], data: Uint8Array.of(9) }]]),
+      Object.fromEntries([["__proto__", "y"]]),
+    );
+    const g = await SafetensorsFile.open(path);
+    expect([...g.tensors.keys()]).toEqual(["__proto__"]);
+    expect(Object.keys(g.metadata)).toEqual(["__proto__"]);
+    await g.close();
   });
 
   it("names the file and tensor in errors", async () => {

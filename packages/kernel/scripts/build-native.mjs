@@ -34,7 +34,7 @@ const args = [
   outDir,
   "--parallel",
   String(Math.max(1, cpus().length)),
-  `--CDNODE_ADDON_API_DIR=${resolve(pkg, require("node-addon-api").include_dir)}`,
+  `--CDNODE_ADDON_API_DIR=${require("node-addon-api").include.replaceAll('"', "")}`,
   `--CDMARLIN_CUDA_ARCHS=${archs}`,
 ];
 if (nvcc) args.push(`--CDCMAKE_CUDA_COMPILER=${nvcc}`);

@@ -1,7 +1,8 @@
 /** Device discovery: what GPUs this process can use, and registry device targets for them. */
-import { CPU, type CudaDeviceTarget, type DeviceTarget, NoDeviceError } from "@marlin/core";
+
 import { availableParallelism } from "node:os";
-import { call, native, type NativeCudaStatus } from "./native.js";
+import { CPU, type CudaDeviceTarget, type DeviceTarget, NoDeviceError } from "@marlin/core";
+import { call, type NativeCudaStatus, native } from "./native.js";
 
 export interface GpuInfo {
   index: number;

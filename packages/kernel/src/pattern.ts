@@ -1,7 +1,8 @@
 /** A trivial GPU kernel writing every element of a uint32 range, and its CPU twin: used to prove the
  * upload -> kernel -> download path end to end. */
-import { call } from "./native.js";
+
 import type { DeviceBuffer } from "./buffer.js";
+import { call } from "./native.js";
 import type { Stream } from "./stream.js";
 
 export function writePattern(buf: DeviceBuffer, byteOffset: number, count: number, seed: number, stream?: Stream): void {

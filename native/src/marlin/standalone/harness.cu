@@ -289,6 +289,31 @@ static void RunCase(const Layer& L, const DevLayer& d, const Variant& v, int m, 
     inv = same ? " batch-invariant:yes" : " batch-invariant:NO";
     ok = ok && same;
   }
+  // The kernel must leave its counters at zero.
+  {
+    const WorkspaceLayout wl = GemmWorkspaceLayout(m, n, k, g_sms, d.perm != nullptr);
+    std::vector<int> cnt(wl.counters_bytes / 4);
+    CK(cudaMemcpy(cnt.data(), g_ws, wl.counters_bytes, cudaMemcpyDeviceToHost));
+    int nz = 0;
+    for (int x : cnt) nz += x != 0;
+    if (nz) {
+      std::printf("  counters left non-zero: %d\n", nz);
+      ok = false;
+      CK(cudaMemset(g_ws, 0, wl.counters_bytes));
+    }
+  }
+  if (!ok && unwritten) {  // where the NaNs are: (row block of 16, column block of 64) of the first few
+    int shown = 0;
+    std::printf("  nan at (row,col):");
+    for (size_t i = 0; i < c1.size() && shown < 12; i++)
+      if (!std::isfinite(FromAct(v.act, c1[i]))) {
+        if (shown == 0 || (i % n) % 64 == 0) {
+          std::printf(" (%zu,%zu)", i / n, i % n);
+          shown++;
+        }
+      }
+    std::printf("\n");
+  }
   g_cases++;
   if (!ok) g_fail++;
   std::printf("%-4s %-22s k=%-5d n=%-5d m=%-4d rel=%.2e rows=%zu unwritten=%zu repeat-identical=%s%s\n", ok ? "ok" : "FAIL", v.name, k, n, m,
@@ -524,6 +549,18 @@ int main(int argc, char** argv) {
   if (mode == "test") return Test(false);
   if (mode == "quick") return Test(true);
   if (mode == "sanitize") return Sanitize();
+  if (mode == "debug") {
+    const Variant v = {"f16.u4.g128", ActType::kF16, 4, false, 128, false, false};
+    struct C { int k, n, m; } cs[] = {{384, 320, 1000}, {4096, 12288, 1}, {4096, 12288, 33}, {4096, 12288, 65}, {1024, 1024, 1}, {2048, 512, 1}};
+    for (auto c : cs) {
+      Layer L = MakeLayer(c.k, c.n, v, 5);
+      DevLayer d;
+      d.Upload(L);
+      RunCase(L, d, v, c.m, 6, false);
+      d.Free();
+    }
+    return 0;
+  }
   if (mode == "bench") return Bench(argc > 2 ? argv[2] : nullptr, argc > 3 ? argv[3] : nullptr);
   std::fprintf(stderr, "usage: harness test|quick|sanitize|bench [json] [filter]\n");
   return 2;

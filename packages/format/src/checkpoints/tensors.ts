@@ -60,6 +60,12 @@ export function asF16(t: TensorLike, name: string, expectLength?: number): Uint1
   if (expectLength !== undefined && out.length !== expectLength) {
     throw new ShapeError(`${name} has ${out.length} elements, expected ${expectLength}`);
   }
+  if (!(isTensor(t) ? t.dtype === "float16" : t instanceof Uint16Array)) {
+    // Converted from a wider type: a scale beyond fp16's range would silently become Inf.
+    for (let i = 0; i < out.length; i++) {
+      if ((out[i] & 0x7fff) === 0x7c00) throw new FormatError(`scale ${i} overflows fp16`, { tensor: name });
+    }
+  }
   return out;
 }
 

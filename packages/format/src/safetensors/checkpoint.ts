@@ -35,7 +35,7 @@ export class Checkpoint implements TensorSource {
     this.tensors = tensors;
   }
 
-  read(name: string): Promise<Tensor> {
+  async read(name: string): Promise<Tensor> {
     const f = this.byName.get(name);
     if (!f) throw new FormatError("no such tensor in the checkpoint", { tensor: name });
     return f.read(name);

@@ -66,7 +66,8 @@ export function parseHeaderJson(headerBytes: Uint8Array, dataSize: number, file?
   }
   if (!isPlainObject(json)) throw new FormatError("header is not a JSON object", { file });
 
-  const metadata: Record<string, string> = {};
+  // Filled with defineProperty-like semantics (Object.fromEntries) so a key "__proto__" stays data.
+  const metaEntries: [string, string][] = [];
   const entries: { name: string; info: TensorInfo; begin: number; end: number }[] = [];
   const dataStart = 8 + headerBytes.length;
   for (const name of Object.keys(json)) {
@@ -78,7 +79,7 @@ export function parseHeaderJson(headerBytes: Uint8Array, dataSize: number, file?
         if (typeof mv !== "string") {
           throw new FormatError(`__metadata__ value of "${mk}" is not a string`, { file });
         }
-        metadata[mk] = mv;
+        metaEntries.push([mk, mv]);
       }
       continue;
     }
@@ -145,5 +146,5 @@ export function parseHeaderJson(headerBytes: Uint8Array, dataSize: number, file?
   }
   const tensors = new Map<string, TensorInfo>();
   for (const e of entries) tensors.set(e.name, e.info);
-  return { tensors, metadata, dataStart };
+  return { tensors, metadata: Object.fromEntries(metaEntries), dataStart };
 }

@@ -34,8 +34,9 @@ export function planHeader(
   checkMetadata(metadata);
   const seen = new Set<string>();
   const planned: Planned[] = [];
-  const json: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length > 0) json.__metadata__ = { ...metadata };
+  // Entries as pairs, turned into an object by Object.fromEntries so "__proto__" stays a key.
+  const json: [string, unknown][] = [];
+  if (metadata && Object.keys(metadata).length > 0) json.push(["__metadata__", Object.fromEntries(Object.entries(metadata))]);
   let pos = 0;
   for (const s of specs) {
     if (typeof s.name !== "string" || s.name === "" || s.name === "__metadata__") {
@@ -52,10 +53,10 @@ export function planHeader(
     const bytes = byteSize(s.dtype, numel);
     if (bytes < 0) throw new ShapeError(`tensor "${s.name}": [${s.shape}] is not a whole number of bytes`);
     planned.push({ ...s, shape: s.shape.slice(), begin: pos, end: pos + bytes });
-    json[s.name] = { dtype: toSafetensorsDType(s.dtype), shape: s.shape, data_offsets: [pos, pos + bytes] };
+    json.push([s.name, { dtype: toSafetensorsDType(s.dtype), shape: s.shape, data_offsets: [pos, pos + bytes] }]);
     pos += bytes;
   }
-  const text = JSON.stringify(json);
+  const text = JSON.stringify(Object.fromEntries(json));
   const raw = new TextEncoder().encode(text);
   const padded = Math.ceil((8 + raw.length) / 8) * 8 - 8;
   if (padded > MAX_HEADER_BYTES) throw new InvalidArgumentError(`header of ${padded} bytes is too large`);

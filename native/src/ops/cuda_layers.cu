@@ -1,0 +1,142 @@
+// Per-row CUDA ops of the engine: embedding, RMSNorm (plain and fused with the residual add),
+// RoPE, the KV-cache store, SiLU-and-multiply and row gathering. fp16 storage, fp32 math.
+#include "ops/cuda_common.cuh"
+#include "ops/cuda_ops.h"
+
+namespace marlin {
+namespace ops {
+namespace cuda {
+
+static int Threads(int work) {
+  int t = 32;
+  while (t < work && t < 1024) t <<= 1;
+  return t;
+}
+
+__global__ void EmbeddingKernel(const int32_t* ids, const half* table, int hidden, half* out) {
+  const int r = blockIdx.x;
+  const half* src = table + static_cast<size_t>(ids[r]) * hidden;
+  half* dst = out + static_cast<size_t>(r) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
+}
+
+cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, half* out, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  EmbeddingKernel<<<rows, Threads(hidden), 0, s>>>(ids, table, hidden, out);
+  return cudaGetLastError();
+}
+
+__global__ void RmsNormKernel(const half* x, const float* w, float eps, int hidden, half* out) {
+  __shared__ float scratch[32];
+  const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
+  float ss = 0;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    const float v = __half2float(x[base + i]);
+    ss += v * v;
+  }
+  ss = BlockSum(ss, scratch);
+  const float inv = rsqrtf(ss / hidden + eps);
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[base + i] = __float2half(__half2float(x[base + i]) * inv * w[i]);
+}
+
+cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  RmsNormKernel<<<rows, Threads(hidden), 0, s>>>(x, w, eps, hidden, out);
+  return cudaGetLastError();
+}
+
+__global__ void AddRmsNormKernel(half* x, half* residual, const float* w, float eps, int hidden) {
+  __shared__ float scratch[32];
+  const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
+  float ss = 0;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    const half r = __float2half(__half2float(residual[base + i]) + __half2float(x[base + i]));
+    residual[base + i] = r;
+    const float v = __half2float(r);
+    ss += v * v;
+  }
+  ss = BlockSum(ss, scratch);
+  const float inv = rsqrtf(ss / hidden + eps);
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[base + i] = __float2half(__half2float(residual[base + i]) * inv * w[i]);
+}
+
+cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  AddRmsNormKernel<<<rows, Threads(hidden), 0, s>>>(x, residual, w, eps, hidden);
+  return cudaGetLastError();
+}
+
+__global__ void RopeKernel(half* x, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
+                           const float* sin_t) {
+  const int r = blockIdx.x;
+  const int half_dim = head_dim / 2;
+  const float* c = cos_t + static_cast<size_t>(positions[r]) * half_dim;
+  const float* sn = sin_t + static_cast<size_t>(positions[r]) * half_dim;
+  half* row = x + static_cast<size_t>(r) * stride;
+  for (int j = threadIdx.x; j < heads * half_dim; j += blockDim.x) {
+    const int h = j / half_dim, i = j % half_dim;
+    half* v = row + h * head_dim;
+    const float a = __half2float(v[i]), b = __half2float(v[i + half_dim]);
+    v[i] = __float2half(a * c[i] - b * sn[i]);
+    v[i + half_dim] = __float2half(b * c[i] + a * sn[i]);
+  }
+}
+
+cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
+                 const float* sin_t, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  RopeKernel<<<rows, Threads(heads * head_dim / 2), 0, s>>>(x, stride, heads, head_dim, positions, cos_t, sin_t);
+  return cudaGetLastError();
+}
+
+__global__ void StoreKvKernel(const half* qkv, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
+                              half* k_cache, half* v_cache) {
+  const int r = blockIdx.x;
+  const int slot = slots[r];
+  if (slot < 0) return;
+  const half* row = qkv + static_cast<size_t>(r) * stride;
+  const size_t dst = static_cast<size_t>(slot) * kv_dim;
+  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
+    k_cache[dst + i] = row[k_off + i];
+    v_cache[dst + i] = row[v_off + i];
+  }
+}
+
+cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
+                    half* k_cache, half* v_cache, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  StoreKvKernel<<<rows, Threads(kv_dim), 0, s>>>(qkv, stride, k_off, v_off, kv_dim, slots, k_cache, v_cache);
+  return cudaGetLastError();
+}
+
+__global__ void SiluMulKernel(const half* gu, int inter, half* out) {
+  const size_t r = blockIdx.x;
+  const half* g = gu + r * 2 * inter;
+  const half* u = g + inter;
+  for (int i = threadIdx.x; i < inter; i += blockDim.x) {
+    const float a = __half2float(g[i]);
+    out[r * inter + i] = __float2half(a / (1.f + __expf(-a)) * __half2float(u[i]));
+  }
+}
+
+cudaError_t SiluMul(const half* gu, int rows, int inter, half* out, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  SiluMulKernel<<<rows, Threads(inter), 0, s>>>(gu, inter, out);
+  return cudaGetLastError();
+}
+
+__global__ void GatherKernel(const half* x, const int32_t* idx, int hidden, half* out) {
+  const size_t r = blockIdx.x;
+  const half* src = x + static_cast<size_t>(idx[r]) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = src[i];
+}
+
+cudaError_t GatherRows(const half* x, const int32_t* rows_idx, int rows, int hidden, half* out, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  GatherKernel<<<rows, Threads(hidden), 0, s>>>(x, rows_idx, hidden, out);
+  return cudaGetLastError();
+}
+
+}  // namespace cuda
+}  // namespace ops
+}  // namespace marlin

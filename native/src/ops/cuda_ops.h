@@ -1,0 +1,57 @@
+#pragma once
+// Launchers of the engine's CUDA ops (fp16 activations, fp32 math). Arguments are validated by
+// cuda_bindings.cpp; these only queue kernels on `stream` and return the launch error.
+#ifdef MARLIN_WITH_CUDA
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace marlin {
+namespace ops {
+namespace cuda {
+
+cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, half* out, cudaStream_t s);
+cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s);
+// residual += x; x = rmsnorm(residual) * w
+cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s);
+cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
+                 const float* sin_t, cudaStream_t s);
+cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
+                    half* k_cache, half* v_cache, cudaStream_t s);
+cudaError_t SiluMul(const half* gu, int rows, int inter, half* out, cudaStream_t s);
+cudaError_t GatherRows(const half* x, const int32_t* rows_idx, int rows, int hidden, half* out, cudaStream_t s);
+
+struct AttentionArgs {
+  const half* q;
+  int rows, q_stride, heads, kv_heads, head_dim;
+  const half* k_cache;
+  const half* v_cache;
+  const int32_t* block_tables;
+  int max_blocks, block_size;
+  const int32_t* seq_of_row;
+  const int32_t* pos_of_row;
+  float scale;
+  int max_context;  // upper bound of pos + 1 (shared memory size)
+  half* out;
+};
+cudaError_t PagedAttention(const AttentionArgs& a, cudaStream_t s);
+size_t AttentionSmemBytes(int max_context);
+
+struct SampleArgs {
+  const half* logits;
+  int rows, vocab;
+  const float* temperature;
+  const int32_t* top_k;
+  const float* top_p;
+  const uint32_t* seeds;
+  const int32_t* counters;
+  int32_t* out;
+};
+cudaError_t Sample(const SampleArgs& a, cudaStream_t s);
+cudaError_t Logprobs(const half* logits, int rows, int vocab, const int32_t* targets, float* out, cudaStream_t s);
+
+}  // namespace cuda
+}  // namespace ops
+}  // namespace marlin
+#endif

@@ -1,0 +1,194 @@
+/**
+ * MarlinLayer: a quantized linear layer that owns its packed weights (on a GPU or on the host) and
+ * runs forward(x) through the kernel of its location.
+ */
+import { type ActivationDType, DisposedError, InvalidArgumentError, ShapeError } from "@marlin/core";
+import { type MarlinLayer as PackedLayer, packMarlin, type QuantizedLayer } from "@marlin/format";
+import { DeviceBuffer } from "./buffer.js";
+import { hasGpu } from "./device.js";
+import { type DeviceMarlinWeights, type HostMarlinWeights, type MarlinTuning, marlinMatmul, marlinShapeRefusal } from "./marlin.js";
+import { checkDType, inferRows, isDevice, type Operand } from "./operand.js";
+import type { Stream } from "./stream.js";
+import type { MarlinWorkspace } from "./workspace.js";
+
+export type Placement = "cuda" | "cpu";
+
+export interface LayerOptions {
+  /** "cuda" (device 0), "cpu", or a device index. Default: the GPU when there is one. */
+  device?: Placement | number;
+  /** Activation dtype; scales must be stored in it (fp16 bits from @marlin/format are converted for bf16). */
+  dtype?: ActivationDType;
+  /** Bias [n] as fp16/bf16 bits of `dtype`. */
+  bias?: Uint16Array;
+  workspace?: MarlinWorkspace;
+}
+
+export interface ForwardOptions {
+  /** Rows of x (inferred from its size when omitted). */
+  m?: number;
+  /** Output to write (allocated when omitted). */
+  out?: Operand;
+  stream?: Stream;
+  tuning?: MarlinTuning;
+}
+
+function f16ToBf16Bits(src: Uint16Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i];
+    const s = (h & 0x8000) << 16;
+    const e = (h >> 10) & 0x1f;
+    const mnt = h & 0x3ff;
+    let v: number;
+    if (e === 0) v = (mnt / 1024) * 2 ** -14;
+    else if (e === 31) v = mnt ? Number.NaN : Number.POSITIVE_INFINITY;
+    else v = (1 + mnt / 1024) * 2 ** (e - 15);
+    f32[0] = v;
+    const bits = (u32[0] | s) >>> 0;
+    // round to nearest even into bf16
+    const lsb = (bits >>> 16) & 1;
+    out[i] = ((bits + 0x7fff + lsb) >>> 16) & 0xffff;
+  }
+  return out;
+}
+
+export class MarlinLayer {
+  readonly k: number;
+  readonly n: number;
+  readonly bits: 4 | 8;
+  readonly groupSize: number;
+  readonly zeroPoints: boolean;
+  readonly actOrder: boolean;
+  readonly dtype: ActivationDType;
+  readonly placement: Placement;
+  readonly device: number;
+  private host?: HostMarlinWeights;
+  private dev?: DeviceMarlinWeights;
+  private readonly workspace?: MarlinWorkspace;
+  private disposed = false;
+
+  private constructor(packed: PackedLayer, opts: LayerOptions) {
+    const dtype = opts.dtype ?? "float16";
+    checkDType(dtype);
+    const why = marlinShapeRefusal({
+      n: packed.n,
+      k: packed.k,
+      bits: packed.bits,
+      groupSize: packed.groupSize,
+      zeroPoints: !packed.symmetric,
+    });
+    if (why) throw new ShapeError(why);
+    if (packed.perm) {
+      // The kernel reads one scale row per group of consecutive packed rows: act-order groups
+      // must all hold groupSize rows (true for GPTQ checkpoints).
+      const g = packed.gIdx;
+      if (!g || packed.groupSize <= 0) throw new InvalidArgumentError("act-order needs gIdx and a group size");
+      for (let i = 0; i < packed.k; i++)
+        if (g[i] !== Math.floor(i / packed.groupSize))
+          throw new InvalidArgumentError("act-order groups must each hold exactly groupSize rows (g_idx is not a permutation of i / groupSize)");
+    }
+    if (opts.bias && opts.bias.length !== packed.n) throw new ShapeError(`bias has ${opts.bias.length} elements, expected n = ${packed.n}`);
+    const d = opts.device ?? (hasGpu() ? "cuda" : "cpu");
+    this.placement = d === "cpu" ? "cpu" : "cuda";
+    this.device = typeof d === "number" ? d : 0;
+    this.k = packed.k;
+    this.n = packed.n;
+    this.bits = packed.bits;
+    this.groupSize = packed.groupSize === packed.k ? -1 : packed.groupSize;
+    this.zeroPoints = !packed.symmetric;
+    this.actOrder = packed.perm !== undefined;
+    this.dtype = dtype;
+    this.workspace = opts.workspace;
+    const host: HostMarlinWeights = {
+      k: this.k,
+      n: this.n,
+      bits: this.bits,
+      groupSize: this.groupSize,
+      qweight: packed.qweight,
+      scales: dtype === "bfloat16" ? f16ToBf16Bits(packed.scales) : packed.scales,
+      zeros: packed.zeros,
+      perm: packed.perm,
+      bias: opts.bias,
+    };
+    if (this.placement === "cpu") {
+      this.host = host;
+      return;
+    }
+    const uploaded: DeviceBuffer[] = [];
+    const up = (a: ArrayBufferView) => {
+      const b = DeviceBuffer.from(a, this.device);
+      uploaded.push(b);
+      return b;
+    };
+    try {
+      this.dev = {
+        k: this.k,
+        n: this.n,
+        bits: this.bits,
+        groupSize: this.groupSize,
+        qweight: up(host.qweight),
+        scales: up(host.scales),
+        zeros: host.zeros ? up(host.zeros) : undefined,
+        perm: host.perm ? up(host.perm) : undefined,
+        bias: host.bias ? up(host.bias) : undefined,
+      };
+    } catch (err) {
+      for (const b of uploaded) b.free();
+      throw err;
+    }
+  }
+
+  /** Packs a quantized layer (@marlin/format's QuantizedLayer) and places it. */
+  static fromQuantized(layer: QuantizedLayer, opts: LayerOptions = {}): MarlinLayer {
+    return new MarlinLayer(packMarlin(layer), opts);
+  }
+
+  /** Places an already packed layer (e.g. from a `checkpoint_format: marlin` checkpoint). */
+  static fromPacked(packed: PackedLayer, opts: LayerOptions = {}): MarlinLayer {
+    return new MarlinLayer(packed, opts);
+  }
+
+  /** The weights as passed to marlinMatmul (device buffers or host arrays). */
+  get weights(): DeviceMarlinWeights | HostMarlinWeights {
+    if (this.disposed) throw new DisposedError("MarlinLayer");
+    return (this.dev ?? this.host)!;
+  }
+
+  /** out[m, n] = x[m, k] * W (+ bias). x must live where the layer lives. */
+  forward(x: Operand, opts: ForwardOptions = {}): Operand {
+    if (this.disposed) throw new DisposedError("MarlinLayer");
+    const onDevice = isDevice(x);
+    if (onDevice !== (this.placement === "cuda"))
+      throw new InvalidArgumentError(`x is on the ${onDevice ? "GPU" : "host"}, the layer on the ${this.placement === "cuda" ? "GPU" : "host"}`);
+    const m = opts.m ?? inferRows("x", x, this.k);
+    let out = opts.out;
+    let allocated: DeviceBuffer | undefined;
+    if (!out) {
+      if (onDevice) out = allocated = DeviceBuffer.alloc(m * this.n * 2, (x as DeviceBuffer).device);
+      else out = new Uint16Array(m * this.n);
+    }
+    try {
+      marlinMatmul({ x, out, m, weights: this.weights, dtype: this.dtype, workspace: this.workspace, stream: opts.stream, tuning: opts.tuning });
+    } catch (err) {
+      allocated?.free();
+      throw err;
+    }
+    return out;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.dev) {
+      for (const b of [this.dev.qweight, this.dev.scales, this.dev.zeros, this.dev.perm, this.dev.bias]) b?.free();
+    }
+    this.dev = undefined;
+    this.host = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Scratch memory of the Marlin GPU kernel: per-column counters (zero between calls: the kernel
+ * resets them itself, so one workspace can be reused and captured in CUDA graphs), fp32 partial
+ * tiles of split columns, and the act-order copy of the activations. One workspace per stream:
+ * two kernels running at once must not share one.
+ */
+import { DisposedError } from "@marlin/core";
+import { DeviceBuffer } from "./buffer.js";
+import { call } from "./native.js";
+import type { Stream } from "./stream.js";
+
+export class MarlinWorkspace {
+  readonly device: number;
+  private buf: DeviceBuffer | undefined;
+  private disposed = false;
+
+  constructor(device = 0) {
+    this.device = device;
+  }
+
+  /** Bytes the kernel needs for this problem on this workspace's device. */
+  static bytesFor(m: number, n: number, k: number, actOrder: boolean, device = 0): number {
+    return call((a) => a.marlinWorkspaceBytes(m, n, k, actOrder, device));
+  }
+
+  /**
+   * The buffer, grown (and zeroed) when too small. Call it before capturing a graph: growing
+   * allocates. Growing waits for queued work, so memory still in use is never freed under a kernel.
+   */
+  ensure(m: number, n: number, k: number, actOrder: boolean, stream?: Stream): DeviceBuffer {
+    if (this.disposed) throw new DisposedError("MarlinWorkspace");
+    const need = MarlinWorkspace.bytesFor(m, n, k, actOrder, this.device);
+    if (!this.buf || this.buf.freed || this.buf.byteLength < need) {
+      if (this.buf && !this.buf.freed) {
+        call((a) => a.synchronize(this.device));
+        this.buf.free();
+      }
+      const size = Math.max(need, this.buf ? this.buf.byteLength * 2 : 0);
+      this.buf = DeviceBuffer.alloc(size, this.device);
+      this.buf.fillBytes(0, 0, size, stream);
+    }
+    return this.buf;
+  }
+
+  get byteLength(): number {
+    return this.buf && !this.buf.freed ? this.buf.byteLength : 0;
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.buf?.free();
+    this.buf = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  private static shared = new Map<number, MarlinWorkspace>();
+  /** The process-wide workspace of a device, used when a call names none (legacy default stream). */
+  static forDevice(device = 0): MarlinWorkspace {
+    let w = MarlinWorkspace.shared.get(device);
+    if (!w || w.disposed) {
+      w = new MarlinWorkspace(device);
+      MarlinWorkspace.shared.set(device, w);
+    }
+    return w;
+  }
+}
