@@ -26,6 +26,7 @@ struct Problem {
 // Shape rules shared by both paths; throws ERR_MARLIN_SHAPE / INVALID_ARGUMENT with the reason.
 Problem CheckProblem(Napi::Env env, int64_t m, int64_t n, int64_t k, int64_t group, int64_t act, int64_t weight) {
   if (n % 64 != 0) ThrowTyped(env, kErrShape, "n = " + std::to_string(n) + " must be a multiple of 64");
+  if (n > kMaxN) ThrowTyped(env, kErrShape, "n = " + std::to_string(n) + " exceeds " + std::to_string(kMaxN));
   if (k % 128 != 0) ThrowTyped(env, kErrShape, "k = " + std::to_string(k) + " must be a multiple of 128");
   const bool per_channel = group == -1 || group >= k;
   if (!per_channel && group != 32 && group != 64 && group != 128)

@@ -17,6 +17,10 @@ enum class WeightKind { kU4 = 0, kU4Zp = 1, kU8 = 2 };
 // The most row blocks of 64 one launch takes; larger m is split into launches of this many.
 constexpr int kMaxProblems = 16;
 constexpr int kMaxRowsPerLaunch = kMaxProblems * 64;
+// Largest n a call takes: the counters sit at a fixed place sized for it, so one workspace serves
+// layers of any n (the counters stay zero between calls; nothing else ever writes there).
+constexpr int kMaxN = 262144;
+constexpr size_t kCounterBytes = size_t(kMaxProblems) * (kMaxN / 64) * sizeof(int);
 // fp32 partial tile capacity per SM (two slots of the largest tile, 64 x 256).
 constexpr size_t kPartialFloatsPerSm = 2 * 64 * 256;
 

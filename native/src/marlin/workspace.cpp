@@ -10,7 +10,8 @@ static size_t Align256(size_t x) { return (x + 255) / 256 * 256; }
 WorkspaceLayout GemmWorkspaceLayout(int m, int n, int k, int sms, bool act_order) {
   WorkspaceLayout l{};
   l.counters_offset = 0;
-  l.counters_bytes = Align256(static_cast<size_t>(kMaxProblems) * (n / 64 + 1) * sizeof(int));
+  (void)n;
+  l.counters_bytes = kCounterBytes;
   l.partial_offset = l.counters_bytes;
   l.partial_bytes = Align256(static_cast<size_t>(std::max(sms, 1)) * kPartialFloatsPerSm * sizeof(float));
   l.gather_offset = l.partial_offset + l.partial_bytes;

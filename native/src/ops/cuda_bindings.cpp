@@ -132,6 +132,25 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// addBias(x, bias (fp32), rows, n, stream?)
+Napi::Value AddBias(const Napi::CallbackInfo& info) {
+  int64_t rows = I(info, 2, "rows"), n = I(info, 3, "n", 1);
+  auto x = Ref<half>(info, 0, "x", rows * n, 2);
+  auto b = Ref<float>(info, 1, "bias", n);
+  Check(info.Env(), ops::cuda::AddBias(x, b, rows, n, ArgStream(info, 4)), "addBias");
+  return info.Env().Undefined();
+}
+
+// fillUniform(out, count, seed, lo, hi, stream?): fp16 values uniform in [lo, hi)
+Napi::Value FillUniform(const Napi::CallbackInfo& info) {
+  int64_t count = ArgInt(info, 1, "count", 0, int64_t{1} << 40);
+  auto out = Ref<half>(info, 0, "out", count, 2);
+  uint64_t seed = static_cast<uint64_t>(ArgInt(info, 2, "seed", 0, int64_t{1} << 52));
+  float lo = static_cast<float>(ArgNumber(info, 3, "lo")), hi = static_cast<float>(ArgNumber(info, 4, "hi"));
+  Check(info.Env(), ops::cuda::FillUniformHalf(out, static_cast<size_t>(count), seed, lo, hi, ArgStream(info, 5)), "fillUniform");
+  return info.Env().Undefined();
+}
+
 // pagedAttention(q, kCache, vCache, blockTables, seqOfRow, posOfRow, out,
 //   {rows, qStride, heads, kvHeads, headDim, maxBlocks, blockSize, numSeqs, numBlocks, maxContext, scale}, stream?)
 Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
@@ -300,6 +319,8 @@ void InitEngineCuda(Napi::Env env, Napi::Object exports) {
   o.Set("rope", Napi::Function::New<Rope>(env, "rope"));
   o.Set("storeKv", Napi::Function::New<StoreKv>(env, "storeKv"));
   o.Set("siluMul", Napi::Function::New<SiluMul>(env, "siluMul"));
+  o.Set("addBias", Napi::Function::New<AddBias>(env, "addBias"));
+  o.Set("fillUniform", Napi::Function::New<FillUniform>(env, "fillUniform"));
   o.Set("gatherRows", Napi::Function::New<GatherRows>(env, "gatherRows"));
   o.Set("pagedAttention", Napi::Function::New<PagedAttention>(env, "pagedAttention"));
   o.Set("sample", Napi::Function::New<Sample>(env, "sample"));

@@ -137,6 +137,37 @@ cudaError_t GatherRows(const half* x, const int32_t* rows_idx, int rows, int hid
   return cudaGetLastError();
 }
 
+__global__ void AddBiasKernel(half* x, const float* bias, int n) {
+  const size_t r = blockIdx.x;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) x[r * n + i] = __float2half(__half2float(x[r * n + i]) + bias[i]);
+}
+
+cudaError_t AddBias(half* x, const float* bias, int rows, int n, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  AddBiasKernel<<<rows, Threads(n), 0, s>>>(x, bias, n);
+  return cudaGetLastError();
+}
+
+// Uniform values in [lo, hi) from a counter hash (benchmark weights made on the device).
+__global__ void FillUniformKernel(half* out, size_t count, uint64_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const float u = static_cast<float>(z >> 40) * (1.0f / 16777216.0f);
+    out[i] = __float2half(lo + (hi - lo) * u);
+  }
+}
+
+cudaError_t FillUniformHalf(half* out, size_t count, uint64_t seed, float lo, float hi, cudaStream_t s) {
+  if (count == 0) return cudaSuccess;
+  size_t blocks = (count + 255) / 256;
+  if (blocks > 65535) blocks = 65535;
+  FillUniformKernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(out, count, seed, lo, hi);
+  return cudaGetLastError();
+}
+
 }  // namespace cuda
 }  // namespace ops
 }  // namespace marlin

@@ -20,6 +20,8 @@ cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const i
 cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
                     half* k_cache, half* v_cache, cudaStream_t s);
 cudaError_t SiluMul(const half* gu, int rows, int inter, half* out, cudaStream_t s);
+cudaError_t AddBias(half* x, const float* bias, int rows, int n, cudaStream_t s);
+cudaError_t FillUniformHalf(half* out, size_t count, uint64_t seed, float lo, float hi, cudaStream_t s);
 cudaError_t GatherRows(const half* x, const int32_t* rows_idx, int rows, int hidden, half* out, cudaStream_t s);
 
 struct AttentionArgs {

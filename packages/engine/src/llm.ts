@@ -5,15 +5,15 @@
  *   const [r] = await llm.generate(["Once upon a time"], { maxTokens: 32 });
  */
 import { InvalidArgumentError } from "@marlin/core";
-import { hasGpu } from "@marlin/kernel";
 import { openCheckpoint } from "@marlin/format";
-import { CpuLlama } from "./cpu/cpu-model.js";
-import { CpuModelRunner } from "./cpu/cpu-runner.js";
+import { hasGpu } from "@marlin/kernel";
 import { type EngineOptions, LLMEngine, type OutputCallback } from "./core/engine.js";
 import type { RequestMetrics, RequestOutput } from "./core/outputs.js";
 import type { ModelRunner } from "./core/runner.js";
 import type { SamplingParams } from "./core/sampling-params.js";
 import type { FinishReason } from "./core/sequence.js";
+import { CpuLlama } from "./cpu/cpu-model.js";
+import { CpuModelRunner } from "./cpu/cpu-runner.js";
 import { type GenerationDefaults, loadGenerationDefaults, loadModelConfig, type ModelConfig } from "./model/config.js";
 import { Tokenizer } from "./model/tokenizer.js";
 import { loadModelSources, type ModelSources } from "./model/weights.js";
@@ -76,7 +76,12 @@ async function makeRunner(m: LoadedModel, opts: LoadOptions): Promise<ModelRunne
   const maxLen = Math.min(opts.maxModelLen ?? m.config.maxPositionEmbeddings, m.config.maxPositionEmbeddings);
   if (device === "cuda" || (device === "auto" && hasGpu())) {
     const { GpuModelRunner } = await import("./gpu/gpu-runner.js");
-    return GpuModelRunner.create(m.config, m.sources, { ...opts, blockSize, maxModelLen: maxLen });
+    return GpuModelRunner.create(m.config, m.sources, {
+      ...opts,
+      blockSize,
+      maxModelLen: maxLen,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 2048,
+    });
   }
   if (device !== "cpu" && device !== "auto") throw new InvalidArgumentError(`unknown device ${device}`);
   const tokens = opts.kvCacheTokens ?? Math.min(32768, (opts.maxNumSeqs ?? 64) * maxLen);

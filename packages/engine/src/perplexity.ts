@@ -5,8 +5,8 @@
  * dropped unless `keepTail` is set.
  */
 import { InvalidArgumentError } from "@marlin/core";
-import { Sequence } from "./core/sequence.js";
 import { resolveSamplingParams } from "./core/sampling-params.js";
+import { Sequence } from "./core/sequence.js";
 import type { LLM } from "./llm.js";
 
 export interface PerplexityOptions {
@@ -58,7 +58,9 @@ export async function perplexity(llm: LLM, text: string, opts: PerplexityOptions
   const bs = blocks.blockSize;
   const perWindow = Math.ceil(W / bs);
   const fit = Math.floor(blocks.numFreeBlocks / perWindow);
-  const batch = Math.max(1, Math.min(opts.batchWindows ?? 8, fit));
+  const rowsCap = engine.runner.maxBatchRows ? Math.floor(engine.runner.maxBatchRows / W) : Number.POSITIVE_INFINITY;
+  if (rowsCap < 1) throw new InvalidArgumentError(`a window of ${W} exceeds the runner's ${engine.runner.maxBatchRows} rows per pass`);
+  const batch = Math.max(1, Math.min(opts.batchWindows ?? 8, fit, rowsCap));
   if (fit < 1) throw new InvalidArgumentError(`the KV cache (${blocks.numFreeBlocks} free blocks) cannot hold one window`);
   const params = resolveSamplingParams({});
   let nll = 0;

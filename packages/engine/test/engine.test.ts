@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Rng, runSeed } from "@marlin/core";
 import { beforeAll, describe, expect, test } from "vitest";
-import { AsyncEngine, type GenerateResult, LLM, type LoadedModel, loadModelDir, type LoadOptions } from "../src/index.js";
+import { AsyncEngine, type GenerateResult, LLM, type LoadedModel, type LoadOptions, loadModelDir } from "../src/index.js";
 import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 const seed = runSeed();

@@ -81,9 +81,10 @@ function resolve(o: GptqOptions, k: number, n: number): Resolved {
 
 /**
  * Quantizes W [k, n] (k inputs x n outputs) with GPTQ against the Hessian H [k, k] of its inputs
- * (see HessianAccumulator). Neither input is modified.
+ * (see HessianAccumulator). Neither input is modified. Dead inputs' rows are zeroed first, and
+ * lossEstimate measures the error against those zeroed rows.
  */
-export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array, options: GptqOptions = {}): QuantResult {
+export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array | Float32Array, options: GptqOptions = {}): QuantResult {
   const k = Math.round(Math.sqrt(hIn.length));
   if (k <= 0 || k * k !== hIn.length) throw new ShapeError(`H must be square, got ${hIn.length} values`);
   const n = w.length / k;
@@ -98,7 +99,7 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array, 
   const groups = groupCount(k, gs);
 
   // Dead inputs: never active in calibration, so any weight is as good as another; zero it.
-  let H = hIn.slice();
+  let H = Float64Array.from(hIn);
   let dead = 0;
   for (let i = 0; i < k; i++) {
     if (H[i * k + i] === 0) {

@@ -56,37 +56,71 @@ export class HessianAccumulator {
         const src = (t0 + t) * k;
         for (let i = 0; i < k; i++) p[i * CHUNK + t] = x[src + i];
       }
-      for (let i = 0; i < k; i++) {
-        const pi = i * CHUNK;
-        const hi = i * k;
+      // 2 x 4 register tiles over the upper triangle (j >= i). The tile's (i+1, i) entry lands in
+      // the lower half, which the mirror on read overwrites.
+      let i = 0;
+      for (; i + 1 < k; i += 2) {
+        const pa = i * CHUNK;
+        const pb = pa + CHUNK;
+        const ha = i * k;
+        const hb = ha + k;
         let j = i;
         for (; j + 3 < k; j += 4) {
           const p0 = j * CHUNK;
           const p1 = p0 + CHUNK;
           const p2 = p1 + CHUNK;
           const p3 = p2 + CHUNK;
-          let s0 = 0;
-          let s1 = 0;
-          let s2 = 0;
-          let s3 = 0;
+          let a0 = 0;
+          let a1 = 0;
+          let a2 = 0;
+          let a3 = 0;
+          let b0 = 0;
+          let b1 = 0;
+          let b2 = 0;
+          let b3 = 0;
           for (let t = 0; t < tc; t++) {
-            const v = p[pi + t];
-            s0 += v * p[p0 + t];
-            s1 += v * p[p1 + t];
-            s2 += v * p[p2 + t];
-            s3 += v * p[p3 + t];
+            const va = p[pa + t];
+            const vb = p[pb + t];
+            const x0 = p[p0 + t];
+            const x1 = p[p1 + t];
+            const x2 = p[p2 + t];
+            const x3 = p[p3 + t];
+            a0 += va * x0;
+            a1 += va * x1;
+            a2 += va * x2;
+            a3 += va * x3;
+            b0 += vb * x0;
+            b1 += vb * x1;
+            b2 += vb * x2;
+            b3 += vb * x3;
           }
-          h[hi + j] += scale * s0;
-          h[hi + j + 1] += scale * s1;
-          h[hi + j + 2] += scale * s2;
-          h[hi + j + 3] += scale * s3;
+          h[ha + j] += scale * a0;
+          h[ha + j + 1] += scale * a1;
+          h[ha + j + 2] += scale * a2;
+          h[ha + j + 3] += scale * a3;
+          h[hb + j] += scale * b0;
+          h[hb + j + 1] += scale * b1;
+          h[hb + j + 2] += scale * b2;
+          h[hb + j + 3] += scale * b3;
         }
         for (; j < k; j++) {
           const pj = j * CHUNK;
-          let s = 0;
-          for (let t = 0; t < tc; t++) s += p[pi + t] * p[pj + t];
-          h[hi + j] += scale * s;
+          let a = 0;
+          let b = 0;
+          for (let t = 0; t < tc; t++) {
+            const x = p[pj + t];
+            a += p[pa + t] * x;
+            b += p[pb + t] * x;
+          }
+          h[ha + j] += scale * a;
+          h[hb + j] += scale * b;
         }
+      }
+      for (; i < k; i++) {
+        const pi = i * CHUNK;
+        let s = 0;
+        for (let t = 0; t < tc; t++) s += p[pi + t] * p[pi + t];
+        h[i * k + i] += scale * s;
       }
     }
     this.n = total;

@@ -77,6 +77,7 @@ export function marlinShapeRefusal(p: {
   if (p.bits !== 4 && p.bits !== 8) return `${p.bits}-bit weights are not supported (4 or 8)`;
   if (p.bits === 8 && p.zeroPoints) return "8-bit weights with zero points are not built (8-bit is symmetric only)";
   if (p.n % 64 !== 0) return `n = ${p.n} is not a multiple of 64`;
+  if (p.n > 262144) return `n = ${p.n} exceeds 262144`;
   if (p.k % 128 !== 0) return `k = ${p.k} is not a multiple of 128`;
   const perChannel = p.groupSize === -1 || p.groupSize === p.k;
   if (!perChannel && !GROUPS.has(p.groupSize)) return `group size ${p.groupSize} is not supported (-1, 32, 64, 128)`;

@@ -549,10 +549,30 @@ int main(int argc, char** argv) {
   if (mode == "test") return Test(false);
   if (mode == "quick") return Test(true);
   if (mode == "sanitize") return Sanitize();
+  if (mode == "one") {  // harness one k n m reps: time one problem (for ncu)
+    const int k = std::atoi(argv[2]), n = std::atoi(argv[3]), m = std::atoi(argv[4]), reps = argc > 5 ? std::atoi(argv[5]) : 20;
+    const Variant v = {"f16.u4.g128", ActType::kF16, 4, false, 128, false, false};
+    Layer L = MakeLayer(k, n, v, 5);
+    DevLayer d;
+    d.Upload(L);
+    void *a, *c;
+    CK(cudaMalloc(&a, size_t(m) * k * 2));
+    CK(cudaMalloc(&c, size_t(m) * n * 2));
+    CK(cudaMemset(a, 0x3c, size_t(m) * k * 2));
+    GemmArgs g = Args(L, d, v.act, m, a, nullptr, c);
+    const float ms = TimeIt([&](int) { CK(MarlinGemm(g, 0)); }, 1, 0);
+    const double bytes = double(k) * n / 2 + double(k / 128) * n * 2;
+    std::printf("one k=%d n=%d m=%d: %.4f ms, %.2f TB/s of weights\n", k, n, m, ms, bytes / (ms * 1e-3) / 1e12);
+    (void)reps;
+    return 0;
+  }
   if (mode == "debug") {
     const Variant v = {"f16.u4.g128", ActType::kF16, 4, false, 128, false, false};
     struct C { int k, n, m; } cs[] = {{384, 320, 1000}, {4096, 12288, 1}, {4096, 12288, 33}, {4096, 12288, 65}, {1024, 1024, 1}, {2048, 512, 1}};
     for (auto c : cs) {
+      if (g_ws) CK(cudaFree(g_ws));  // a fresh, zeroed workspace for each case
+      g_ws = nullptr;
+      g_ws_bytes = 0;
       Layer L = MakeLayer(c.k, c.n, v, 5);
       DevLayer d;
       d.Upload(L);

@@ -276,8 +276,14 @@ export class LLMEngine {
   private checkStop(seq: Sequence): void {
     const p = seq.params;
     const last = seq.tokens[seq.tokens.length - 1];
-    if (!p.ignoreEos && this.defaults.eosTokenIds.includes(last)) return this.finish(seq, "stop", last);
-    if (p.stopTokenIds.includes(last)) return this.finish(seq, "stop", last);
+    if (!p.ignoreEos && this.defaults.eosTokenIds.includes(last)) {
+      this.finish(seq, "stop", last);
+      return;
+    }
+    if (p.stopTokenIds.includes(last)) {
+      this.finish(seq, "stop", last);
+      return;
+    }
     if (p.stop.length) {
       const sent = this.sentText.get(seq.requestId) ?? 0;
       const maxLen = Math.max(...p.stop.map((s) => s.length));
@@ -293,10 +299,11 @@ export class LLMEngine {
       }
       if (best >= 0) {
         seq.text = seq.text.slice(0, p.includeStopStrInOutput ? best + which.length : best);
-        return this.finish(seq, "stop", which);
+        this.finish(seq, "stop", which);
+        return;
       }
     }
-    if (seq.numOutput >= p.maxTokens || seq.length >= this.maxModelLen) return this.finish(seq, "length");
+    if (seq.numOutput >= p.maxTokens || seq.length >= this.maxModelLen) this.finish(seq, "length");
   }
 
   private finish(seq: Sequence, reason: FinishReason, stopReason?: string | number): void {

@@ -36,6 +36,8 @@ export interface ModelRunner {
   readonly blockSize: number;
   /** Longest sequence the runner takes (positions table size). */
   readonly maxModelLen: number;
+  /** Most rows one forward pass takes (undefined: no limit). */
+  readonly maxBatchRows?: number;
   /** Runs the batch and returns one sampled token per entry of sampleRows. */
   execute(batch: StepBatch): Int32Array;
   /** log p(targets[i] | row logitRows[i]) for perplexity. */

@@ -1,6 +1,7 @@
 /** Typed access to the engine's CPU ops in the addon (native/src/ops/cpu_*.cpp). */
-import { native, typedError } from "@marlin/kernel";
+
 import { NativeLoadError } from "@marlin/core";
+import { native, typedError } from "@marlin/kernel";
 
 export interface CpuOps {
   linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, m: number, n: number, k: number): void;

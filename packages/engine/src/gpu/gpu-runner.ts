@@ -1,11 +1,433 @@
-/** Placeholder replaced below. */
-import { NoDeviceError } from "@marlin/core";
-import type { ModelRunner } from "../core/runner.js";
+/**
+ * The GPU model runner: fp16 activations on one CUDA device, our own CUDA ops for everything but
+ * the linear layers, which go through the registry's "dense.matmul" (cuBLAS) and "quant.matmul"
+ * (Marlin) implementations. Pure decode steps are captured once per batch-size bucket into CUDA
+ * graphs and replayed; every buffer a graph touches is allocated up front at a fixed address.
+ */
+import { InvalidArgumentError, type KernelQuery, select } from "@marlin/core";
+import { f32ToF16 } from "@marlin/format";
+import { DeviceBuffer, gpuTarget, MarlinWorkspace, memInfo, Stream } from "@marlin/kernel";
+import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import type { ModelConfig } from "../model/config.js";
-import type { ModelSources } from "../model/weights.js";
+import { ropeTables } from "../model/rope.js";
+import { type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
+import { concatQuantized, DenseGpuLinear, type GpuLinear, MarlinGpuLinear } from "./gpu-linear.js";
+import { type CudaGraph, gpuOps } from "./gpu-ops.js";
 
-export const GpuModelRunner = {
-  async create(_c: ModelConfig, _s: ModelSources, _o: unknown): Promise<ModelRunner> {
-    throw new NoDeviceError("the GPU runner is not built yet");
-  },
-};
+export interface GpuLayerWeights {
+  inputNorm: DeviceBuffer;
+  postNorm: DeviceBuffer;
+  qkv: GpuLinear;
+  o: GpuLinear;
+  gateUp: GpuLinear;
+  down: GpuLinear;
+}
+
+export interface GpuWeights {
+  /** fp16 [vocab, hidden] */
+  embed: DeviceBuffer;
+  /** fp32 [hidden] */
+  norm: DeviceBuffer;
+  lmHead: GpuLinear;
+  layers: GpuLayerWeights[];
+}
+
+export interface GpuRunnerOptions {
+  blockSize?: number;
+  numBlocks?: number;
+  kvCacheTokens?: number;
+  gpuMemoryFraction?: number;
+  maxModelLen?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  cudaGraphs?: boolean;
+}
+
+/** Which implementation the registry picks for each linear layer kind ("dense.matmul" / "quant.matmul"). */
+export function selectLinearKernel(src: LinearSource, m: number): string {
+  const device = gpuTarget(0);
+  const q: KernelQuery =
+    src.kind === "dense"
+      ? { op: "dense.matmul", device, shape: { m, n: src.n, k: src.k }, activation: "float16" }
+      : {
+          op: "quant.matmul",
+          device,
+          shape: { m, n: src.n, k: src.k },
+          weight: { bits: src.layer.bits as 4 | 8, zeroPoints: !src.layer.symmetric },
+          groupSize: src.layer.groupSize,
+          actOrder: !!src.layer.gIdx,
+          activation: "float16",
+        };
+  return select(q).id;
+}
+
+function uploadF32(a: Float32Array): DeviceBuffer {
+  return DeviceBuffer.from(a);
+}
+
+/** Host weights (from a checkpoint) to device weights; quantized layers stay quantized (Marlin). */
+export function uploadWeights(config: ModelConfig, src: ModelSources, workspace: MarlinWorkspace, maxRows: number): { weights: GpuWeights; kernels: Record<string, string> } {
+  const kernels: Record<string, string> = {};
+  const fuse = (names: LinearName[], lin: Record<LinearName, LinearSource>): GpuLinear => {
+    const parts = names.map((n) => lin[n]);
+    const n = parts.reduce((a, p) => a + p.n, 0);
+    const k = parts[0].k;
+    const bias = parts.some((p) => p.bias) ? concat(parts.map((p) => p.bias ?? new Float32Array(p.n))) : undefined;
+    const fused: LinearSource =
+      parts.every((p) => p.kind === "quantized")
+        ? { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as Extract<LinearSource, { kind: "quantized" }>).layer)), name: names.join("+") }
+        : { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data: concat(parts.map(linearToF32)) }, name: names.join("+") };
+    const id = selectLinearKernel(fused, maxRows);
+    kernels[names.join("+")] = id;
+    if (fused.kind === "quantized") return MarlinGpuLinear.fromQuantized(fused.layer, workspace, bias);
+    const w = fused.weight.dtype === "float16" ? (fused.weight.data as Uint16Array) : f32ToF16(linearToF32(fused));
+    return DenseGpuLinear.fromF16(w, n, k, bias);
+  };
+  const layers = src.layers.map((l) => ({
+    inputNorm: uploadF32(l.inputNorm),
+    postNorm: uploadF32(l.postNorm),
+    qkv: fuse(["q_proj", "k_proj", "v_proj"], l.linears),
+    o: fuse(["o_proj"], l.linears),
+    gateUp: fuse(["gate_proj", "up_proj"], l.linears),
+    down: fuse(["down_proj"], l.linears),
+  }));
+  const H = config.hiddenSize;
+  const lmHead = src.lmHead ? DenseGpuLinear.fromF32(linearToF32(src.lmHead), config.vocabSize, H) : DenseGpuLinear.fromF32(src.embed, config.vocabSize, H);
+  kernels.lm_head = "cublas.fp16";
+  return { weights: { embed: DeviceBuffer.from(f32ToF16(src.embed)), norm: uploadF32(src.norm), lmHead, layers }, kernels };
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const GRAPH_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
+
+export class GpuModelRunner implements ModelRunner {
+  readonly device = "cuda" as const;
+  readonly config: ModelConfig;
+  readonly weights: GpuWeights;
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly maxModelLen: number;
+  readonly maxRows: number;
+  readonly maxSeqs: number;
+  readonly maxBlocksPerSeq: number;
+  readonly stream: Stream;
+  readonly workspace: MarlinWorkspace;
+  /** Registry choice per fused linear layer. */
+  readonly kernels: Record<string, string>;
+  useGraphs: boolean;
+  graphFailure?: string;
+  private readonly k: DeviceBuffer[] = [];
+  private readonly v: DeviceBuffer[] = [];
+  private readonly bufs: Record<string, DeviceBuffer> = {};
+  private logits: DeviceBuffer;
+  private logitRows: number;
+  private readonly graphs = new Map<number, CudaGraph>();
+  private readonly warmed = new Set<number>();
+
+  static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
+    const workspace = new MarlinWorkspace(0);
+    const maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
+    const { weights, kernels } = uploadWeights(config, sources, workspace, maxRows);
+    return new GpuModelRunner(config, weights, { ...opts }, workspace, kernels);
+  }
+
+  constructor(config: ModelConfig, weights: GpuWeights, opts: GpuRunnerOptions, workspace: MarlinWorkspace, kernels: Record<string, string> = {}) {
+    this.config = config;
+    this.weights = weights;
+    this.workspace = workspace;
+    this.kernels = kernels;
+    this.blockSize = opts.blockSize ?? 16;
+    this.maxModelLen = Math.min(opts.maxModelLen ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
+    this.maxSeqs = opts.maxNumSeqs ?? 64;
+    this.maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, this.maxSeqs);
+    this.maxBlocksPerSeq = Math.ceil(this.maxModelLen / this.blockSize);
+    this.useGraphs = opts.cudaGraphs ?? true;
+    this.stream = new Stream(0);
+    const c = config;
+    const H = c.hiddenSize;
+    const qd = c.numHeads * c.headDim;
+    const kvd = c.numKvHeads * c.headDim;
+    const qkvN = qd + 2 * kvd;
+    const I = c.intermediateSize;
+    const R = this.maxRows;
+    const S = this.maxSeqs;
+    const alloc = (name: string, bytes: number) => {
+      this.bufs[name] = DeviceBuffer.alloc(Math.max(16, bytes));
+    };
+    alloc("h", R * H * 2);
+    alloc("x", R * H * 2);
+    alloc("qkv", R * qkvN * 2);
+    alloc("attn", R * qd * 2);
+    alloc("gu", R * 2 * I * 2);
+    alloc("act", R * I * 2);
+    alloc("sel", R * H * 2);
+    for (const n of ["tokens", "positions", "slots", "seqOfRow", "rowIndex", "targets"]) alloc(n, R * 4);
+    alloc("lp", R * 4);
+    alloc("blockTables", Math.max(S, R) * this.maxBlocksPerSeq * 4);
+    for (const n of ["temperature", "topK", "topP", "counters", "out"]) alloc(n, S * 4);
+    alloc("seeds", S * 8);
+    this.logitRows = S;
+    this.logits = DeviceBuffer.alloc(S * c.vocabSize * 2);
+    const t = ropeTables(c, this.maxModelLen);
+    this.bufs.cos = DeviceBuffer.from(t.cos);
+    this.bufs.sin = DeviceBuffer.from(t.sin);
+    // Marlin workspace sized for the largest call before any graph capture (growing allocates).
+    for (const l of weights.layers)
+      for (const lin of [l.qkv, l.o, l.gateUp, l.down])
+        if (lin.kind === "marlin") workspace.ensure(R, lin.n, lin.k, !!(lin as MarlinGpuLinear).weights.perm, this.stream);
+    // KV cache: what was asked, else a fraction of the free memory.
+    const perBlock = 2 * c.numLayers * this.blockSize * kvd * 2;
+    let blocks = opts.numBlocks ?? (opts.kvCacheTokens ? Math.ceil(opts.kvCacheTokens / this.blockSize) : 0);
+    if (!blocks) blocks = Math.floor((memInfo(0).free * (opts.gpuMemoryFraction ?? 0.8)) / perBlock);
+    if (blocks < this.maxBlocksPerSeq) throw new InvalidArgumentError(`only ${blocks} KV blocks fit; one sequence of ${this.maxModelLen} needs ${this.maxBlocksPerSeq}`);
+    this.numBlocks = blocks;
+    for (let i = 0; i < c.numLayers; i++) {
+      this.k.push(DeviceBuffer.alloc(blocks * this.blockSize * kvd * 2));
+      this.v.push(DeviceBuffer.alloc(blocks * this.blockSize * kvd * 2));
+    }
+  }
+
+  /** Bytes of weights one forward pass streams (linear layers, lm_head, embedding rows aside). */
+  get maxBatchRows(): number {
+    return this.maxRows;
+  }
+
+  get weightBytes(): number {
+    let b = this.weights.lmHead.weightBytes;
+    for (const l of this.weights.layers) b += l.qkv.weightBytes + l.o.weightBytes + l.gateUp.weightBytes + l.down.weightBytes;
+    return b;
+  }
+
+  private upload(name: string, data: ArrayBufferView): void {
+    if (data.byteLength) this.bufs[name].upload(data);
+  }
+
+  /** Uploads rows and block tables (tables re-laid to the fixed width maxBlocksPerSeq). */
+  private uploadRows(rows: PagedRows, padTo: number): number {
+    const T = rows.tokens.length;
+    const P = Math.max(T, padTo);
+    if (P > this.maxRows) throw new InvalidArgumentError(`${P} rows exceed the runner's ${this.maxRows}`);
+    const pad = (a: Int32Array, fill: (i: number) => number) => {
+      if (P === T) return a;
+      const out = new Int32Array(P);
+      out.set(a);
+      for (let i = T; i < P; i++) out[i] = fill(i);
+      return out;
+    };
+    const numSeqs = rows.blockTables.length / rows.maxBlocks;
+    this.upload("tokens", pad(rows.tokens, () => 0));
+    this.upload("positions", pad(rows.positions, () => 0));
+    this.upload("slots", pad(rows.slots, () => -1));
+    // Padded rows attend to position 0 of a table row of zeros (block 0): harmless, discarded.
+    this.upload("seqOfRow", pad(rows.seqOfRow, (i) => numSeqs + (i - T)));
+    const W = this.maxBlocksPerSeq;
+    const tables = new Int32Array((numSeqs + (P - T)) * W);
+    for (let s = 0; s < numSeqs; s++) tables.set(rows.blockTables.subarray(s * rows.maxBlocks, (s + 1) * rows.maxBlocks), s * W);
+    this.upload("blockTables", tables);
+    return P;
+  }
+
+  /** The forward pass over `T` uploaded rows, leaving the final normed hidden state in x. */
+  private forwardRows(T: number, numSeqs: number): void {
+    const c = this.config;
+    const ops = gpuOps();
+    const s = this.stream;
+    const b = this.bufs;
+    const H = c.hiddenSize;
+    const qd = c.numHeads * c.headDim;
+    const kvd = c.numKvHeads * c.headDim;
+    const qkvN = qd + 2 * kvd;
+    const I = c.intermediateSize;
+    const eps = c.rmsNormEps;
+    const W = this.weights;
+    ops.embedding(b.tokens, W.embed, b.h, T, H, c.vocabSize, s);
+    W.layers.forEach((L, i) => {
+      if (i === 0) ops.rmsnorm(b.h, L.inputNorm, b.x, T, H, eps, s);
+      else ops.addRmsnorm(b.x, b.h, L.inputNorm, T, H, eps, s);
+      L.qkv.forward(b.x, T, b.qkv, s);
+      ops.rope(b.qkv, b.positions, b.cos, b.sin, T, qkvN, c.numHeads + c.numKvHeads, c.headDim, this.maxModelLen, s);
+      ops.storeKv(b.qkv, b.slots, this.k[i], this.v[i], T, qkvN, qd, qd + kvd, kvd, this.numBlocks * this.blockSize, s);
+      ops.pagedAttention(b.qkv, this.k[i], this.v[i], b.blockTables, b.seqOfRow, b.positions, b.attn, {
+        rows: T,
+        qStride: qkvN,
+        heads: c.numHeads,
+        kvHeads: c.numKvHeads,
+        headDim: c.headDim,
+        maxBlocks: this.maxBlocksPerSeq,
+        blockSize: this.blockSize,
+        numSeqs,
+        numBlocks: this.numBlocks,
+        maxContext: this.maxModelLen,
+        scale: 1 / Math.sqrt(c.headDim),
+      }, s);
+      L.o.forward(b.attn, T, b.x, s);
+      ops.addRmsnorm(b.x, b.h, L.postNorm, T, H, eps, s);
+      L.gateUp.forward(b.x, T, b.gu, s);
+      ops.siluMul(b.gu, b.act, T, I, s);
+      L.down.forward(b.act, T, b.x, s);
+    });
+    ops.addRmsnorm(b.x, b.h, W.norm, T, H, eps, s);
+  }
+
+  /** Gathers `n` rows (indices in rowIndex) and runs lm_head into the logits buffer. */
+  private head(n: number): void {
+    const H = this.config.hiddenSize;
+    this.ensureLogits(n);
+    gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, H, this.stream);
+    this.weights.lmHead.forward(this.bufs.sel, n, this.logits, this.stream);
+  }
+
+  private ensureLogits(n: number): void {
+    if (n <= this.logitRows) return;
+    this.stream.synchronize();
+    this.logits.free();
+    this.logitRows = n;
+    this.logits = DeviceBuffer.alloc(n * this.config.vocabSize * 2);
+    for (const g of this.graphs.values()) g.destroy();
+    this.graphs.clear();
+    this.warmed.clear();
+  }
+
+  private sampleStep(n: number): void {
+    const b = this.bufs;
+    gpuOps().sample(this.logits, b.temperature, b.topK, b.topP, b.seeds, b.counters, b.out, n, this.config.vocabSize, this.stream);
+  }
+
+  /** The whole decode step for `bucket` rows: what a CUDA graph captures. */
+  private decodeStep(bucket: number, numSeqs: number): void {
+    this.forwardRows(bucket, numSeqs);
+    this.head(bucket);
+    this.sampleStep(bucket);
+  }
+
+  execute(batch: StepBatch): Int32Array {
+    const T = batch.tokens.length;
+    const S = batch.sampleRows.length;
+    const out = new Int32Array(S);
+    if (T === 0) return out;
+    if (S > this.maxSeqs) throw new InvalidArgumentError(`${S} sequences exceed the runner's ${this.maxSeqs}`);
+    const numSeqs = batch.blockTables.length / batch.maxBlocks;
+    const pureDecode = S === T && numSeqs === T;
+    const bucket = pureDecode && this.useGraphs ? GRAPH_BUCKETS.find((x) => x >= T && x <= this.maxSeqs) : undefined;
+    const rows = this.uploadRows(batch, bucket ?? 0);
+    const n = bucket ?? S;
+    const padI = (a: Int32Array, fill: number) => {
+      const o = new Int32Array(n).fill(fill);
+      o.set(a);
+      return o;
+    };
+    const padF = (a: Float32Array, fill: number) => {
+      const o = new Float32Array(n).fill(fill);
+      o.set(a);
+      return o;
+    };
+    const sp = batch.sampling;
+    this.upload("rowIndex", bucket ? Int32Array.from({ length: n }, (_, i) => i) : batch.sampleRows);
+    this.upload("temperature", padF(sp.temperature, 0));
+    this.upload("topK", padI(sp.topK, 0));
+    this.upload("topP", padF(sp.topP, 1));
+    const seeds = new Uint32Array(2 * n);
+    seeds.set(sp.seeds);
+    this.upload("seeds", seeds);
+    this.upload("counters", padI(sp.counters, 0));
+    if (bucket !== undefined) this.runGraph(bucket, numSeqs + (rows - T));
+    else {
+      this.forwardRows(T, numSeqs);
+      if (S > 0) {
+        this.head(S);
+        this.sampleStep(S);
+      }
+    }
+    this.stream.synchronize();
+    if (S > 0) {
+      const got = new Int32Array(n);
+      this.bufs.out.download(got);
+      out.set(got.subarray(0, S));
+    }
+    return out;
+  }
+
+  /** Replays (capturing on second use: the first run warms cuBLAS and the workspace) a decode graph. */
+  private runGraph(bucket: number, numSeqs: number): void {
+    const g = this.graphs.get(bucket);
+    if (g) {
+      g.launch(this.stream);
+      return;
+    }
+    if (!this.warmed.has(bucket)) {
+      this.warmed.add(bucket);
+      this.decodeStep(bucket, numSeqs);
+      return;
+    }
+    const ops = gpuOps();
+    this.stream.synchronize();
+    ops.beginCapture(this.stream);
+    try {
+      this.decodeStep(bucket, this.maxSeqs);
+    } catch (e) {
+      try {
+        ops.endCapture(this.stream).destroy();
+      } catch {
+        // the capture is already invalid
+      }
+      this.useGraphs = false;
+      this.graphFailure = (e as Error).message;
+      this.decodeStep(bucket, numSeqs);
+      return;
+    }
+    let graph: CudaGraph;
+    try {
+      graph = ops.endCapture(this.stream);
+    } catch (e) {
+      this.useGraphs = false;
+      this.graphFailure = (e as Error).message;
+      this.decodeStep(bucket, numSeqs);
+      return;
+    }
+    this.graphs.set(bucket, graph);
+    graph.launch(this.stream);
+  }
+
+  score(rows: PagedRows, logitRows: Int32Array, targets: Int32Array): Float64Array {
+    const T = rows.tokens.length;
+    const numSeqs = rows.blockTables.length / rows.maxBlocks;
+    this.uploadRows(rows, 0);
+    this.forwardRows(T, numSeqs);
+    const n = logitRows.length;
+    this.upload("rowIndex", logitRows);
+    this.upload("targets", targets);
+    this.head(n);
+    gpuOps().logprobs(this.logits, this.bufs.targets, this.bufs.lp, n, this.config.vocabSize, this.stream);
+    this.stream.synchronize();
+    const lp = new Float32Array(n);
+    this.bufs.lp.download(lp);
+    return Float64Array.from(lp);
+  }
+
+  dispose(): void {
+    for (const g of this.graphs.values()) g.destroy();
+    this.graphs.clear();
+    for (const b of [...Object.values(this.bufs), ...this.k, ...this.v, this.logits]) b.free();
+    const W = this.weights;
+    W.embed.free();
+    W.norm.free();
+    W.lmHead.dispose();
+    for (const l of W.layers) {
+      l.inputNorm.free();
+      l.postNorm.free();
+      for (const lin of [l.qkv, l.o, l.gateUp, l.down]) lin.dispose();
+    }
+    this.workspace.dispose();
+    this.stream.destroy();
+  }
+}
+
