@@ -35,7 +35,8 @@ Napi::Value Status(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// denseGemm(a, aOffset, w, bias|null, c, cOffset, m, n, k, act (0 fp16 | 1 bf16), stream?)
+// denseGemm(a, aOffset, w, bias|null, c, cOffset, m, n, k, act (0 fp16 | 1 bf16), stream?,
+//           wTransposed? (W stored [n, k] as a torch Linear weight))
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef MARLIN_WITH_CUDA
@@ -60,7 +61,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   int prev = 0;
   CUDA_CHECK(env, cudaGetDevice(&prev));
   CUDA_CHECK(env, cudaSetDevice(dev));
-  const int st = blas::Gemm(h, stream, bf16, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a, w, false, c);
+  const bool w_nk = info.Length() > 11 && info[11].IsBoolean() && info[11].As<Napi::Boolean>().Value();
+  const int st = blas::Gemm(h, stream, bf16, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a, w, w_nk, c);
   if (st != 0) {
     cudaSetDevice(prev);
     ThrowTyped(env, kErrCuda, "cublasGemmEx failed with status " + std::to_string(st));

@@ -33,6 +33,7 @@ struct KernelArgs {
   int* counters;          // one per (problem, column); all zero between launches
   int m, n, k, lda, ldc;
   int group_size;   // rows per group (k for per-channel)
+  int group_shift;  // log2(group_size) when grouped (32, 64, 128)
   int per_channel;  // scales use the 32-column permutation and apply to the output
   int problems;     // row blocks of MB*16 in this launch
   int iters;        // units per block
@@ -204,6 +205,7 @@ struct Shape {
   static constexpr int kBRowChunks = NS * kBStripChunks;
   static constexpr int kBChunks = TK * kBRowChunks;
   static constexpr int kMaxGroups = TK * 16 / 32;  // scale rows a stage may span (group size 32)
+  static_assert(kMaxGroups * TN * 2 <= 256, "one scale chunk per thread");
   static constexpr int kSRowChunks = TN * 2;       // TN*16 fp16 scales
   static constexpr int kSChunks = kMaxGroups * kSRowChunks;
   static constexpr int kZRowChunks = TN * BITS / 8;  // TN*16 zero points of BITS bits
@@ -217,8 +219,12 @@ struct Shape {
   }
 };
 
+#ifndef MARLIN_MB2_MIN_BLOCKS
+#define MARLIN_MB2_MIN_BLOCKS 1
+#endif
+// m <= 16 tiles fit 128 registers: two blocks per SM keep more weight bytes in flight.
 template <typename T, int BITS, bool ZP, int MB, int TN, int TK, int STAGES>
-__global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
+__global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BLOCKS : 1) MarlinKernel(const KernelArgs p) {
   using S = Shape<BITS, ZP, MB, TN, TK>;
   using T2 = typename Vec2<T>::type;
   constexpr int ZERO = ZP ? 0 : (1 << (BITS - 1));
@@ -247,30 +253,45 @@ __global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
   const int s_row_stride = p.n / 8;         // int4 per scale row
   const int z_row_stride = p.n * BITS / 128;
   const bool per_channel = p.per_channel != 0;
-  const int gs = p.group_size;
-  const int stage_groups = (TK * 16 >= gs) ? (TK * 16) / gs : 1;
+  const int gshift = p.group_shift;
+  // Scale rows a stage spans (group sizes are powers of two, 32..128; per-channel: one).
+  const int stage_groups = per_channel ? 1 : ((TK * 16) >> gshift) > 0 ? ((TK * 16) >> gshift) : 1;
 
-  auto fetch = [&](int slot, int u) {
+  // The unit the next fetch loads, decoded incrementally (no divisions in the loop).
+  int f_kidx, f_col, f_prob;
+  {
+    const int cc = u_begin / ktiles;
+    f_kidx = u_begin - cc * ktiles;
+    f_prob = cc / ntiles;
+    f_col = cc - f_prob * ntiles;
+  }
+  // Rows of the activation tile that exist; the others are never loaded (their products are
+  // never stored).
+  auto fetch = [&](int slot) {
     int4* st = ring + slot * S::kStageChunks;
-    const int cc = u / ktiles;
-    const int kidx = u - cc * ktiles;
-    const int prob = cc / ntiles;
-    const int col = cc - prob * ntiles;
-    // Activations: rows past m are zero-filled.
-    const __half* a = static_cast<const __half*>(p.a);
+    const int kidx = f_kidx, col = f_col, prob = f_prob;
+    if (++f_kidx == ktiles) {
+      f_kidx = 0;
+      if (++f_col == ntiles) {
+        f_col = 0;
+        f_prob++;
+      }
+    }
+    const __half* a = static_cast<const __half*>(p.a) + static_cast<size_t>(prob * S::kARows) * p.lda + kidx * TK * 16;
+    const int rows_left = p.m - prob * S::kARows;
 #pragma unroll
-    for (int i = tid; i < S::kAChunks; i += S::kThreads) {
+    for (int it = 0; it < (S::kAChunks + S::kThreads - 1) / S::kThreads; it++) {
+      const int i = tid + it * S::kThreads;
       const int r = i / S::kARowChunks;
       const int c = i % S::kARowChunks;
-      const int grow = prob * S::kARows + r;
-      const bool ok = grow < p.m;
-      const __half* src = a + (static_cast<size_t>(ok ? grow : 0) * p.lda + kidx * TK * 16 + c * 8);
-      CpAsync16(st + r * S::kARowChunks + (c ^ (r & 7)), src, ok);
+      if ((S::kAChunks % S::kThreads == 0 || i < S::kAChunks) && r < rows_left)
+        CpAsync16(st + r * S::kARowChunks + (c ^ (r & 7)), a + static_cast<size_t>(r) * p.lda + c * 8, true);
     }
     int4* sb = st + S::kAChunks;
     const int4* gb = p.b + static_cast<size_t>(kidx * TK) * b_row_stride + col * S::kBRowChunks;
 #pragma unroll
-    for (int i = tid; i < S::kBChunks; i += S::kThreads) {
+    for (int it = 0; it < (S::kBChunks + S::kThreads - 1) / S::kThreads; it++) {
+      const int i = tid + it * S::kThreads;
       const int r = i / S::kBRowChunks;
       const int c = i % S::kBRowChunks;
       int dst = c;
@@ -278,24 +299,23 @@ __global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
         const int s = c / S::kBStripChunks, w = c % S::kBStripChunks;
         dst = s * S::kBStripChunks + (w & 1) * 32 + (w >> 1);
       }
-      CpAsync16(sb + r * S::kBRowChunks + dst, gb + static_cast<size_t>(r) * b_row_stride + c, true);
+      if (S::kBChunks % S::kThreads == 0 || i < S::kBChunks)
+        CpAsync16(sb + r * S::kBRowChunks + dst, gb + static_cast<size_t>(r) * b_row_stride + c, true);
     }
-    const int g0 = (kidx * TK * 16) / gs;
+    const int g0 = per_channel ? 0 : (kidx * TK * 16) >> gshift;
     if (!per_channel) {
       int4* ss = sb + S::kBChunks;
       const int4* gsc = static_cast<const int4*>(p.scales) + static_cast<size_t>(g0) * s_row_stride + col * S::kSRowChunks;
-      for (int i = tid; i < stage_groups * S::kSRowChunks; i += S::kThreads) {
-        const int r = i / S::kSRowChunks, c = i % S::kSRowChunks;
+      if (tid < stage_groups * S::kSRowChunks) {  // at most kMaxGroups * TN*2 <= 256 chunks
+        const int r = tid / S::kSRowChunks, c = tid % S::kSRowChunks;
         CpAsync16(ss + r * S::kSRowChunks + c, gsc + static_cast<size_t>(r) * s_row_stride + c, true);
       }
     }
     if constexpr (ZP) {
       int4* sz = sb + S::kBChunks + S::kSChunks;
-      const int zg = per_channel ? 0 : g0;
-      const int zrows = per_channel ? 1 : stage_groups;
-      const int4* gz = reinterpret_cast<const int4*>(p.zeros) + static_cast<size_t>(zg) * z_row_stride + col * S::kZRowChunks;
-      for (int i = tid; i < zrows * S::kZRowChunks; i += S::kThreads) {
-        const int r = i / S::kZRowChunks, c = i % S::kZRowChunks;
+      const int4* gz = reinterpret_cast<const int4*>(p.zeros) + static_cast<size_t>(g0) * z_row_stride + col * S::kZRowChunks;
+      if (tid < stage_groups * S::kZRowChunks) {
+        const int r = tid / S::kZRowChunks, c = tid % S::kZRowChunks;
         CpAsync16(sz + r * S::kZRowChunks + c, gz + static_cast<size_t>(r) * z_row_stride + c, true);
       }
     }
@@ -340,7 +360,7 @@ __global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
           words[7] = w1.w;
         }
       }
-      const int grel = (gs < TK * 16) ? (kk * 16) / gs : 0;
+      const int grel = per_channel ? 0 : (kk * 16) >> gshift;  // 0 when a group spans the stage
       T scale[8];
       if (!per_channel) {
         const int4 sv = ss[grel * S::kSRowChunks + strip * 8 + (lane >> 2)];
@@ -514,7 +534,7 @@ __global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
 
 #pragma unroll 1
   for (int s = 0; s < STAGES - 1; s++) {
-    if (u_begin + s < u_end) fetch(s, u_begin + s);
+    if (u_begin + s < u_end) fetch(s);
     CpAsyncCommit();
   }
 #pragma unroll 1
@@ -522,7 +542,7 @@ __global__ void __launch_bounds__(256) MarlinKernel(const KernelArgs p) {
     CpAsyncWait<STAGES - 2>();
     __syncthreads();
     const int nu = u + STAGES - 1;
-    if (nu < u_end) fetch((nu - u_begin) % STAGES, nu);
+    if (nu < u_end) fetch((nu - u_begin) % STAGES);
     CpAsyncCommit();
     compute((u - u_begin) % STAGES);
     if (u == u_end - 1 || (u + 1) % ktiles == 0) {

@@ -62,6 +62,9 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   const bool per_channel = g.group_size == -1 || g.group_size >= g.k;
   p.per_channel = per_channel ? 1 : 0;
   p.group_size = per_channel ? g.k : g.group_size;
+  p.group_shift = 0;
+  if (!per_channel)
+    while ((1 << p.group_shift) < g.group_size) p.group_shift++;
   p.problems = (s.rows + Sh::kARows - 1) / Sh::kARows;
   const int ntiles = g.n / (TN * 16), ktiles = g.k / (TK * 16);
   const int total = p.problems * ntiles * ktiles;
@@ -93,7 +96,9 @@ template <typename T, int BITS, bool ZP>
 cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   const GemmArgs& g = *s.g;
   const int rows = s.rows;
-  const int mb = rows <= 16 ? 1 : rows <= 32 ? 2 : 4;
+  int mb = rows <= 16 ? 1 : rows <= 32 ? 2 : 4;
+  // 33..64 rows as two 32-row problems (the second read of each weight tile hits L2).
+  if (mb == 4 && rows <= 64 && (g.tuning.tk == 0 && EnvInt("MARLIN_MB64", 4) == 2)) mb = 2;
   int tk = g.tuning.tk ? g.tuning.tk : EnvInt("MARLIN_TK", 0);
   int tn = g.tuning.tn ? g.tuning.tn : EnvInt("MARLIN_TN", 0);
   if (mb < 4) {

@@ -33,24 +33,26 @@ static inline __attribute__((always_inline)) void AttendItem(const PagedAttentio
   scores.resize(static_cast<size_t>(n * group));
   acc.assign(static_cast<size_t>(group * D), 0.f);
   const float* q0 = a.q + t * a.q_stride + kvh * group * D;
-  for (int64_t p = 0; p < n; p++) {
-    const int64_t slot = static_cast<int64_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
-    const float* k = a.k_cache + slot * kv_dim + kvh * D;
-    for (int64_t g = 0; g < group; g++) scores[g * n + p] = K::Dot(q0 + g * D, k, D) * a.scale;
+  // Walk the block table block by block (no division per key).
+  const int64_t bs = a.block_size;
+  for (int64_t p0 = 0, j = 0; p0 < n; p0 += bs, j++) {
+    const float* kb = a.k_cache + static_cast<int64_t>(table[j]) * bs * kv_dim + kvh * D;
+    const int64_t cnt = n - p0 < bs ? n - p0 : bs;
+    for (int64_t o = 0; o < cnt; o++)
+      for (int64_t g = 0; g < group; g++) scores[g * n + p0 + o] = K::Dot(q0 + g * D, kb + o * kv_dim, D) * a.scale;
   }
   float inv[64];
   for (int64_t g = 0; g < group; g++) {
     float* s = scores.data() + g * n;
     float mx = -INFINITY;
     for (int64_t p = 0; p < n; p++) mx = std::max(mx, s[p]);
-    float sum = 0;
-    for (int64_t p = 0; p < n; p++) sum += (s[p] = std::exp(s[p] - mx));
-    inv[g] = 1.0f / sum;
+    inv[g] = 1.0f / ExpShiftSum(s, mx, s, n);
   }
-  for (int64_t p = 0; p < n; p++) {
-    const int64_t slot = static_cast<int64_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
-    const float* v = a.v_cache + slot * kv_dim + kvh * D;
-    for (int64_t g = 0; g < group; g++) K::Axpy(scores[g * n + p], v, acc.data() + g * D, D);
+  for (int64_t p0 = 0, j = 0; p0 < n; p0 += bs, j++) {
+    const float* vb = a.v_cache + static_cast<int64_t>(table[j]) * bs * kv_dim + kvh * D;
+    const int64_t cnt = n - p0 < bs ? n - p0 : bs;
+    for (int64_t o = 0; o < cnt; o++)
+      for (int64_t g = 0; g < group; g++) K::Axpy(scores[g * n + p0 + o], vb + o * kv_dim, acc.data() + g * D, D);
   }
   for (int64_t g = 0; g < group; g++) {
     float* o = a.out + t * a.heads * D + (kvh * group + g) * D;

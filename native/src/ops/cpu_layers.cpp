@@ -61,12 +61,67 @@ void RopeF32(float* x, int64_t rows, int64_t stride, int64_t heads, int64_t head
   }, RowChunk(heads * head_dim));
 }
 
+#ifdef MARLIN_OPS_X86
+__attribute__((target("avx2,fma"))) static void SiluMulRowAvx2(const float* g, const float* u, int64_t n, float* o) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 e = Exp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+    _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+  }
+  for (; i < n; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
+__attribute__((target("avx2,fma"))) float ExpShiftSumAvx2(const float* x, float shift, float* out, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  const __m256 sh = _mm256_set1_ps(shift);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh));
+    if (out) _mm256_storeu_ps(out + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  if (i < n) {
+    alignas(32) float t[8];
+    for (int l = 0; l < 8; l++) t[l] = i + l < n ? x[i + l] : -INFINITY;
+    const __m256 e = Exp256(_mm256_sub_ps(_mm256_load_ps(t), sh));
+    const __m256 mask = _mm256_castsi256_ps(TailMask(n - i));
+    const __m256 em = _mm256_and_ps(e, mask);
+    if (out) _mm256_maskstore_ps(out + i, TailMask(n - i), em);
+    acc = _mm256_add_ps(acc, em);
+  }
+  return Hsum(acc);
+}
+#endif
+
+float ExpShiftSum(const float* x, float shift, float* out, int64_t n) {
+#ifdef MARLIN_OPS_X86
+  if (HasAvx2Fma()) return ExpShiftSumAvx2(x, shift, out, n);
+#endif
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < n; i++) {
+    const float e = std::exp(x[i] - shift);
+    if (out) out[i] = e;
+    acc[i % 8] += e;
+  }
+  return ReduceLanes(acc);
+}
+
 void SiluMulF32(const float* gu, int64_t rows, int64_t inter, float* out) {
+  const bool avx = HasAvx2Fma();
   ParallelFor(static_cast<size_t>(rows), [&](size_t lo, size_t hi) {
     for (size_t r = lo; r < hi; r++) {
       const float* g = gu + r * 2 * inter;
       const float* u = g + inter;
       float* o = out + r * inter;
+#ifdef MARLIN_OPS_X86
+      if (avx) {
+        SiluMulRowAvx2(g, u, inter, o);
+        continue;
+      }
+#endif
+      (void)avx;
       for (int64_t i = 0; i < inter; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
     }
   }, RowChunk(inter));

@@ -8,6 +8,7 @@
 
 #include "common/parallel.h"
 #include "ops/cpu_ops.h"
+#include "ops/cpu_simd.h"
 
 namespace marlin {
 namespace ops {
@@ -84,8 +85,7 @@ void LogprobsF32(const float* logits, int64_t rows, int64_t vocab, const int32_t
       const float* l = logits + r * vocab;
       float mx = l[0];
       for (int64_t i = 1; i < vocab; i++) mx = std::max(mx, l[i]);
-      double sum = 0;
-      for (int64_t i = 0; i < vocab; i++) sum += std::exp(static_cast<double>(l[i] - mx));
+      const double sum = ExpShiftSum(l, mx, nullptr, vocab);
       out[r] = static_cast<double>(l[targets[r]] - mx) - std::log(sum);
     }
   }, 8);

@@ -55,7 +55,30 @@ __attribute__((target("avx2,fma"))) inline float DotAvx2(const float* x, const f
   }
   return Hsum(acc);
 }
+
+// exp(x) for 8 lanes (Cephes-style range reduction + degree-6 polynomial, ~2 ulp); inputs are
+// clamped to the finite range. Used by the softmax-like loops; the same lanes give the same bits.
+__attribute__((target("avx2,fma"))) inline __m256 Exp256(__m256 x) {
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3365447504f));
+  __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
 #endif
+
+// out[i] = exp(x[i] - shift), returns the sum (eight lane sums, then the fixed tree). n-element
+// loops with a zero-padded tail, so a given n always gives the same bits.
+float ExpShiftSum(const float* x, float shift, float* out, int64_t n);
 
 inline float Dot(const float* x, const float* w, int64_t k) {
 #ifdef MARLIN_OPS_X86

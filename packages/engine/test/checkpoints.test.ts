@@ -1,13 +1,13 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type NamedTensor, openCheckpoint, toAwq, toGptq, writeSafetensors } from "@marlin/format";
+import { type NamedTensor, openCheckpoint, packMarlin, toAwq, toGptq, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LINEAR_NAMES, LLM, type LoadedModel, loadModelDir, quantizeSourcesRtn } from "../src/index.js";
 import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 // Checkpoints in the formats met in the wild, made from tiny-llama: a sharded dense one, GPTQ (v1,
-// symmetric, g128) and AWQ (gemm, zero points). Each must load and generate exactly as the same
+// symmetric, g128), AWQ (gemm, zero points) and Marlin (B / s). Each must load and generate exactly as the same
 // weights given in memory.
 describe.skipIf(!hasTinyLlama())("checkpoint formats", () => {
   const dirs: string[] = [];
@@ -59,14 +59,16 @@ describe.skipIf(!hasTinyLlama())("checkpoint formats", () => {
     await same(dir, model);
   });
 
-  for (const fmt of ["gptq", "awq"] as const) {
+  for (const fmt of ["gptq", "awq", "marlin"] as const) {
     test(`${fmt} 4-bit g128`, async () => {
-      const symmetric = fmt === "gptq";
+      const symmetric = fmt !== "awq";
       const sources = quantizeSourcesRtn(model.sources, { groupSize: 128, symmetric });
       const qc =
         fmt === "gptq"
           ? { quant_method: "gptq", bits: 4, group_size: 128, desc_act: false, sym: true, checkpoint_format: "gptq" }
-          : { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemm" };
+          : fmt === "awq"
+            ? { quant_method: "awq", bits: 4, group_size: 128, zero_point: true, version: "gemm" }
+            : { quant_method: "gptq", bits: 4, group_size: 128, desc_act: false, sym: true, checkpoint_format: "marlin" };
       const dir = makeDir({ quantization_config: qc });
       const tensors = new Map<string, NamedTensor>();
       for (const [name, t] of raw) if (!/_proj\.weight$/.test(name)) tensors.set(name, t);
@@ -75,7 +77,7 @@ describe.skipIf(!hasTinyLlama())("checkpoint formats", () => {
           const src = layer.linears[n];
           if (src.kind !== "quantized") throw new Error("expected a quantized layer");
           const prefix = src.name;
-          const ex = fmt === "gptq" ? toGptq(src.layer) : toAwq(src.layer);
+          const ex = fmt === "gptq" ? toGptq(src.layer) : fmt === "awq" ? toAwq(src.layer) : toMarlinCheckpoint(packMarlin(src.layer));
           for (const [k, v] of Object.entries(ex)) tensors.set(`${prefix}.${k}`, v as NamedTensor);
           expect(prefix).toContain(`layers.${i}.`);
         }

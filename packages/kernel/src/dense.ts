@@ -25,6 +25,8 @@ export interface DenseMatmulArgs {
   n: number;
   dtype?: ActivationDType;
   stream?: Stream;
+  /** GPU only: W stored [n, k] (torch Linear layout) instead of [k, n]. */
+  wLayout?: "kn" | "nk";
 }
 
 export interface CublasStatus {
@@ -73,9 +75,11 @@ export function denseMatmul(args: DenseMatmulArgs): void {
         args.k,
         act,
         args.stream?.handle,
+        args.wLayout === "nk",
       ),
     );
   } else {
+    if (args.wLayout === "nk") throw new InvalidArgumentError("the CPU path takes W as [k, n]");
     call((a) => a.denseCpu(args.x, args.w, args.bias ?? null, args.out, args.m, args.n, args.k, act));
   }
 }
@@ -132,7 +136,14 @@ export class DenseLayer {
     const m = opts.m ?? inferRows("x", x, this.k);
     let out = opts.out;
     let allocated: DeviceBuffer | undefined;
-    if (!out) out = isDevice(x) ? (allocated = DeviceBuffer.alloc(m * this.n * 2, x.device)) : new Uint16Array(m * this.n);
+    if (!out) {
+      if (isDevice(x)) {
+        allocated = DeviceBuffer.alloc(m * this.n * 2, x.device);
+        out = allocated;
+      } else {
+        out = new Uint16Array(m * this.n);
+      }
+    }
     try {
       denseMatmul({ x, w: this.w!, bias: this.bias, out, m, k: this.k, n: this.n, dtype: this.dtype, stream: opts.stream });
     } catch (err) {

@@ -1,29 +1,29 @@
 export { DeviceBuffer } from "./buffer.js";
+export { type CublasStatus, cublasStatus, DenseLayer, type DenseLayerOptions, type DenseMatmulArgs, denseMatmul } from "./dense.js";
 export * from "./device.js";
-export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, native, typedError } from "./native.js";
-export { patternHost, writePattern } from "./pattern.js";
-export { CudaEvent, Stream } from "./stream.js";
-export { type Operand, isDevice } from "./operand.js";
-export { MarlinWorkspace } from "./workspace.js";
+export { type ForwardOptions, type LayerOptions, MarlinLayer, type Placement } from "./layer.js";
 export {
+  type DeviceMarlinWeights,
+  type HostMarlinWeights,
+  type MarlinMatmulArgs,
+  type MarlinTuning,
+  type MarlinWeights,
   marlinMatmul,
   marlinShapeRefusal,
   numGroups,
-  type MarlinMatmulArgs,
-  type MarlinWeights,
-  type HostMarlinWeights,
-  type DeviceMarlinWeights,
-  type MarlinTuning,
   type WeightBits,
 } from "./marlin.js";
-export { MarlinLayer, type LayerOptions, type ForwardOptions, type Placement } from "./layer.js";
-export { denseMatmul, DenseLayer, cublasStatus, type DenseMatmulArgs, type DenseLayerOptions, type CublasStatus } from "./dense.js";
+export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, native, typedError } from "./native.js";
+export { isDevice, type Operand } from "./operand.js";
+export { patternHost, writePattern } from "./pattern.js";
 export {
-  registerKernels,
-  QUANT_MATMUL_OP,
-  DENSE_MATMUL_OP,
-  marlinCuda,
-  marlinCpu,
   cublasFp16,
+  DENSE_MATMUL_OP,
   denseCpu,
+  marlinCpu,
+  marlinCuda,
+  QUANT_MATMUL_OP,
+  registerKernels,
 } from "./register.js";
+export { CudaEvent, Stream } from "./stream.js";
+export { MarlinWorkspace } from "./workspace.js";

@@ -166,8 +166,12 @@ export class MarlinLayer {
     let out = opts.out;
     let allocated: DeviceBuffer | undefined;
     if (!out) {
-      if (onDevice) out = allocated = DeviceBuffer.alloc(m * this.n * 2, (x as DeviceBuffer).device);
-      else out = new Uint16Array(m * this.n);
+      if (onDevice) {
+        allocated = DeviceBuffer.alloc(m * this.n * 2, (x as DeviceBuffer).device);
+        out = allocated;
+      } else {
+        out = new Uint16Array(m * this.n);
+      }
     }
     try {
       marlinMatmul({ x, out, m, weights: this.weights, dtype: this.dtype, workspace: this.workspace, stream: opts.stream, tuning: opts.tuning });

@@ -1,6 +1,7 @@
 /** Shared argument checks for the matmul entry points: operands live on a device or on the host. */
-import { AlignmentError, DisposedError, DTypeError, InvalidArgumentError, ShapeError } from "@marlin/core";
+
 import type { ActivationDType } from "@marlin/core";
+import { AlignmentError, DisposedError, DTypeError, InvalidArgumentError, ShapeError } from "@marlin/core";
 import { DeviceBuffer } from "./buffer.js";
 
 /** An activation or output matrix: a device buffer (GPU path) or fp16/bf16 bits on the host (CPU path). */

@@ -1,5 +1,5 @@
 // Random quantized layers and an fp64 reference computed from the plain (unpacked) form.
-import { type Rng } from "@marlin/core";
+import type { Rng } from "@marlin/core";
 import { bf16BitsToNumber, f16BitsToNumber, numberToF16, type QuantizedLayer } from "@marlin/format";
 
 export type Act = "float16" | "bfloat16";

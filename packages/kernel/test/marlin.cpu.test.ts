@@ -10,8 +10,8 @@ import {
   NoKernelError,
   Rng,
   runSeed,
-  select,
   ShapeError,
+  select,
 } from "@marlin/core";
 import { packMarlin } from "@marlin/format";
 import { describe, expect, it } from "vitest";
@@ -31,10 +31,9 @@ const rng = new Rng(seed);
 
 const SHAPES: [number, number][] = [
   [128, 64],
-  [256, 192],
-  [384, 128],
+  [384, 192],
 ];
-const MS = [1, 2, 3, 7, 16, 17, 33, 65];
+const MS = [1, 3, 16, 17, 65];
 
 describe("marlin CPU path: every variant against fp64", () => {
   for (const v of VARIANTS) {
@@ -110,10 +109,8 @@ describe("marlin argument validation (throws typed errors, writes nothing)", () 
   });
 
   it("rejects act-order layers whose groups are not all groupSize rows", () => {
-    const l = randomLayer(rng, 256, 64, { ...v, actOrder: true });
-    l.gIdx![0] = 1; // group 1 now has 129 rows
-    l.gIdx![200] = 0;
-    l.gIdx![201] = 0;
+    const l = randomLayer(rng, 256, 64, v);
+    l.gIdx = new Int32Array(256).map((_, i) => (i < 120 ? 0 : 1)); // groups of 120 and 136 rows
     expect(() => MarlinLayer.fromQuantized(l, { device: "cpu" })).toThrow(/groupSize rows/);
   });
 

@@ -5,7 +5,7 @@
 // (native/src/marlin/standalone, `harness test`), which is quicker at packing huge layers.
 import { AlignmentError, DisposedError, Rng, runSeed, ShapeError } from "@marlin/core";
 import { describe, expect, it } from "vitest";
-import { DeviceBuffer, DenseLayer, hasGpu, MarlinLayer, MarlinWorkspace, marlinMatmul, noGpuReason, Stream } from "../src/index.js";
+import { DenseLayer, DeviceBuffer, hasGpu, MarlinLayer, MarlinWorkspace, marlinMatmul, noGpuReason, Stream } from "../src/index.js";
 import { fromBits, POISON, randomActivations, randomLayer, reference, relError, toBits, VARIANTS } from "./helpers.js";
 
 const gpu = hasGpu();

@@ -10,6 +10,8 @@ arch=${MARLIN_CUDA_ARCHS:-90}
 extra=${HARNESS_FLAGS:-}
 objdir=${OBJ_ROOT:-/tmp/marlin-harness-obj}/$(echo "$arch $extra" | md5sum | cut -c1-8)
 mkdir -p "$objdir"
+export TMPDIR=$(mktemp -d /tmp/marlin-nvcc-XXXXXX)  # private: a shared /tmp may be cleaned under us
+trap 'rm -rf "$TMPDIR"' EXIT
 newest_header=$(ls -t "$src"/marlin/*.h "$src"/marlin/*.cuh "$src"/common/*.h "$src"/blas/*.h | head -1)
 pids=()
 for f in "$src"/marlin/*.cu "$here/harness.cu"; do

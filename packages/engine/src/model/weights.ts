@@ -4,17 +4,7 @@
  * LinearSource that a device backend turns into what it runs.
  */
 import { FormatError } from "@marlin/core";
-import {
-  bf16ToF32,
-  type Checkpoint,
-  dequantize,
-  f16ToF32,
-  fromAwq,
-  fromGptq,
-  type QuantizedLayer,
-  type Tensor,
-  unpackMarlin,
-} from "@marlin/format";
+import { bf16ToF32, type Checkpoint, dequantize, f16ToF32, loadQuantizedLayer, type QuantizedLayer, type Tensor } from "@marlin/format";
 import type { ModelConfig } from "./config.js";
 
 export const LINEAR_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
@@ -72,57 +62,17 @@ async function readF32(ckpt: Checkpoint, name: string, expect: number): Promise<
 
 async function readLinear(ckpt: Checkpoint, config: ModelConfig, prefix: string, n: number, k: number, bias: boolean): Promise<LinearSource> {
   const has = (s: string) => ckpt.tensors.has(`${prefix}.${s}`);
-  const read = (s: string) => ckpt.read(`${prefix}.${s}`);
   const b = bias ? await readF32(ckpt, `${prefix}.bias`, n) : undefined;
   const q = config.quantization;
   if (has("weight")) {
-    const weight = await read("weight");
+    const weight = await ckpt.read(`${prefix}.weight`);
     if (weight.shape[0] !== n || weight.shape[1] !== k)
       throw new FormatError(`shape [${weight.shape}], expected [${n}, ${k}]`, { tensor: `${prefix}.weight` });
     return { kind: "dense", n, k, weight, bias: b, name: prefix };
   }
   if (!q) throw new FormatError("no weight tensor and no quantization_config", { tensor: `${prefix}.weight` });
-  let layer: QuantizedLayer;
-  if (has("B") && has("s")) {
-    // Reference Marlin checkpoints: B int32 [k/16, n*16*bits/32], s fp16 [groups, n] (permuted).
-    const B = await read("B");
-    const s = await read("s");
-    layer = unpackMarlin({
-      k,
-      n,
-      bits: q.bits,
-      groupSize: q.groupSize,
-      symmetric: true,
-      qweight: B.data as Int32Array,
-      scales: s.data as Uint16Array,
-    });
-  } else if (q.quantMethod === "awq") {
-    layer = fromAwq(
-      { qweight: await read("qweight"), qzeros: has("qzeros") ? await read("qzeros") : undefined, scales: await read("scales") },
-      { groupSize: q.groupSize, zeroPoint: q.zeroPoint },
-    );
-  } else if (q.checkpointFormat === "marlin") {
-    layer = unpackMarlin({
-      k,
-      n,
-      bits: q.bits,
-      groupSize: q.groupSize,
-      symmetric: q.sym,
-      qweight: (await read("qweight")).data as Int32Array,
-      scales: (await read("scales")).data as Uint16Array,
-      ...(has("qzeros") ? { zeros: (await read("qzeros")).data as Int32Array } : {}),
-    });
-  } else {
-    layer = fromGptq(
-      {
-        qweight: await read("qweight"),
-        qzeros: has("qzeros") ? await read("qzeros") : undefined,
-        scales: await read("scales"),
-        g_idx: has("g_idx") ? await read("g_idx") : undefined,
-      },
-      { bits: q.bits, groupSize: q.groupSize, sym: q.sym, descAct: q.descAct, version: q.gptqVersion },
-    );
-  }
+  // GPTQ v1/v2 (act-order too), AWQ gemm, or our Marlin checkpoints (B / s), as config says.
+  const layer: QuantizedLayer = await loadQuantizedLayer(ckpt, prefix, q);
   if (layer.k !== k || layer.n !== n) throw new FormatError(`quantized layer is ${layer.k}x${layer.n}, expected ${k}x${n}`, { tensor: prefix });
   return { kind: "quantized", n, k, layer, bias: b, name: prefix };
 }

@@ -1,0 +1,73 @@
+/**
+ * The main job: what this machine has, one real layer through the Marlin kernel, and text from the
+ * model through the engine (GPU when present, CPU otherwise).
+ *
+ *   pnpm demo [model-dir] [--device auto|cpu|cuda] [--max-tokens N]
+ */
+import { parseArgs } from "node:util";
+import { MarlinError } from "@marlin/core";
+import { LLM, Tokenizer } from "@marlin/engine";
+import { openCheckpoint } from "@marlin/format";
+import { deviceReport } from "@marlin/kernel";
+import { kernelDemo } from "./kernel-demo.js";
+import { findModelDir } from "./model-dir.js";
+
+const PROMPTS = [
+  "The history of the city begins",
+  "She opened the letter and read",
+  "In the morning the farmers",
+  "The committee decided that the new school",
+];
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: { device: { type: "string", default: "auto" }, "max-tokens": { type: "string", default: "40" } },
+  });
+  const device = values.device as "auto" | "cpu" | "cuda";
+  const maxTokens = Number(values["max-tokens"]);
+  const dir = findModelDir(positionals[0]);
+  const log = (s: string) => console.log(s);
+
+  log("== Devices");
+  log(deviceReport());
+
+  log(`\n== Model: ${dir}`);
+  const tokenizer = await Tokenizer.fromDir(dir);
+  const ckpt = await openCheckpoint(dir);
+  try {
+    log("\n== One layer through the Marlin kernel (layer 0 up_proj, 4-bit g128 RTN, prompt embeddings)");
+    const ids = await tokenizer.encode(PROMPTS.join(" "));
+    const r = await kernelDemo(ckpt, ids.slice(0, 16), log);
+    log(`${r.impl}: [${r.m} x ${r.k}] x [${r.k} x ${r.n}] in ${r.ms.toFixed(3)} ms, relative error vs fp64 ${r.relError.toExponential(2)}`);
+  } finally {
+    await ckpt.close();
+  }
+
+  log(`\n== Greedy generation (${PROMPTS.length} prompts at once, up to ${maxTokens} tokens)`);
+  const t0 = performance.now();
+  const llm = await LLM.load(dir, { device });
+  log(`loaded on ${llm.device} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  try {
+    const t1 = performance.now();
+    const results = await llm.generate(PROMPTS, { temperature: 0, maxTokens });
+    const secs = (performance.now() - t1) / 1000;
+    let tokens = 0;
+    for (const res of results) {
+      tokens += res.tokenIds.length;
+      log(`\n> ${res.prompt}${res.text}`);
+      log(
+        `  [${res.tokenIds.length} tokens, ${res.finishReason}, ttft ${res.metrics.ttftMs?.toFixed(1)} ms, ${res.metrics.tpotMs?.toFixed(2)} ms/token]`,
+      );
+    }
+    log(`\n${tokens} tokens in ${secs.toFixed(2)} s (${(tokens / secs).toFixed(1)} tokens/s over the batch)`);
+  } finally {
+    llm.dispose();
+  }
+}
+
+main().catch((err) => {
+  if (err instanceof MarlinError) console.error(`error (${err.code}): ${err.message}`);
+  else console.error(err);
+  process.exitCode = 1;
+});

@@ -1,0 +1,225 @@
+// Marlin vs cuBLAS FP16 on the linear layers of one transformer block (Llama-2-7B, Llama-2-13B,
+// Llama-3-70B) and a 16384 x 65536 matrix, m = 1..128, 4-bit, group 128. Weights rotate over enough
+// copies to exceed 3x the L2; times are medians of CUDA-event batches. Prints speedup over cuBLAS
+// and percent of the HBM floor (bytes that must move / measured copy bandwidth), and writes JSON
+// and an SVG chart under the repo's bench/results/.
+//   node bench/run.mjs [--m 1,16,64] [--shapes llama2-7b,...] [--reps 15]
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import {
+  CudaEvent,
+  cublasStatus,
+  DeviceBuffer,
+  denseMatmul,
+  hasGpu,
+  listDevices,
+  MarlinWorkspace,
+  marlinMatmul,
+  noGpuReason,
+} from "../dist/index.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../../..");
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const MS = opt("m", "1,2,4,8,16,32,64,128").split(",").map(Number);
+const REPS = Number(opt("reps", "15"));
+const MODELS = {
+  "llama2-7b": [
+    [4096, 12288],
+    [4096, 4096],
+    [4096, 22016],
+    [11008, 4096],
+  ],
+  "llama2-13b": [
+    [5120, 15360],
+    [5120, 5120],
+    [5120, 27648],
+    [13824, 5120],
+  ],
+  "llama3-70b": [
+    [8192, 10240],
+    [8192, 8192],
+    [8192, 57344],
+    [28672, 8192],
+  ],
+  "16384x65536": [[16384, 65536]],
+};
+const pick = opt("shapes", Object.keys(MODELS).join(",")).split(",");
+
+if (!hasGpu()) {
+  console.log(`no GPU: ${noGpuReason()}`);
+  process.exit(0);
+}
+const dev = listDevices()[0];
+const blas = cublasStatus();
+if (!blas.available) console.log(`cuBLAS unavailable (${blas.reason}); Marlin times only`);
+
+// xorshift fill: random bits, fast enough for a billion nibbles.
+function randomWords(n, seed) {
+  const out = new Int32Array(n);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x;
+  }
+  return out;
+}
+function randomHalves(n, seed, lo, hi) {
+  // fp16 bit patterns of values in [lo, hi)
+  const out = new Uint16Array(n);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  let x = seed | 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    f[0] = lo + ((x >>> 8) / 16777216) * (hi - lo);
+    const b = u[0];
+    const e = ((b >>> 23) & 0xff) - 112;
+    out[i] = e <= 0 ? 0 : ((b >>> 16) & 0x8000) | (e << 10) | ((b >>> 13) & 0x3ff);
+  }
+  return out;
+}
+function deviceCopies(host, copies) {
+  const first = DeviceBuffer.from(host);
+  const list = [first];
+  for (let c = 1; c < copies; c++) {
+    const b = DeviceBuffer.alloc(first.byteLength);
+    b.copyFrom(first, 0, 0, first.byteLength);
+    list.push(b);
+  }
+  return list;
+}
+function median(v) {
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+// Median over REPS batches of the mean time per call, calls cycling over `copies`.
+function timeIt(fn, copies) {
+  const e0 = new CudaEvent();
+  const e1 = new CudaEvent();
+  for (let i = 0; i < 3 * copies; i++) fn(i % copies);
+  const per = Math.max(copies, 8);
+  const t = [];
+  let it = 0;
+  for (let r = 0; r < REPS; r++) {
+    e0.record();
+    for (let i = 0; i < per; i++) fn(it++ % copies);
+    e1.record();
+    t.push(CudaEvent.elapsedMs(e0, e1) / per);
+  }
+  return median(t);
+}
+
+// HBM floor: a 1 GiB device-to-device copy, bytes read + written.
+const copyBytes = 1 << 30;
+const ca = DeviceBuffer.alloc(copyBytes);
+const cb = DeviceBuffer.alloc(copyBytes);
+ca.fillBytes(1);
+const copyMs = timeIt(() => cb.copyFrom(ca, 0, 0, copyBytes), 1);
+const bw = (2 * copyBytes) / (copyMs * 1e-3);
+ca.free();
+cb.free();
+console.log(`device: ${dev.name}, ${dev.smCount} SMs, L2 ${(dev.l2CacheSize / 2 ** 20).toFixed(0)} MiB, copy bandwidth ${(bw / 1e12).toFixed(2)} TB/s`);
+
+const ws = new MarlinWorkspace(0);
+const rows = [];
+console.log(`${"shapes".padEnd(12)} ${"m".padStart(4)} ${"cublas ms".padStart(10)} ${"marlin ms".padStart(10)} ${"speedup".padStart(8)} ${"% floor".padStart(8)}`);
+for (const name of pick) {
+  const layers = MODELS[name];
+  if (!layers) continue;
+  const qbytes = layers.reduce((s, [k, n]) => s + (k * n) / 2, 0);
+  const dbytes = layers.reduce((s, [k, n]) => s + k * n * 2, 0);
+  const copies = Math.min(16, Math.floor((3 * dev.l2CacheSize) / qbytes) + 1);
+  const dcopies = Math.min(16, Math.floor((3 * dev.l2CacheSize) / dbytes) + 1);
+  const prepared = layers.map(([k, n], li) => {
+    const q = deviceCopies(randomWords((k * n) / 8, 17 + li), copies);
+    const s = deviceCopies(randomHalves((k / 128) * n, 29 + li, 0.001, 0.003), copies);
+    const w = blas.available ? deviceCopies(randomHalves(k * n, 31 + li, -0.05, 0.05), dcopies) : [];
+    return { k, n, q, s, w };
+  });
+  for (const m of MS) {
+    let tm = 0;
+    let tb = 0;
+    let floor = 0;
+    for (const L of prepared) {
+      const x = DeviceBuffer.from(randomHalves(m * L.k, 7 + m, -1, 1));
+      const out = DeviceBuffer.alloc(m * L.n * 2);
+      ws.ensure(m, L.n, L.k, false);
+      tm += timeIt(
+        (i) =>
+          marlinMatmul({
+            x,
+            out,
+            m,
+            weights: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] },
+            workspace: ws,
+          }),
+        copies,
+      );
+      if (blas.available) tb += timeIt((i) => denseMatmul({ x, w: L.w[i], out, m, k: L.k, n: L.n, wLayout: "nk" }), dcopies);
+      floor += ((L.k * L.n) / 2 + (L.k / 128) * L.n * 2 + m * (L.k + L.n) * 2) / bw;
+      x.free();
+      out.free();
+    }
+    const row = {
+      shapes: name,
+      m,
+      cublasMs: tb,
+      marlinMs: tm,
+      speedup: tb ? tb / tm : null,
+      floorMs: floor * 1e3,
+      pctFloor: ((floor * 1e3) / tm) * 100,
+    };
+    rows.push(row);
+    console.log(
+      `${name.padEnd(12)} ${String(m).padStart(4)} ${tb.toFixed(4).padStart(10)} ${tm.toFixed(4).padStart(10)} ${(row.speedup ?? 0).toFixed(2).padStart(8)} ${row.pctFloor.toFixed(1).padStart(7)}%`,
+    );
+  }
+  for (const L of prepared) for (const b of [...L.q, ...L.s, ...L.w]) b.free();
+}
+ws.dispose();
+
+// Results: JSON + an SVG chart of speedup over cuBLAS against m.
+const outDir = join(root, "bench", "results");
+mkdirSync(outDir, { recursive: true });
+const meta = {
+  device: dev.name,
+  smCount: dev.smCount,
+  l2Bytes: dev.l2CacheSize,
+  copyBandwidth: bw,
+  commit: process.env.MARLIN_COMMIT ?? "unknown",
+  date: new Date().toISOString(),
+  groupSize: 128,
+  bits: 4,
+};
+writeFileSync(join(outDir, "kernel-bench.json"), `${JSON.stringify({ ...meta, results: rows }, null, 2)}\n`);
+const W = 640;
+const H = 360;
+const pad = 48;
+const xs = (m) => pad + ((Math.log2(m) - 0) / Math.log2(Math.max(...MS))) * (W - 2 * pad);
+const maxY = Math.max(1, ...rows.map((r) => r.speedup ?? 0)) * 1.1;
+const ys = (v) => H - pad - (v / maxY) * (H - 2 * pad);
+const colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
+let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
+svg += `<text x="${W / 2}" y="16" text-anchor="middle">Marlin 4-bit (g128) speedup over cuBLAS FP16, ${dev.name}</text>`;
+svg += `<line x1="${pad}" y1="${ys(1)}" x2="${W - pad}" y2="${ys(1)}" stroke="#999" stroke-dasharray="4"/>`;
+for (const m of MS) svg += `<text x="${xs(m)}" y="${H - pad + 14}" text-anchor="middle">${m}</text>`;
+for (let v = 0; v <= maxY; v += 0.5) svg += `<text x="${pad - 6}" y="${ys(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`;
+pick.forEach((name, i) => {
+  const pts = rows.filter((r) => r.shapes === name && r.speedup);
+  if (!pts.length) return;
+  svg += `<polyline fill="none" stroke="${colors[i % 4]}" stroke-width="2" points="${pts.map((r) => `${xs(r.m)},${ys(r.speedup)}`).join(" ")}"/>`;
+  svg += `<text x="${W - pad - 90}" y="${40 + 14 * i}" fill="${colors[i % 4]}">${name}</text>`;
+});
+svg += `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">m (batch rows)</text></svg>\n`;
+writeFileSync(join(outDir, "kernel-bench.svg"), svg);
+console.log(`wrote ${join(outDir, "kernel-bench.json")} and kernel-bench.svg`);
