@@ -197,6 +197,7 @@ struct Shape {
   static constexpr int KG = 8 / NS;    // warps along k
   static constexpr int KPW = TK / KG;  // k16 tiles per warp per stage
   static_assert(NS >= 1 && NS <= 8 && 8 % NS == 0 && TK % KG == 0 && KPW >= 1, "bad tile");
+  static_assert(KPW * 16 <= 32, "a warp's k16 tiles of a stage must lie in one group of 32 or more");
   static constexpr int kARows = MB * 16;
   static constexpr int kARowChunks = TK * 2;  // 16-byte chunks per activation row per stage
   static_assert(kARowChunks >= 8, "the activation swizzle needs 8 chunks per row");
@@ -334,6 +335,32 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     const int4* sb = st + S::kAChunks;
     const int4* ss = sb + S::kBChunks;
     const uint32_t* sz = reinterpret_cast<const uint32_t*>(ss + S::kSChunks);
+    // A warp's k16 tiles of a stage (KPW * 16 <= 32 rows, aligned) lie in one group: its scales
+    // and zero points are read once per stage.
+    const int grel = per_channel ? 0 : (kgrp * S::KPW * 16) >> gshift;  // 0 when a group spans the stage
+    T scale[8];
+    if (!per_channel) {
+      const int4 sv = ss[grel * S::kSRowChunks + strip * 8 + (lane >> 2)];
+      const T* sp = reinterpret_cast<const T*>(&sv);
+#pragma unroll
+      for (int j = 0; j < 8; j++) scale[j] = sp[j];
+    }
+    T2 zero2[4];
+    if constexpr (ZP) {
+      const int zr = per_channel ? 0 : grel;
+      if constexpr (BITS == 4) {
+        DQZ::Run(sz[zr * S::kZRowChunks * 4 + strip * 8 + (lane >> 2)], zero2);
+      } else {
+        const uint32_t* zp = sz + zr * S::kZRowChunks * 4 + strip * 16 + 2 * (lane >> 2);
+        T2 z0[2], z1[2];
+        DQZ::Run(zp[0], z0);
+        DQZ::Run(zp[1], z1);
+        zero2[0] = z0[0];
+        zero2[1] = z0[1];
+        zero2[2] = z1[0];
+        zero2[3] = z1[1];
+      }
+    }
 #pragma unroll
     for (int kw = 0; kw < S::KPW; kw++) {
       const int kk = kgrp * S::KPW + kw;
@@ -358,30 +385,6 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
           words[5] = w1.y;
           words[6] = w1.z;
           words[7] = w1.w;
-        }
-      }
-      const int grel = per_channel ? 0 : (kk * 16) >> gshift;  // 0 when a group spans the stage
-      T scale[8];
-      if (!per_channel) {
-        const int4 sv = ss[grel * S::kSRowChunks + strip * 8 + (lane >> 2)];
-        const T* sp = reinterpret_cast<const T*>(&sv);
-#pragma unroll
-        for (int j = 0; j < 8; j++) scale[j] = sp[j];
-      }
-      T2 zero2[4];
-      if constexpr (ZP) {
-        const int zr = per_channel ? 0 : grel;
-        if constexpr (BITS == 4) {
-          DQZ::Run(sz[zr * S::kZRowChunks * 4 + strip * 8 + (lane >> 2)], zero2);
-        } else {
-          const uint32_t* zp = sz + zr * S::kZRowChunks * 4 + strip * 16 + 2 * (lane >> 2);
-          T2 z0[2], z1[2];
-          DQZ::Run(zp[0], z0);
-          DQZ::Run(zp[1], z1);
-          zero2[0] = z0[0];
-          zero2[1] = z0[1];
-          zero2[2] = z1[0];
-          zero2[3] = z1[1];
         }
       }
 #pragma unroll

@@ -13,7 +13,8 @@ constexpr int kAttnThreads = 128;
 constexpr int kMaxDimPerLane = 8;  // head_dim <= 256
 
 __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionArgs a) {
-  extern __shared__ float scores[];
+  extern __shared__ float scores[];  // [max_context] scores, then [max_context] cache slots
+  int* slots = reinterpret_cast<int*>(scores + a.max_context);
   __shared__ float scratch[32];
   const int t = blockIdx.x, h = blockIdx.y;
   const int D = a.head_dim;
@@ -29,14 +30,17 @@ __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionAr
   for (int j = 0; j < kMaxDimPerLane; j++) qv[j] = (lane + 32 * j < D) ? __half2float(q[lane + 32 * j]) : 0.f;
 
   for (int p = warp; p < n; p += warps) {
-    const size_t slot = static_cast<size_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
-    const half* k = a.k_cache + slot * kv_dim + kvh * D;
+    const int slot = table[p / a.block_size] * a.block_size + p % a.block_size;
+    const half* k = a.k_cache + static_cast<size_t>(slot) * kv_dim + kvh * D;
     float s = 0;
 #pragma unroll
     for (int j = 0; j < kMaxDimPerLane; j++)
       if (lane + 32 * j < D) s += qv[j] * __half2float(k[lane + 32 * j]);
     s = WarpSum(s);
-    if (lane == 0) scores[p] = s * a.scale;
+    if (lane == 0) {
+      scores[p] = s * a.scale;
+      slots[p] = slot;
+    }
   }
   __syncthreads();
   float mx = -FLT_MAX;
@@ -54,15 +58,13 @@ __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionAr
   half* out = a.out + static_cast<size_t>(t) * a.heads * D + h * D;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0;
-    for (int p = 0; p < n; p++) {
-      const size_t slot = static_cast<size_t>(table[p / a.block_size]) * a.block_size + p % a.block_size;
-      acc += scores[p] * __half2float(a.v_cache[slot * kv_dim + kvh * D + d]);
-    }
+    const half* v = a.v_cache + kvh * D + d;
+    for (int p = 0; p < n; p++) acc += scores[p] * __half2float(v[static_cast<size_t>(slots[p]) * kv_dim]);
     out[d] = __float2half(acc * inv);
   }
 }
 
-size_t AttentionSmemBytes(int max_context) { return static_cast<size_t>(max_context) * sizeof(float); }
+size_t AttentionSmemBytes(int max_context) { return static_cast<size_t>(max_context) * (sizeof(float) + sizeof(int)); }
 
 cudaError_t PagedAttention(const AttentionArgs& a, cudaStream_t s) {
   if (a.rows == 0) return cudaSuccess;

@@ -189,12 +189,12 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// sample(logits, temperature, topK, topP, seeds, counters, out, rows, vocab, stream?)
+// sample(logits (fp32), temperature, topK, topP, seeds, counters, out, rows, vocab, stream?)
 Napi::Value Sample(const Napi::CallbackInfo& info) {
   ops::cuda::SampleArgs a{};
   a.rows = I(info, 7, "rows");
   a.vocab = I(info, 8, "vocab", 1);
-  a.logits = Ref<half>(info, 0, "logits", static_cast<int64_t>(a.rows) * a.vocab, 2);
+  a.logits = Ref<float>(info, 0, "logits", static_cast<int64_t>(a.rows) * a.vocab);
   a.temperature = Ref<float>(info, 1, "temperature", a.rows);
   a.top_k = Ref<int32_t>(info, 2, "topK", a.rows);
   a.top_p = Ref<float>(info, 3, "topP", a.rows);
@@ -205,10 +205,10 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// logprobs(logits, targets, out (fp32), rows, vocab, stream?)
+// logprobs(logits (fp32), targets, out (fp32), rows, vocab, stream?)
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), vocab = I(info, 4, "vocab", 1);
-  auto l = Ref<half>(info, 0, "logits", rows * vocab, 2);
+  auto l = Ref<float>(info, 0, "logits", rows * vocab);
   auto t = Ref<int32_t>(info, 1, "targets", rows);
   auto out = Ref<float>(info, 2, "out", rows);
   Check(info.Env(), ops::cuda::Logprobs(l, rows, vocab, t, out, ArgStream(info, 5)), "logprobs");
@@ -230,6 +230,32 @@ Napi::Value DenseGemm(const Napi::CallbackInfo& info) {
   if (!h) ThrowTyped(env, kErrNoDevice, "cuBLAS is not available: " + why);
   int st = blas::Gemm(h, ArgStream(info, 6), false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a, w, true, c);
   if (st != 0) ThrowTyped(env, kErrCuda, "cublasGemmEx failed with status " + std::to_string(st));
+  return env.Undefined();
+}
+
+// denseGemmF32(a, w, c, m, n, k, stream?): as denseGemm with fp32 C (the logits: sampling and
+// log-probabilities read them without an fp16 rounding).
+Napi::Value DenseGemmF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t m = I(info, 3, "m"), n = I(info, 4, "n", 1), k = I(info, 5, "k", 1);
+  auto a = Ref<half>(info, 0, "a", m * k, 2);
+  auto w = Ref<half>(info, 1, "w", n * k, 2);
+  auto c = Ref<float>(info, 2, "c", m * n, 4);
+  if (m == 0) return env.Undefined();
+  int dev = 0;
+  Check(env, cudaGetDevice(&dev), "cudaGetDevice");
+  std::string why;
+  blas::Handle h = blas::HandleFor(dev, &why);
+  const blas::Api* api = h ? blas::Load(&why) : nullptr;
+  if (!api) ThrowTyped(env, kErrNoDevice, "cuBLAS is not available: " + why);
+  int st = api->set_stream(h, ArgStream(info, 6));
+  const float one = 1.f, zero = 0.f;
+  // Column-major view: C^T[n, m] = W[n, k] (as W^T's transpose) * A^T[k, m].
+  if (st == 0)
+    st = api->gemm_ex(h, blas::kOpT, blas::kOpN, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, w, blas::kR16F,
+                      static_cast<int>(k), a, blas::kR16F, static_cast<int>(k), &zero, c, blas::kR32F, static_cast<int>(n),
+                      blas::kCompute32F, blas::kGemmDefault);
+  if (st != 0) ThrowTyped(env, kErrCuda, "cublasGemmEx (fp32 out) failed with status " + std::to_string(st));
   return env.Undefined();
 }
 
@@ -326,6 +352,7 @@ void InitEngineCuda(Napi::Env env, Napi::Object exports) {
   o.Set("sample", Napi::Function::New<Sample>(env, "sample"));
   o.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
   o.Set("denseGemm", Napi::Function::New<DenseGemm>(env, "denseGemm"));
+  o.Set("denseGemmF32", Napi::Function::New<DenseGemmF32>(env, "denseGemmF32"));
   o.Set("beginCapture", Napi::Function::New<BeginCapture>(env, "beginCapture"));
   o.Set("endCapture", Napi::Function::New<EndCapture>(env, "endCapture"));
   o.Set("attentionSmemLimit", Napi::Function::New<AttentionSmemLimit>(env, "attentionSmemLimit"));

@@ -41,7 +41,7 @@ cudaError_t PagedAttention(const AttentionArgs& a, cudaStream_t s);
 size_t AttentionSmemBytes(int max_context);
 
 struct SampleArgs {
-  const half* logits;
+  const float* logits;
   int rows, vocab;
   const float* temperature;
   const int32_t* top_k;
@@ -51,7 +51,7 @@ struct SampleArgs {
   int32_t* out;
 };
 cudaError_t Sample(const SampleArgs& a, cudaStream_t s);
-cudaError_t Logprobs(const half* logits, int rows, int vocab, const int32_t* targets, float* out, cudaStream_t s);
+cudaError_t Logprobs(const float* logits, int rows, int vocab, const int32_t* targets, float* out, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace ops

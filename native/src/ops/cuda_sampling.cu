@@ -43,11 +43,11 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
   __shared__ float scratch[32];
   __shared__ int iscratch[32];
   const int r = blockIdx.x;
-  const half* l = a.logits + static_cast<size_t>(r) * a.vocab;
+  const float* l = a.logits + static_cast<size_t>(r) * a.vocab;
   const float temp = a.temperature[r];
   if (!(temp > 0.f)) {
     Best b{-FLT_MAX, 0x7fffffff};
-    for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) b = Better(b, Best{__half2float(l[i]), i});
+    for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) b = Better(b, Best{l[i], i});
     b = BlockArgmax(b, scratch, iscratch);
     if (threadIdx.x == 0) a.out[r] = b.i;
     return;
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
   const float inv_t = 1.f / temp;
   float mx = -FLT_MAX, mn = FLT_MAX;
   for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) {
-    const float x = __half2float(l[i]) * inv_t;
+    const float x = l[i] * inv_t;
     mx = fmaxf(mx, x);
     mn = fminf(mn, x);
   }
@@ -68,7 +68,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
     for (int it = 0; it < kBisect; it++) {
       const float mid = 0.5f * (lo + hi);
       float c = 0;
-      for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) c += (__half2float(l[i]) * inv_t >= mid) ? 1.f : 0.f;
+      for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) c += (l[i] * inv_t >= mid) ? 1.f : 0.f;
       c = BlockSum(c, scratch);
       if (c >= k) lo = mid;
       else hi = mid;
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
     auto mass = [&](float th) {
       float m = 0;
       for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) {
-        const float x = __half2float(l[i]) * inv_t;
+        const float x = l[i] * inv_t;
         if (x >= th) m += __expf(x - mx);
       }
       return BlockSum(m, scratch);
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
   const uint32_t counter = static_cast<uint32_t>(a.counters[r]);
   Best b{-FLT_MAX, 0x7fffffff};
   for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) {
-    const float x = __half2float(l[i]) * inv_t;
+    const float x = l[i] * inv_t;
     if (x < tau) continue;
     const double e = -log(SampleUniformHD(seed, counter, static_cast<uint32_t>(i)));
     b = Better(b, Best{static_cast<float>((x - mx) - log(e)), i});
@@ -113,20 +113,20 @@ cudaError_t Sample(const SampleArgs& a, cudaStream_t s) {
   return cudaGetLastError();
 }
 
-__global__ void LogprobsKernel(const half* logits, int vocab, const int32_t* targets, float* out) {
+__global__ void LogprobsKernel(const float* logits, int vocab, const int32_t* targets, float* out) {
   __shared__ float scratch[32];
   const int r = blockIdx.x;
-  const half* l = logits + static_cast<size_t>(r) * vocab;
+  const float* l = logits + static_cast<size_t>(r) * vocab;
   float mx = -FLT_MAX;
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, __half2float(l[i]));
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) mx = fmaxf(mx, l[i]);
   mx = BlockMax(mx, scratch);
   float sum = 0;
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += expf(__half2float(l[i]) - mx);
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) sum += expf(l[i] - mx);
   sum = BlockSum(sum, scratch);
-  if (threadIdx.x == 0) out[r] = __half2float(l[targets[r]]) - mx - logf(sum);
+  if (threadIdx.x == 0) out[r] = l[targets[r]] - mx - logf(sum);
 }
 
-cudaError_t Logprobs(const half* logits, int rows, int vocab, const int32_t* targets, float* out, cudaStream_t s) {
+cudaError_t Logprobs(const float* logits, int rows, int vocab, const int32_t* targets, float* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
   LogprobsKernel<<<rows, 256, 0, s>>>(logits, vocab, targets, out);
   return cudaGetLastError();

@@ -109,14 +109,14 @@ describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
     const out = DeviceBuffer.alloc(rows * 4);
     const f32 = (v: number) => DeviceBuffer.from(new Float32Array(rows).fill(v));
     const i32 = (v: number) => DeviceBuffer.from(new Int32Array(rows).fill(v));
-    g.sample(dev(logits), f32(0), i32(0), f32(1), DeviceBuffer.from(new Uint32Array(2 * rows)), i32(0), out, rows, V);
+    g.sample(DeviceBuffer.from(logits), f32(0), i32(0), f32(1), DeviceBuffer.from(new Uint32Array(2 * rows)), i32(0), out, rows, V);
     const got = out.download(new Int32Array(rows));
     for (let r = 0; r < rows; r++) {
       let best = 0;
       for (let i = 1; i < V; i++) if (logits[r * V + i] > logits[r * V + best]) best = i;
       expect(got[r]).toBe(best);
     }
-    g.sample(dev(logits), f32(1), i32(5), f32(1), DeviceBuffer.from(new Uint32Array(2 * rows).fill(seed)), i32(3), out, rows, V);
+    g.sample(DeviceBuffer.from(logits), f32(1), i32(5), f32(1), DeviceBuffer.from(new Uint32Array(2 * rows).fill(seed)), i32(3), out, rows, V);
     const drawn = out.download(new Int32Array(rows));
     for (let r = 0; r < rows; r++) {
       const row = Array.from(logits.subarray(r * V, r * V + V));

@@ -23,6 +23,10 @@ describe.skipIf(!hasTinyLlama())("CpuLlama per-layer API", () => {
       });
     expect(seen).toEqual(["q_proj:9x384", "k_proj:9x384", "v_proj:9x384", "o_proj:9x384", "gate_proj:9x384", "up_proj:9x384", "down_proj:9x1024"]);
     const logits = model.headForward(h, T);
+    const inputs: number[] = [];
+    const h2 = model.runLayers(seqs, (li, hidden) => inputs.push(li, hidden.length));
+    expect(inputs).toEqual([0, T * 384, 1, T * 384, 2, T * 384, 3, T * 384, 4, T * 384, 5, T * 384]);
+    expect(Array.from(h2)).toEqual(Array.from(h));
     const runner = new CpuModelRunner(model, 8, 16);
     const { batch } = CpuLlama.plainBatch(lens);
     batch.tokens.set(seqs.flat());

@@ -238,6 +238,21 @@ export class CpuLlama {
     return h;
   }
 
+  /**
+   * Runs token sequences through the whole model one layer at a time, showing each layer its input
+   * hidden states [T, H] (a GPTQ pass captures them here) and, through `hook`, every linear input.
+   * Returns the last layer's output.
+   */
+  runLayers(seqs: number[][], onLayerInput?: (layer: number, hidden: Float32Array, seqLens: number[]) => void, hook?: LinearHook): Float32Array {
+    const lens = seqs.map((s) => s.length);
+    let h = this.embedTokens(Int32Array.from(seqs.flat()));
+    for (let i = 0; i < this.layers.length; i++) {
+      onLayerInput?.(i, h, lens);
+      h = this.layerForward(i, h, lens, hook);
+    }
+    return h;
+  }
+
   /** Final norm + lm_head over hidden states [T, H]: logits [T, vocab]. */
   headForward(hidden: Float32Array, rows: number): Float32Array {
     return this.logitsOf(hidden, Int32Array.from({ length: rows }, (_, i) => i));

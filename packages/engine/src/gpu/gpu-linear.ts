@@ -51,6 +51,10 @@ export class DenseGpuLinear implements GpuLinear {
     gpuOps().denseGemm(x, this.w, out, m, this.n, this.k, stream);
     if (this.bias) gpuOps().addBias(out, this.bias, m, this.n, stream);
   }
+  /** y = x W^T in fp32 (the logits); no bias. */
+  forwardF32(x: DeviceBuffer, m: number, out: DeviceBuffer, stream: Stream): void {
+    gpuOps().denseGemmF32(x, this.w, out, m, this.n, this.k, stream);
+  }
   dispose(): void {
     this.w.free();
     this.bias?.free();

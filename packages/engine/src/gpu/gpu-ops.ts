@@ -28,6 +28,8 @@ export interface GpuOps {
   sample(logits: DRef, temperature: DRef, topK: DRef, topP: DRef, seeds: DRef, counters: DRef, out: DRef, rows: number, vocab: number, s?: Stream): void;
   logprobs(logits: DRef, targets: DRef, out: DRef, rows: number, vocab: number, s?: Stream): void;
   denseGemm(a: DRef, w: DRef, c: DRef, m: number, n: number, k: number, s?: Stream): void;
+  /** As denseGemm with an fp32 output (logits). */
+  denseGemmF32(a: DRef, w: DRef, c: DRef, m: number, n: number, k: number, s?: Stream): void;
   beginCapture(s: Stream): void;
   endCapture(s: Stream): CudaGraph;
   attentionSmemLimit(): number;

@@ -4,9 +4,9 @@
  * (Marlin) implementations. Pure decode steps are captured once per batch-size bucket into CUDA
  * graphs and replayed; every buffer a graph touches is allocated up front at a fixed address.
  */
-import { InvalidArgumentError, type KernelQuery, select } from "@marlin/core";
+import { InvalidArgumentError, type KernelQuery, NoDeviceError, select } from "@marlin/core";
 import { f32ToF16 } from "@marlin/format";
-import { DeviceBuffer, gpuTarget, MarlinWorkspace, memInfo, Stream } from "@marlin/kernel";
+import { DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, noGpuReason, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import type { ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
@@ -28,7 +28,8 @@ export interface GpuWeights {
   embed: DeviceBuffer;
   /** fp32 [hidden] */
   norm: DeviceBuffer;
-  lmHead: GpuLinear;
+  /** Dense fp16; its output (the logits) is fp32. */
+  lmHead: DenseGpuLinear;
   layers: GpuLayerWeights[];
 }
 
@@ -77,9 +78,19 @@ export function uploadWeights(config: ModelConfig, src: ModelSources, workspace:
       parts.every((p) => p.kind === "quantized")
         ? { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as Extract<LinearSource, { kind: "quantized" }>).layer)), name: names.join("+") }
         : { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data: concat(parts.map(linearToF32)) }, name: names.join("+") };
-    const id = selectLinearKernel(fused, maxRows);
+    let id: string;
+    try {
+      id = selectLinearKernel(fused, maxRows);
+    } catch (e) {
+      // No quantized kernel fits this layer (shape, device): serve it dequantized through cuBLAS.
+      if (fused.kind !== "quantized" || (e as { code?: string }).code !== "ERR_MARLIN_NO_KERNEL") throw e;
+      id = `cublas.fp16 (dequantized: ${(e as Error).message.split("\n").slice(1).join("; ").trim()})`;
+      kernels[names.join("+")] = id;
+      return DenseGpuLinear.fromF32(linearToF32(fused), n, k, bias);
+    }
     kernels[names.join("+")] = id;
-    if (fused.kind === "quantized") return MarlinGpuLinear.fromQuantized(fused.layer, workspace, bias);
+    if (fused.kind === "quantized" && id.startsWith("marlin")) return MarlinGpuLinear.fromQuantized(fused.layer, workspace, bias);
+    if (fused.kind === "quantized") return DenseGpuLinear.fromF32(linearToF32(fused), n, k, bias);
     const w = fused.weight.dtype === "float16" ? (fused.weight.data as Uint16Array) : f32ToF16(linearToF32(fused));
     return DenseGpuLinear.fromF16(w, n, k, bias);
   };
@@ -134,6 +145,7 @@ export class GpuModelRunner implements ModelRunner {
   private readonly warmed = new Set<number>();
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
+    if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
     const workspace = new MarlinWorkspace(0);
     const maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
     const { weights, kernels } = uploadWeights(config, sources, workspace, maxRows);
@@ -176,7 +188,7 @@ export class GpuModelRunner implements ModelRunner {
     for (const n of ["temperature", "topK", "topP", "counters", "out"]) alloc(n, S * 4);
     alloc("seeds", S * 8);
     this.logitRows = S;
-    this.logits = DeviceBuffer.alloc(S * c.vocabSize * 2);
+    this.logits = DeviceBuffer.alloc(S * c.vocabSize * 4);
     const t = ropeTables(c, this.maxModelLen);
     this.bufs.cos = DeviceBuffer.from(t.cos);
     this.bufs.sin = DeviceBuffer.from(t.sin);
@@ -283,7 +295,7 @@ export class GpuModelRunner implements ModelRunner {
     const H = this.config.hiddenSize;
     this.ensureLogits(n);
     gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, H, this.stream);
-    this.weights.lmHead.forward(this.bufs.sel, n, this.logits, this.stream);
+    this.weights.lmHead.forwardF32(this.bufs.sel, n, this.logits, this.stream);
   }
 
   private ensureLogits(n: number): void {
@@ -291,7 +303,7 @@ export class GpuModelRunner implements ModelRunner {
     this.stream.synchronize();
     this.logits.free();
     this.logitRows = n;
-    this.logits = DeviceBuffer.alloc(n * this.config.vocabSize * 2);
+    this.logits = DeviceBuffer.alloc(n * this.config.vocabSize * 4);
     for (const g of this.graphs.values()) g.destroy();
     this.graphs.clear();
     this.warmed.clear();
