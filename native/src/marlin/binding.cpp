@@ -88,9 +88,10 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (DeviceOf(info, 9, "workspace") != dev) ThrowTyped(env, kErrInvalidArgument, "workspace is on another device");
   int prev = 0;
   CUDA_CHECK(env, cudaGetDevice(&prev));
-  CUDA_CHECK(env, cudaSetDevice(dev));
-  int sms = 0;
-  CUDA_CHECK(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  if (prev != dev) CUDA_CHECK(env, cudaSetDevice(dev));
+  static int sm_cache[64] = {0};
+  int& sms = sm_cache[dev & 63];
+  if (sms == 0) CUDA_CHECK(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   const WorkspaceLayout l = GemmWorkspaceLayout(p.m, p.n, p.k, sms, g.perm != nullptr);
   g.workspace = DevicePtr(info, 9, "workspace", 0, l.total, 256);
   g.workspace_bytes = DeviceBuffer::From(env, info[9], "workspace")->bytes();
@@ -105,7 +106,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     g.tuning.batch_invariant = t.Has("batchInvariant") && t.Get("batchInvariant").ToBoolean().Value();
   }
   const cudaError_t err = MarlinGemm(g, stream);
-  cudaSetDevice(prev);
+  if (prev != dev) cudaSetDevice(prev);
   if (err != cudaSuccess) ThrowCuda(env, err, "marlin kernel launch");
   return env.Undefined();
 #else

@@ -44,6 +44,7 @@ cudaError_t MarlinGemm(const GemmArgs& g, cudaStream_t stream) {
   s.partial_floats = l.partial_bytes / sizeof(float);
   s.counters = reinterpret_cast<int*>(ws + l.counters_offset);
   s.sms = sms;
+  s.device = dev;
   for (int row0 = 0; row0 < g.m; row0 += kMaxRowsPerLaunch) {
     const int rows = std::min(kMaxRowsPerLaunch, g.m - row0);
     s.a = g.a;

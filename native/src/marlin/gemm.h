@@ -70,6 +70,7 @@ struct LaunchSpec {
   size_t partial_floats;
   int* counters;
   int sms;
+  int device;
 };
 template <typename T, int BITS, bool ZP>
 cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream);

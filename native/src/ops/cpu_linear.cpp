@@ -81,6 +81,36 @@ __attribute__((target("avx2,fma"))) static void PanelAvx2(const float* x, int64_
 }
 #undef MARLIN_ACC_STEP
 #undef MARLIN_ACC_OUT
+// One row against four consecutive full panels (64 columns): eight independent FMA chains, so a
+// single row (decode) is not bound by FMA latency. Each element's chain is the same as above.
+__attribute__((target("avx2,fma"))) static void Row4PanelsAvx2(const float* x, const float* panel, int64_t k, float* out,
+                                                              const float* bias) {
+  const int64_t ps = k * kPanel;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (int64_t i = 0; i < k; i++) {
+    const __m256 xb = _mm256_broadcast_ss(x + i);
+    const float* w = panel + i * kPanel;
+    a0 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w), a0);
+    a1 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + 8), a1);
+    a2 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + ps), a2);
+    a3 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + ps + 8), a3);
+    a4 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + 2 * ps), a4);
+    a5 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + 2 * ps + 8), a5);
+    a6 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + 3 * ps), a6);
+    a7 = _mm256_fmadd_ps(xb, _mm256_loadu_ps(w + 3 * ps + 8), a7);
+  }
+  alignas(32) float tmp[64];
+  _mm256_store_ps(tmp, a0);
+  _mm256_store_ps(tmp + 8, a1);
+  _mm256_store_ps(tmp + 16, a2);
+  _mm256_store_ps(tmp + 24, a3);
+  _mm256_store_ps(tmp + 32, a4);
+  _mm256_store_ps(tmp + 40, a5);
+  _mm256_store_ps(tmp + 48, a6);
+  _mm256_store_ps(tmp + 56, a7);
+  for (int c = 0; c < 64; c++) out[c] = tmp[c] + (bias ? bias[c] : 0.f);
+}
+
 using PanelFn = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, const float*);
 static PanelFn PickPanel(int r) {
   static const PanelFn t[6] = {PanelAvx2<1>, PanelAvx2<2>, PanelAvx2<3>, PanelAvx2<4>, PanelAvx2<5>, PanelAvx2<6>};
@@ -109,7 +139,27 @@ void LinearF32(const float* x, const float* packed, const float* bias, float* ou
       static_cast<size_t>(panels),
       [&](size_t p0, size_t p1) {
         for (int64_t r0 = 0; r0 < m; r0 += kRowTile) {
-          const int64_t r1 = std::min(m, r0 + kRowTile);
+          int64_t r1 = std::min(m, r0 + kRowTile);
+#ifdef MARLIN_OPS_X86
+          // A last group of one or two rows (decode steps, remainders) runs row by row across
+          // four panels at a time; the per-element arithmetic is unchanged.
+          const int64_t small = (r1 - r0) % 6 <= 2 ? (r1 - r0) % 6 : 0;
+          if (avx && small) {
+            for (int64_t r = r1 - small; r < r1; r++) {
+              size_t p = p0;
+              for (; p + 4 <= p1 && static_cast<int64_t>(p + 4) * kPanel <= n; p += 4) {
+                const int64_t c0 = static_cast<int64_t>(p) * kPanel;
+                Row4PanelsAvx2(x + r * k, packed + static_cast<int64_t>(p) * k * kPanel, k, out + r * n + c0, bias ? bias + c0 : nullptr);
+              }
+              for (; p < p1; p++) {
+                const int64_t c0 = static_cast<int64_t>(p) * kPanel;
+                PanelAvx2<1>(x + r * k, k, packed + static_cast<int64_t>(p) * k * kPanel, k, out + r * n + c0, n,
+                             std::min(kPanel, n - c0), bias ? bias + c0 : nullptr);
+              }
+            }
+            r1 -= small;
+          }
+#endif
           for (size_t p = p0; p < p1; p++) {
             const int64_t c0 = static_cast<int64_t>(p) * kPanel;
             const int64_t cols = std::min(kPanel, n - c0);

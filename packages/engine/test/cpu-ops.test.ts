@@ -21,7 +21,7 @@ describe("engine CPU ops", () => {
   const ops = cpuOps();
 
   test("linear matches fp64 and is batch-invariant", () => {
-    for (const [m, n, k] of [[1, 40, 24], [7, 33, 100], [20, 64, 384]]) {
+    for (const [m, n, k] of [[1, 40, 24], [7, 33, 100], [9, 80, 64], [20, 64, 384], [100, 130, 40]]) {
       const x = rand(m * k);
       const w = rand(n * k);
       const bias = rand(n);
@@ -37,10 +37,12 @@ describe("engine CPU ops", () => {
           ref[i * n + j] = s;
         }
       expect(relErr(out, ref)).toBeLessThan(1e-5);
-      const row = m - 1;
-      const one = poisoned(n);
-      ops.linear(x.subarray(row * k, row * k + k), packed, bias, one, 1, n, k);
-      expect(Array.from(one)).toEqual(Array.from(out.subarray(row * n, row * n + n)));
+      // Every row alone gives the bits it got in the batch (batch invariance).
+      for (let row = 0; row < m; row++) {
+        const one = poisoned(n);
+        ops.linear(x.subarray(row * k, row * k + k), packed, bias, one, 1, n, k);
+        expect(Array.from(one)).toEqual(Array.from(out.subarray(row * n, row * n + n)));
+      }
     }
   });
 

@@ -59,8 +59,10 @@ describe.skipIf(!hasTinyLlama())("engine on tiny-llama (CPU)", () => {
           expect(r.finishReason).toBe("length");
         });
         const cached = out.reduce((a, r) => a + r.numCachedTokens, 0);
-        if (opts.prefixCaching) expect(cached).toBeGreaterThan(0);
-        else expect(cached).toBe(0);
+        // Round 0 hits only when a shared prefix was computed before a later prompt's admission
+        // (depends on the draw); round 1 runs over the warm cache.
+        if (!opts.prefixCaching) expect(cached).toBe(0);
+        else if (round === 1) expect(cached).toBeGreaterThan(0);
         expectNoLeak(llm);
       }
     });
@@ -179,5 +181,8 @@ describe.skipIf(!hasTinyLlama())("engine on tiny-llama (CPU)", () => {
     expect(slowOuts.at(-1)!.finished).toBe(true);
     await ae.idle();
     expectNoLeak(llm);
+    // Admission back-pressure: beyond maxQueued waiting requests, generate() refuses.
+    const busy = new AsyncEngine(llm.engine, { maxQueued: 0 });
+    await expect(busy.generate(prompts[0], { maxTokens: 2 }).next()).rejects.toMatchObject({ code: "ERR_MARLIN_ENGINE_BUSY" });
   });
 });

@@ -44,7 +44,7 @@ export interface GptqOptions {
   dampRetries?: number;
 }
 
-interface Resolved {
+export interface ResolvedGptqOptions {
   bits: Bits;
   groupSize: number;
   symmetric: boolean;
@@ -56,8 +56,9 @@ interface Resolved {
   dampRetries: number;
 }
 
-function resolve(o: GptqOptions, k: number, n: number): Resolved {
-  const r: Resolved = {
+/** Defaults and checks of GptqOptions (shared by the GPU path). */
+export function resolveGptqOptions(o: GptqOptions, k: number, n: number): ResolvedGptqOptions {
+  const r: ResolvedGptqOptions = {
     bits: o.bits ?? 4,
     groupSize: o.groupSize ?? 128,
     symmetric: o.symmetric ?? true,
@@ -88,7 +89,7 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array |
   const k = Math.round(Math.sqrt(hIn.length));
   if (k <= 0 || k * k !== hIn.length) throw new ShapeError(`H must be square, got ${hIn.length} values`);
   const n = w.length / k;
-  const o = resolve(options, k, n);
+  const o = resolveGptqOptions(options, k, n);
   const W = toFloat64Weights(w, k, n);
   for (let i = 0; i < hIn.length; i++) {
     if (!Number.isFinite(hIn[i])) throw new InvalidArgumentError(`H: value ${i} is ${hIn[i]}`);

@@ -20,8 +20,17 @@ export class MarlinWorkspace {
 
   /** Bytes the kernel needs for this problem on this workspace's device. */
   static bytesFor(m: number, n: number, k: number, actOrder: boolean, device = 0): number {
-    return call((a) => a.marlinWorkspaceBytes(m, n, k, actOrder, device));
+    // Only m (act-order copy, capped at 1024 rows) and k matter: memoized, it is asked every call.
+    const key = `${device}:${actOrder ? Math.min(m, 1024) : 0}:${actOrder ? k : 0}`;
+    let v = MarlinWorkspace.sizes.get(key);
+    if (v === undefined) {
+      v = call((a) => a.marlinWorkspaceBytes(m, n, k, actOrder, device)) as number;
+      if (MarlinWorkspace.sizes.size > 4096) MarlinWorkspace.sizes.clear();
+      MarlinWorkspace.sizes.set(key, v);
+    }
+    return v;
   }
+  private static sizes = new Map<string, number>();
 
   /**
    * The buffer, grown (and zeroed) when too small. Call it before capturing a graph: growing

@@ -73,20 +73,42 @@ export function randomActivations(rng: Rng, m: number, k: number, dtype: Act): U
   return x;
 }
 
-/** fp64 reference of x * dequant(W) (+ bias), from the plain layer; scales rounded to `dtype` like the kernel's. */
-export function reference(layer: QuantizedLayer, x: Uint16Array, m: number, dtype: Act, bias?: Uint16Array): Float64Array {
+const dequantCache = new WeakMap<QuantizedLayer, Map<Act, Float64Array>>();
+
+/** Dequantized W [k, n] in fp64, scales rounded to `dtype` like the kernel's; cached per layer. */
+export function dequantize(layer: QuantizedLayer, dtype: Act): Float64Array {
+  let byType = dequantCache.get(layer);
+  if (!byType) {
+    byType = new Map();
+    dequantCache.set(layer, byType);
+  }
+  const hit = byType.get(dtype);
+  if (hit) return hit;
   const { k, n, bits } = layer;
   const gs = layer.groupSize === -1 ? k : layer.groupSize;
-  const w = new Float64Array(k * n);
+  const groups = layer.scales.length / n;
+  const s = new Float64Array(groups * n);
+  for (let i = 0; i < s.length; i++) s[i] = fromBits(dtype, toBits(dtype, f16BitsToNumber(layer.scales[i])));
   const zsym = 1 << (bits - 1);
+  const w = new Float64Array(k * n);
   for (let i = 0; i < k; i++) {
     const g = layer.gIdx ? layer.gIdx[i] : Math.floor(i / gs);
-    for (let j = 0; j < n; j++) {
-      const s = fromBits(dtype, toBits(dtype, f16BitsToNumber(layer.scales[g * n + j])));
-      const z = layer.zeros ? layer.zeros[g * n + j] : zsym;
-      w[i * n + j] = (layer.q[i * n + j] - z) * s;
+    const so = g * n;
+    const qo = i * n;
+    if (layer.zeros) {
+      for (let j = 0; j < n; j++) w[qo + j] = (layer.q[qo + j] - layer.zeros[so + j]) * s[so + j];
+    } else {
+      for (let j = 0; j < n; j++) w[qo + j] = (layer.q[qo + j] - zsym) * s[so + j];
     }
   }
+  byType.set(dtype, w);
+  return w;
+}
+
+/** fp64 reference of x * dequant(W) (+ bias), from the plain layer. */
+export function reference(layer: QuantizedLayer, x: Uint16Array, m: number, dtype: Act, bias?: Uint16Array): Float64Array {
+  const { k, n } = layer;
+  const w = dequantize(layer, dtype);
   const out = new Float64Array(m * n);
   const xr = new Float64Array(k);
   for (let r = 0; r < m; r++) {

@@ -1,0 +1,213 @@
+/**
+ * Options of a whole-model quantization run, and every check that can be made before any work or
+ * write: the model directory, the bits / group / act-order / format combination against the
+ * model's layer shapes and the loaders that must read the result, the calibration file and the
+ * output directory. Each failure is one typed error with a one-line message.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { FormatError, InvalidArgumentError, NoDeviceError } from "@marlin/core";
+import { type ModelConfig, parseModelConfig } from "@marlin/engine";
+import { gptqGpuStatus } from "./gpu.js";
+import type { ClipOptions } from "./quantizer.js";
+
+export type QuantMethodName = "gptq" | "rtn";
+export type OutputFormat = "marlin" | "gptq";
+
+export interface QuantizeModelOptions {
+  /** "gptq" (default) or "rtn" (round to nearest, no calibration). */
+  method?: QuantMethodName;
+  /** 4 (default) or 8. */
+  bits?: 4 | 8;
+  /** -1 (per-channel) or rows per group: 32, 64, 128 (default). */
+  groupSize?: number;
+  /** Quantize inputs by descending Hessian diagonal (desc_act). Default false. */
+  actOrder?: boolean;
+  /** With act-order: group params fixed up front, so g_idx stays monotone. Default false. */
+  staticGroups?: boolean;
+  /** Default true. */
+  symmetric?: boolean;
+  /** Relative damping of the Hessian. Default 0.01. */
+  percDamp?: number;
+  clip?: boolean | ClipOptions;
+  /** Calibration text (UTF-8, one passage per line). Required for GPTQ. */
+  calib?: string;
+  /** Calibration windows. Default 128. */
+  nsamples?: number;
+  /** Tokens per window. Default min(2048, max_position_embeddings). */
+  seqlen?: number;
+  /** Seed of the window offsets. Default 0. */
+  seed?: number;
+  /** "marlin" (default): our Marlin tensors (B, s); "gptq": GPTQ v1 tensors for other tools. */
+  format?: OutputFormat;
+  /** Replace an existing non-empty output directory. */
+  force?: boolean;
+  /**
+   * Where GPTQ's per-layer math runs: "cpu" (default, the float64 reference) or "cuda"
+   * (gptqQuantizeGpu; the layer forwards and Hessians stay on the CPU model).
+   */
+  device?: "cpu" | "cuda";
+}
+
+export interface ResolvedOptions {
+  method: QuantMethodName;
+  bits: 4 | 8;
+  groupSize: number;
+  actOrder: boolean;
+  staticGroups: boolean;
+  symmetric: boolean;
+  percDamp: number;
+  clip: boolean | ClipOptions;
+  calib?: string;
+  nsamples: number;
+  seqlen: number;
+  seed: number;
+  format: OutputFormat;
+  force: boolean;
+  device: "cpu" | "cuda";
+  modelDir: string;
+  outDir: string;
+  /** config.json as read (copied to the output with quantization_config added). */
+  rawConfig: Record<string, unknown>;
+  config: ModelConfig;
+}
+
+/** Group sizes the Marlin kernel runs. */
+export const MARLIN_GROUP_SIZES = [-1, 32, 64, 128] as const;
+
+/** Every linear layer's (name, k inputs, n outputs) of one decoder layer. */
+export function linearShapes(c: ModelConfig): { name: string; k: number; n: number }[] {
+  const qd = c.numHeads * c.headDim;
+  const kvd = c.numKvHeads * c.headDim;
+  return [
+    { name: "self_attn.q_proj", k: c.hiddenSize, n: qd },
+    { name: "self_attn.k_proj", k: c.hiddenSize, n: kvd },
+    { name: "self_attn.v_proj", k: c.hiddenSize, n: kvd },
+    { name: "self_attn.o_proj", k: qd, n: c.hiddenSize },
+    { name: "mlp.gate_proj", k: c.hiddenSize, n: c.intermediateSize },
+    { name: "mlp.up_proj", k: c.hiddenSize, n: c.intermediateSize },
+    { name: "mlp.down_proj", k: c.intermediateSize, n: c.hiddenSize },
+  ];
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function bad(msg: string): never {
+  throw new InvalidArgumentError(msg);
+}
+
+/** Reads and checks the model directory: config.json, Llama family, not quantized, has safetensors. */
+export function checkModelDir(modelDir: string): { config: ModelConfig; rawConfig: Record<string, unknown> } {
+  if (!existsSync(modelDir)) throw new FormatError(`model directory ${modelDir} does not exist`, { file: modelDir });
+  if (!isDir(modelDir)) throw new FormatError(`${modelDir} is not a directory`, { file: modelDir });
+  const file = resolve(modelDir, "config.json");
+  if (!existsSync(file)) throw new FormatError(`${modelDir} has no config.json (not a model directory)`, { file });
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new FormatError(`config.json is not JSON: ${(e as Error).message}`, { file });
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new FormatError("config.json is not an object", { file });
+  const config = parseModelConfig(raw, file);
+  if (config.quantization) throw new FormatError(`${modelDir} is already quantized (config.json has quantization_config)`, { file });
+  if (!readdirSync(modelDir).some((f) => f.endsWith(".safetensors")))
+    throw new FormatError(`${modelDir} has no .safetensors weights`, { file: modelDir });
+  return { config, rawConfig: raw };
+}
+
+/** Resolves defaults and checks everything that can be checked before work starts. */
+export function resolveQuantizeOptions(modelDir: string, outDir: string, o: QuantizeModelOptions = {}): ResolvedOptions {
+  const { config, rawConfig } = checkModelDir(modelDir);
+  const method = o.method ?? "gptq";
+  if (method !== "gptq" && method !== "rtn") bad(`method must be "gptq" or "rtn", got ${JSON.stringify(method)}`);
+  const format = o.format ?? "marlin";
+  if (format !== "marlin" && format !== "gptq") bad(`format must be "marlin" or "gptq", got ${JSON.stringify(format)}`);
+  const bits = o.bits ?? 4;
+  if (bits !== 4 && bits !== 8) bad(`bits must be 4 or 8, got ${String(bits)}`);
+  const groupSize = o.groupSize ?? 128;
+  if (!(groupSize === -1 || (Number.isInteger(groupSize) && groupSize > 0))) bad(`group size must be -1 (per-channel) or a positive integer, got ${String(groupSize)}`);
+  const actOrder = o.actOrder ?? false;
+  const staticGroups = o.staticGroups ?? false;
+  const symmetric = o.symmetric ?? true;
+  if (staticGroups && !actOrder) bad("static groups only apply with act-order");
+  const percDamp = o.percDamp ?? 0.01;
+  if (!(Number.isFinite(percDamp) && percDamp >= 0 && percDamp < 1)) bad(`damping must be a number in [0, 1), got ${String(percDamp)}`);
+  const nsamples = o.nsamples ?? 128;
+  if (!Number.isInteger(nsamples) || nsamples <= 0) bad(`samples must be a positive integer, got ${String(nsamples)}`);
+  const maxPos = config.maxPositionEmbeddings;
+  const seqlen = o.seqlen ?? Math.min(2048, maxPos);
+  if (!Number.isInteger(seqlen) || seqlen < 2) bad(`seqlen must be an integer >= 2, got ${String(seqlen)}`);
+  if (seqlen > maxPos) bad(`seqlen ${seqlen} exceeds the model's max_position_embeddings ${maxPos}`);
+  const seed = o.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0) bad(`seed must be a non-negative integer, got ${String(seed)}`);
+
+  // The combination against the loaders that must read the output.
+  if (format === "marlin") {
+    if (bits !== 4) bad("8-bit layers cannot be written as a Marlin checkpoint (its B/s tensors are 4-bit); use --format gptq");
+    if (!symmetric) bad("asymmetric layers cannot be written as a Marlin checkpoint (it has no zero points); use --sym or --format gptq");
+    if (actOrder && groupSize > 0 && !staticGroups)
+      bad("act-order with groups needs g_idx, which a Marlin checkpoint cannot hold; add --static-groups or use --format gptq");
+    if (!(MARLIN_GROUP_SIZES as readonly number[]).includes(groupSize)) bad(`group size ${groupSize} has no Marlin kernel (one of ${MARLIN_GROUP_SIZES.join(", ")})`);
+  }
+  for (const { name, k, n } of linearShapes(config)) {
+    if (groupSize > 0 && k % groupSize !== 0) bad(`group size ${groupSize} does not divide k = ${k} of ${name}`);
+    if (format === "marlin" && (k % 128 !== 0 || n % 64 !== 0))
+      bad(`${name} is ${k} x ${n}; the Marlin kernel needs k % 128 == 0 and n % 64 == 0 (use --format gptq)`);
+    const per = 32 / bits;
+    if (format === "gptq" && (k % per !== 0 || n % per !== 0)) bad(`${name} is ${k} x ${n}; GPTQ packing needs k and n multiples of ${per}`);
+  }
+
+  const device = o.device ?? "cpu";
+  if (device !== "cpu" && device !== "cuda") bad(`device must be "cpu" or "cuda", got ${JSON.stringify(device)}`);
+  if (device === "cuda") {
+    if (o.clip) bad("clip (range search) is not implemented on the GPU path; use --device cpu");
+    const st = gptqGpuStatus();
+    if (!st.available) throw new NoDeviceError(`--device cuda: ${st.reason}`);
+  }
+
+  let calib: string | undefined;
+  if (method === "gptq") {
+    if (o.calib === undefined) bad("GPTQ needs a calibration text file (--calib <file>)");
+    calib = resolve(o.calib);
+    if (!existsSync(calib) || isDir(calib)) bad(`calibration file ${o.calib} does not exist or is not a file`);
+    if (!existsSync(resolve(modelDir, "tokenizer.json"))) bad(`${modelDir} has no tokenizer.json, needed to tokenize the calibration text`);
+  }
+
+  const out = resolve(outDir);
+  const src = resolve(modelDir);
+  if (out === src) bad("the output directory must differ from the model directory");
+  if (existsSync(out)) {
+    if (!isDir(out)) bad(`output ${outDir} exists and is not a directory`);
+    if (readdirSync(out).length > 0 && !o.force) bad(`output directory ${outDir} exists and is not empty (use --force to replace it)`);
+  }
+  if (src.startsWith(`${out}/`)) bad("the output directory must not contain the model directory");
+  if (!isDir(dirname(out)) && existsSync(dirname(out))) bad(`${dirname(out)} is not a directory`);
+  return {
+    method,
+    bits,
+    groupSize,
+    actOrder,
+    staticGroups,
+    symmetric,
+    percDamp,
+    clip: o.clip ?? false,
+    calib,
+    nsamples,
+    seqlen,
+    seed,
+    format,
+    force: o.force ?? false,
+    device,
+    modelDir: src,
+    outDir: out,
+    rawConfig,
+    config,
+  };
+}

@@ -1,0 +1,140 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseQuantizeArgs, runCli, UsageError } from "../src/index.js";
+import { FIXTURE, hasFixture, leftovers } from "./fixture.js";
+
+const work = mkdtempSync(join(tmpdir(), "gptq-cli-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+async function cli(args: string[]): Promise<{ code: number; err: string; out: string }> {
+  let err = "";
+  let out = "";
+  const code = await runCli(args, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } });
+  return { code, err, out };
+}
+
+describe("marlin CLI arguments", () => {
+  it("parses every option", () => {
+    const p = parseQuantizeArgs(["m", "--out=o", "--bits", "8", "--group-size", "-1", "--act-order", "--asym", "--damp", "0.1", "--calib", "c.txt", "--samples", "4", "--seqlen", "64", "--seed", "7", "--method", "rtn", "--format", "gptq", "--force"]);
+    expect(p).toEqual({
+      modelDir: "m",
+      outDir: "o",
+      quiet: false,
+      opts: { bits: 8, groupSize: -1, actOrder: true, symmetric: false, percDamp: 0.1, calib: "c.txt", nsamples: 4, seqlen: 64, seed: 7, method: "rtn", format: "gptq", force: true },
+    });
+  });
+  it("refuses malformed arguments with a usage error", () => {
+    for (const bad of [["m"], ["--out", "o"], ["m", "--out", "o", "--bits", "3"], ["m", "--out", "o", "--bogus"], ["m", "--out", "o", "--samples", "1.5"], ["m", "--out", "o", "--sym", "--asym"], ["m", "--out"]]) {
+      expect(() => parseQuantizeArgs(bad)).toThrow(UsageError);
+    }
+  });
+  it("exits 2 with one clear line for a bad model directory, writing nothing", async () => {
+    const out = join(work, "o1");
+    let r = await cli(["quantize", join(work, "nope"), "--out", out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/does not exist/);
+    mkdirSync(join(work, "empty"));
+    r = await cli(["quantize", join(work, "empty"), "--out", out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/no config.json/);
+    mkdirSync(join(work, "notllama"));
+    writeFileSync(join(work, "notllama", "config.json"), JSON.stringify({ model_type: "bert", hidden_size: 8 }));
+    r = await cli(["quantize", join(work, "notllama"), "--out", out]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/not a Llama-family model/);
+    expect(leftovers(work, "o1")).toEqual([]);
+    expect((await cli(["frobnicate"])).code).toBe(2);
+    expect((await cli(["quantize", "--help"])).out).toMatch(/--group-size/);
+  });
+});
+
+describe.skipIf(!hasFixture)("marlin CLI refusals on tiny-llama", () => {
+  const calib = join(FIXTURE, "calib.txt");
+  const cases: [string, string[], RegExp][] = [
+    ["group size not dividing k", ["--format", "gptq", "--group-size", "256"], /group size 256 does not divide k = 384/],
+    ["a group size without Marlin kernel", ["--group-size", "16"], /no Marlin kernel/],
+    ["8-bit as a Marlin checkpoint", ["--bits", "8"], /8-bit.*Marlin checkpoint/],
+    ["asymmetric as a Marlin checkpoint", ["--asym"], /asymmetric.*Marlin/],
+    ["dynamic act-order groups as a Marlin checkpoint", ["--act-order"], /g_idx/],
+    ["a window longer than the model's positions", ["--seqlen", "4096"], /exceeds the model's max_position_embeddings 1024/],
+    ["GPTQ without calibration text", ["--calib", join(work, "missing.txt")], /calibration file .* does not exist/],
+    ["negative damping", ["--damp", "-1"], /damping/],
+  ];
+  for (const [what, extra, msg] of cases) {
+    it(`refuses ${what}`, async () => {
+      const r = await cli(["quantize", FIXTURE, "--out", join(work, "o2"), "--calib", calib, ...extra]);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(r.err.trim().split("\n").length).toBeLessThanOrEqual(2);
+      expect(leftovers(work, "o2")).toEqual([]);
+    });
+  }
+  it("refuses GPTQ with no --calib at all", async () => {
+    const r = await cli(["quantize", FIXTURE, "--out", join(work, "o2")]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/needs a calibration text file/);
+  });
+  it("refuses a non-empty output directory unless --force, and leaves it alone", async () => {
+    const out = join(work, "full");
+    mkdirSync(out);
+    writeFileSync(join(out, "keep.txt"), "mine");
+    const r = await cli(["quantize", FIXTURE, "--out", out, "--method", "rtn"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/not empty.*--force/);
+    expect(leftovers(work, "full")).toEqual(["full"]);
+  });
+  it("quantizes with RTN through the CLI, replacing a directory with --force", async () => {
+    const out = join(work, "full");
+    const r = await cli(["quantize", FIXTURE, "--out", out, "--method", "rtn", "--force", "--quiet"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/wrote .*rtn, 4-bit, group 128, marlin format/);
+    expect(leftovers(work, "full")).toEqual(["full"]);
+  });
+  it("exits 130 and leaves nothing when interrupted", async () => {
+    const ac = new AbortController();
+    ac.abort();
+    let err = "";
+    const code = await runCli(["quantize", FIXTURE, "--out", join(work, "o3"), "--method", "rtn", "--quiet"], {
+      stdout: { write: () => true },
+      stderr: { write: (s: string) => (err += s) },
+      signal: ac.signal,
+    });
+    expect(code).toBe(130);
+    expect(err).toMatch(/nothing was written/);
+    expect(leftovers(work, "o3")).toEqual([]);
+  });
+});
+
+const builtCli = resolve(dirname(fileURLToPath(import.meta.url)), "../dist/cli.js");
+if (!existsSync(builtCli)) console.log(`skipping the SIGTERM test: ${builtCli} is not built (pnpm --filter @marlin/gptq build)`);
+
+describe.skipIf(!hasFixture || !existsSync(builtCli))("the built marlin command", () => {
+  it("removes its partial output on SIGTERM and exits 130", async () => {
+    const out = join(work, "killed");
+    const child = spawn(process.execPath, [builtCli, "quantize", FIXTURE, "--out", out, "--calib", join(FIXTURE, "calib.txt"), "--samples", "32", "--seqlen", "128"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    let sent = false;
+    const code = await new Promise<number | null>((done) => {
+      child.stderr.on("data", (d: Buffer) => {
+        err += d.toString();
+        // The first progress line comes after the partial directory was created.
+        if (!sent && err.includes("layer 1/6")) {
+          sent = true;
+          expect(leftovers(work, "killed").length).toBe(1);
+          child.kill("SIGTERM");
+        }
+      });
+      child.on("exit", (c) => done(c));
+    });
+    expect(sent).toBe(true);
+    expect(code).toBe(130);
+    expect(err).toMatch(/SIGTERM/);
+    expect(leftovers(work, "killed")).toEqual([]);
+  }, 120_000);
+});
