@@ -11,7 +11,11 @@ fi
 export PATH=/tmp/marlin-node:$PATH
 tar -xJf .carry/tree.tar.xz
 export MARLIN_COMMIT=$(cat .carry/commit 2>/dev/null || echo unknown)
-if [ -d .carry/model ]; then export MARLIN_FIXTURE_DIR="$root/.carry/model"; fi
+if [ -d .carry/model ]; then
+  mkdir -p /tmp/marlin-model && cp .carry/model/*.json .carry/model/*.txt .carry/model/*.md /tmp/marlin-model/
+  [ -f /tmp/marlin-model/model.safetensors ] || xz -dc .carry/model/model.safetensors.xz > /tmp/marlin-model/model.safetensors
+  export MARLIN_FIXTURE_DIR=/tmp/marlin-model
+fi
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"
 echo "== node $(node --version), nvcc $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*'), commit $MARLIN_COMMIT"
 vitest="$root/node_modules/vitest/vitest.mjs"

@@ -50,7 +50,8 @@ rm -rf .carry/model
 if [ "$model" = 1 ]; then
   src="$root/../shared/models/tiny-llama"
   test -d "$src" || { echo "no fixture at $src" >&2; exit 1; }
-  mkdir -p .carry/model && cp "$src"/* .carry/model/
+  mkdir -p .carry/model && cp "$src"/*.json "$src"/*.txt "$src"/*.md .carry/model/
+  xz -T2 -3 -c "$src/model.safetensors" > .carry/model/model.safetensors.xz
 fi
 
 size=$(du -sm .carry | cut -f1)

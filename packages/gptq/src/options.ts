@@ -166,7 +166,7 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
 
   const device = o.device ?? "cpu";
   if (device !== "cpu" && device !== "cuda") bad(`device must be "cpu" or "cuda", got ${JSON.stringify(device)}`);
-  if (device === "cuda") {
+  if (device === "cuda" && method === "gptq") {
     if (o.clip) bad("clip (range search) is not implemented on the GPU path; use --device cpu");
     const st = gptqGpuStatus();
     if (!st.available) throw new NoDeviceError(`--device cuda: ${st.reason}`);
