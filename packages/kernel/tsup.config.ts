@@ -1,12 +1,4 @@
-import { defineConfig } from "tsup";
+import { libraryConfig } from "../../tsup.shared";
 
-export default defineConfig({
-  entry: ["src/index.ts"],
-  format: ["esm", "cjs"],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: "node20",
-  // import.meta.url is used to find prebuilds/; shims make it work in the CJS build too.
-  shims: true,
-});
+// import.meta.url is used to find prebuilds/; shims make it work in the CJS build too.
+export default libraryConfig({ shims: true });

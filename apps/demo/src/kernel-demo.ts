@@ -33,7 +33,7 @@ export async function kernelDemo(ckpt: Checkpoint, tokenIds: number[], log: (s: 
   const emb = await readF32(ckpt, "model.embed_tokens.weight");
   const m = tokenIds.length;
   const x32 = new Float32Array(m * k);
-  tokenIds.forEach((id, i) => x32.set(emb.data.subarray(id * k, (id + 1) * k), i * k));
+  for (const [i, id] of tokenIds.entries()) x32.set(emb.data.subarray(id * k, (id + 1) * k), i * k);
   const x = f32ToF16(x32);
 
   const target = defaultTarget();

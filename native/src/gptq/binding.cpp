@@ -169,11 +169,12 @@ Napi::Value Factor(const Napi::CallbackInfo& info) {
     CheckSolver(env, st, what);
     CUDA_CHECK(env, cudaMemcpyAsync(&hinfo, dinfo.p, 4, cudaMemcpyDeviceToHost, s));
     CUDA_CHECK(env, cudaStreamSynchronize(s));
+    if (hinfo < 0) ThrowTyped(env, kErrCuda, std::string(what) + " rejected argument " + std::to_string(-hinfo));
     return hinfo;
   };
-  if (step(false, "Dpotrf") != 0) return Napi::Number::New(env, hinfo > 0 ? hinfo : 1);
-  if (step(true, "Dpotri") != 0) return Napi::Number::New(env, hinfo > 0 ? hinfo : 1);
-  if (step(false, "Dpotrf (inverse)") != 0) return Napi::Number::New(env, hinfo > 0 ? hinfo : 1);
+  if (step(false, "Dpotrf") != 0) return Napi::Number::New(env, hinfo);
+  if (step(true, "Dpotri") != 0) return Napi::Number::New(env, hinfo);
+  if (step(false, "Dpotrf (inverse)") != 0) return Napi::Number::New(env, hinfo);
   CUDA_CHECK(env, gptq::LaunchUpperToF32(a.as<double>(), u, int(k), s));
   CUDA_CHECK(env, cudaStreamSynchronize(s));  // scratch is freed on return
   return Napi::Number::New(env, 0);

@@ -150,7 +150,8 @@ export function gptqQuantizeGpu(
       const h32 = Float32Array.from(h);
       hBuf = alloc(k * k * 4);
       hBuf.upload(h32);
-      diag = Float32Array.from({ length: k }, (_, i) => h32[i * k + i]);
+      // The act-order sort uses the diagonal as given (float64 ties broken like the reference).
+      diag = Float64Array.from({ length: k }, (_, i) => h[i * k + i]);
     } else {
       hBuf = h instanceof HessianGpu ? h.buffer : h;
       diag = g.diag(hBuf.handle, k);

@@ -84,7 +84,7 @@ describe.skipIf(!gpu.available)("GPTQ on the GPU agrees with the float64 referen
       expect(hg.count).toBe(700);
       const err = relErr(hg.download(), acc.matrix);
       console.log(`HessianGpu vs float64: relative error ${err.toExponential(2)}`);
-      expect(err).toBeLessThan(1e-5);
+      expect(err).toBeLessThan(1e-4);
       // and GPTQ straight from the device Hessian
       const w = new Float32Array(k * 128);
       for (let i = 0; i < w.length; i++) w[i] = rng.normal() * 0.05;
