@@ -1,7 +1,7 @@
 #include "blas/cublas_loader.h"
 
 #ifdef MARLIN_WITH_CUDA
-#include <dlfcn.h>
+#include "common/dynlib.h"
 
 #include <mutex>
 
@@ -14,16 +14,10 @@ const Api* Load(std::string* why) {
   static std::string error;
   static std::once_flag once;
   std::call_once(once, [] {
-    const char* names[] = {"libcublas.so.13", "libcublas.so.12", "libcublas.so", "/usr/local/cuda/lib64/libcublas.so.13",
-                           "/usr/local/cuda/lib64/libcublas.so"};
-    void* lib = nullptr;
-    for (const char* n : names)
-      if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
-    if (!lib) {
-      const char* e = dlerror();
-      error = std::string("libcublas could not be loaded: ") + (e ? e : "not found");
-      return;
-    }
+    void* lib = OpenFirstLibrary({"libcublas.so.13", "libcublas.so.12", "libcublas.so", "/usr/local/cuda/lib64/libcublas.so.13",
+                                  "/usr/local/cuda/lib64/libcublas.so"},
+                                 "libcublas", &error);
+    if (!lib) return;
     auto sym = [&](const char* name) { return dlsym(lib, name); };
     api.create = reinterpret_cast<decltype(api.create)>(sym("cublasCreate_v2"));
     api.destroy = reinterpret_cast<decltype(api.destroy)>(sym("cublasDestroy_v2"));

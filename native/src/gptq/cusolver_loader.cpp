@@ -1,7 +1,7 @@
 #include "gptq/cusolver_loader.h"
 
 #ifdef MARLIN_WITH_CUDA
-#include <dlfcn.h>
+#include "common/dynlib.h"
 
 #include <mutex>
 
@@ -14,16 +14,10 @@ const SolverApi* LoadSolver(std::string* why) {
   static std::string error;
   static std::once_flag once;
   std::call_once(once, [] {
-    const char* names[] = {"libcusolver.so.12", "libcusolver.so.11", "libcusolver.so", "/usr/local/cuda/lib64/libcusolver.so.12",
-                           "/usr/local/cuda/lib64/libcusolver.so"};
-    void* lib = nullptr;
-    for (const char* n : names)
-      if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
-    if (!lib) {
-      const char* e = dlerror();
-      error = std::string("libcusolver could not be loaded: ") + (e ? e : "not found");
-      return;
-    }
+    void* lib = OpenFirstLibrary({"libcusolver.so.12", "libcusolver.so.11", "libcusolver.so", "/usr/local/cuda/lib64/libcusolver.so.12",
+                                  "/usr/local/cuda/lib64/libcusolver.so"},
+                                 "libcusolver", &error);
+    if (!lib) return;
     auto sym = [&](const char* name) { return dlsym(lib, name); };
     api.create = reinterpret_cast<decltype(api.create)>(sym("cusolverDnCreate"));
     api.destroy = reinterpret_cast<decltype(api.destroy)>(sym("cusolverDnDestroy"));

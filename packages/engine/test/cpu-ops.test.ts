@@ -1,19 +1,10 @@
-import { Rng, runSeed } from "@marlin/core";
+import { Rng, relativeError, runSeed } from "@marlin/core";
 import { describe, expect, test } from "vitest";
 import { cpuOps } from "../src/cpu/ops.js";
 
 const seed = runSeed();
 const rng = new Rng(seed);
 const rand = (n: number, s = 1) => rng.fillNormal(new Float32Array(n), s) as Float32Array;
-const relErr = (out: ArrayLike<number>, ref: ArrayLike<number>) => {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-};
 const poisoned = (n: number) => new Float32Array(n).fill(Number.NaN);
 
 describe("engine CPU ops", () => {
@@ -36,7 +27,7 @@ describe("engine CPU ops", () => {
           for (let t = 0; t < k; t++) s += x[i * k + t] * w[j * k + t];
           ref[i * n + j] = s;
         }
-      expect(relErr(out, ref)).toBeLessThan(1e-5);
+      expect(relativeError(out, ref)).toBeLessThan(1e-5);
       // Every row alone gives the bits it got in the batch (batch invariance).
       for (let row = 0; row < m; row++) {
         const one = poisoned(n);
@@ -60,7 +51,7 @@ describe("engine CPU ops", () => {
       const inv = 1 / Math.sqrt(ss / h + 1e-5);
       for (let i = 0; i < h; i++) ref[r * h + i] = x[r * h + i] * inv * w[i];
     }
-    expect(relErr(out, ref)).toBeLessThan(1e-6);
+    expect(relativeError(out, ref)).toBeLessThan(1e-6);
     const res = rand(rows * h);
     const res0 = res.slice();
     const y = x.slice();
@@ -75,7 +66,7 @@ describe("engine CPU ops", () => {
         const g = gu[r * 2 * h + i];
         aref[r * h + i] = (g / (1 + Math.exp(-g))) * gu[r * 2 * h + h + i];
       }
-    expect(relErr(act, aref)).toBeLessThan(1e-6);
+    expect(relativeError(act, aref)).toBeLessThan(1e-6);
   });
 
   test("paged attention matches a dense fp64 reference (GQA, scattered blocks)", () => {
@@ -131,7 +122,7 @@ describe("engine CPU ops", () => {
         }
       start += len;
     }
-    expect(relErr(out, ref)).toBeLessThan(1e-5);
+    expect(relativeError(out, ref)).toBeLessThan(1e-5);
   });
 
   test("rope rotates pairs (i, i + d/2)", () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Rng, runSeed } from "@marlin/core";
+import { Rng, relativeError, runSeed } from "@marlin/core";
 import { f16ToF32, f32ToF16 } from "@marlin/format";
 import { DeviceBuffer, hasGpu, noGpuReason } from "@marlin/kernel";
 import { beforeAll, describe, expect, test } from "vitest";
@@ -11,15 +11,6 @@ const gpu = hasGpu();
 if (!gpu) console.log(`GPU tests skipped: ${noGpuReason()}`);
 const seed = runSeed();
 
-const relErr = (out: ArrayLike<number>, ref: ArrayLike<number>) => {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-};
 
 describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
   console.log(`gpu-ops seed ${seed}`);
@@ -45,14 +36,14 @@ describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
     g.rmsnorm(dev(x), DeviceBuffer.from(w), outG, rows, H, 1e-5);
     const outC = new Float32Array(rows * H);
     c.rmsnorm(x, w, 1e-5, rows, H, outC);
-    expect(relErr(back(outG, rows * H), outC)).toBeLessThan(2e-3);
+    expect(relativeError(back(outG, rows * H), outC)).toBeLessThan(2e-3);
 
     const gu = half(rand(rows * 2 * H));
     const actG = devPoison(rows * H);
     g.siluMul(dev(gu), actG, rows, H);
     const actC = new Float32Array(rows * H);
     c.siluMul(gu, rows, H, actC);
-    expect(relErr(back(actG, rows * H), actC)).toBeLessThan(2e-3);
+    expect(relativeError(back(actG, rows * H), actC)).toBeLessThan(2e-3);
 
     // Attention over scattered blocks, GQA 4:2, head_dim 64.
     const heads = 4;
@@ -98,7 +89,7 @@ describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
     g.pagedAttention(qkvG, kG, vG, DeviceBuffer.from(tables), DeviceBuffer.from(seqOf), posG, attG, {
       rows: T, qStride: stride, heads, kvHeads, headDim: D, maxBlocks, blockSize: bs, numSeqs: 2, numBlocks, maxContext: 64, scale: 1 / 8,
     });
-    expect(relErr(back(attG, T * heads * D), attC)).toBeLessThan(3e-3);
+    expect(relativeError(back(attG, T * heads * D), attC)).toBeLessThan(3e-3);
   });
 
   test("sampling: greedy argmax and seeded top-k draws", () => {

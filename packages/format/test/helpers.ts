@@ -1,4 +1,5 @@
 import type { Rng } from "@marlin/core";
+import { relativeError } from "@marlin/core";
 import { type Bits, numGroups, type QuantizedLayer } from "../src/index.js";
 
 /** A random quantized layer; act-order layers get a shuffled g_idx with every group used. */
@@ -29,15 +30,6 @@ export function randomLayer(
   return layer;
 }
 
-export function relErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 type Arr = ArrayLike<number> & { length: number };
 /** Element-wise equality with a short message at the first difference (toEqual is slow on big arrays). */
@@ -53,3 +45,6 @@ export function expectSame(a: Arr | undefined, b: Arr | undefined, what = "array
     }
   }
 }
+
+/** Relative error against a reference (shared with every package through @marlin/core). */
+export const relErr = relativeError;

@@ -1,4 +1,5 @@
 import type { Rng } from "@marlin/core";
+import { relativeError } from "@marlin/core";
 
 /** Correlated calibration inputs X = Z L [tokens, k], with a few loud features, so H is far from diagonal. */
 export function correlatedInputs(rng: Rng, tokens: number, k: number, mix = 0.5): Float64Array {
@@ -51,15 +52,6 @@ export function randomSpd(rng: Rng, k: number, shift = 0.1): Float64Array {
   return a;
 }
 
-export function relErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (out[i] - ref[i]) ** 2;
-    den += ref[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 export function identityError(a: Float64Array, b: Float64Array, k: number): number {
   let worst = 0;
@@ -72,3 +64,6 @@ export function identityError(a: Float64Array, b: Float64Array, k: number): numb
   }
   return worst;
 }
+
+/** Relative error against a reference (shared with every package through @marlin/core). */
+export const relErr = relativeError;

@@ -9,7 +9,7 @@ import { type ActivationDType, DisposedError, InvalidArgumentError, ShapeError }
 import { DeviceBuffer } from "./buffer.js";
 import { hasGpu } from "./device.js";
 import { call } from "./native.js";
-import { checkDim, checkDType, checkOperand, inferRows, isDevice, type Operand } from "./operand.js";
+import { checkDim, checkDType, checkOperand, forwardInto, inferRows, isDevice, type Operand } from "./operand.js";
 import type { Stream } from "./stream.js";
 
 export interface DenseMatmulArgs {
@@ -131,26 +131,10 @@ export class DenseLayer {
 
   forward(x: Operand, opts: { m?: number; out?: Operand; stream?: Stream } = {}): Operand {
     if (this.disposed) throw new DisposedError("DenseLayer");
-    if (isDevice(x) !== (this.placement === "cuda"))
-      throw new InvalidArgumentError(`x is on the ${isDevice(x) ? "GPU" : "host"}, the layer on the ${this.placement === "cuda" ? "GPU" : "host"}`);
     const m = opts.m ?? inferRows("x", x, this.k);
-    let out = opts.out;
-    let allocated: DeviceBuffer | undefined;
-    if (!out) {
-      if (isDevice(x)) {
-        allocated = DeviceBuffer.alloc(m * this.n * 2, x.device);
-        out = allocated;
-      } else {
-        out = new Uint16Array(m * this.n);
-      }
-    }
-    try {
-      denseMatmul({ x, w: this.w!, bias: this.bias, out, m, k: this.k, n: this.n, dtype: this.dtype, stream: opts.stream });
-    } catch (err) {
-      allocated?.free();
-      throw err;
-    }
-    return out;
+    return forwardInto(x, opts.out, m, this.n, this.placement === "cuda", (out) =>
+      denseMatmul({ x, w: this.w!, bias: this.bias, out, m, k: this.k, n: this.n, dtype: this.dtype, stream: opts.stream }),
+    );
   }
 
   dispose(): void {

@@ -3,11 +3,11 @@
  * runs forward(x) through the kernel of its location.
  */
 import { type ActivationDType, DisposedError, InvalidArgumentError, ShapeError } from "@marlin/core";
-import { type MarlinLayer as PackedLayer, packMarlin, type QuantizedLayer } from "@marlin/format";
+import { f16ToF32, f32ToBf16, type MarlinLayer as PackedLayer, packMarlin, type QuantizedLayer } from "@marlin/format";
 import { DeviceBuffer } from "./buffer.js";
 import { hasGpu } from "./device.js";
 import { type DeviceMarlinWeights, type HostMarlinWeights, type MarlinTuning, marlinMatmul, marlinShapeRefusal } from "./marlin.js";
-import { checkDType, inferRows, isDevice, type Operand } from "./operand.js";
+import { checkDType, forwardInto, inferRows, type Operand } from "./operand.js";
 import type { Stream } from "./stream.js";
 import type { MarlinWorkspace } from "./workspace.js";
 
@@ -32,27 +32,8 @@ export interface ForwardOptions {
   tuning?: MarlinTuning;
 }
 
-function f16ToBf16Bits(src: Uint16Array): Uint16Array {
-  const out = new Uint16Array(src.length);
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  for (let i = 0; i < src.length; i++) {
-    const h = src[i];
-    const s = (h & 0x8000) << 16;
-    const e = (h >> 10) & 0x1f;
-    const mnt = h & 0x3ff;
-    let v: number;
-    if (e === 0) v = (mnt / 1024) * 2 ** -14;
-    else if (e === 31) v = mnt ? Number.NaN : Number.POSITIVE_INFINITY;
-    else v = (1 + mnt / 1024) * 2 ** (e - 15);
-    f32[0] = v;
-    const bits = (u32[0] | s) >>> 0;
-    // round to nearest even into bf16
-    const lsb = (bits >>> 16) & 1;
-    out[i] = ((bits + 0x7fff + lsb) >>> 16) & 0xffff;
-  }
-  return out;
-}
+/** fp16 bits -> bf16 bits (exact through fp32, rounded to nearest even). */
+const f16ToBf16Bits = (src: Uint16Array): Uint16Array => f32ToBf16(f16ToF32(src));
 
 export class MarlinLayer {
   readonly k: number;
@@ -159,27 +140,10 @@ export class MarlinLayer {
   /** out[m, n] = x[m, k] * W (+ bias). x must live where the layer lives. */
   forward(x: Operand, opts: ForwardOptions = {}): Operand {
     if (this.disposed) throw new DisposedError("MarlinLayer");
-    const onDevice = isDevice(x);
-    if (onDevice !== (this.placement === "cuda"))
-      throw new InvalidArgumentError(`x is on the ${onDevice ? "GPU" : "host"}, the layer on the ${this.placement === "cuda" ? "GPU" : "host"}`);
     const m = opts.m ?? inferRows("x", x, this.k);
-    let out = opts.out;
-    let allocated: DeviceBuffer | undefined;
-    if (!out) {
-      if (onDevice) {
-        allocated = DeviceBuffer.alloc(m * this.n * 2, (x as DeviceBuffer).device);
-        out = allocated;
-      } else {
-        out = new Uint16Array(m * this.n);
-      }
-    }
-    try {
-      marlinMatmul({ x, out, m, weights: this.weights, dtype: this.dtype, workspace: this.workspace, stream: opts.stream, tuning: opts.tuning });
-    } catch (err) {
-      allocated?.free();
-      throw err;
-    }
-    return out;
+    return forwardInto(x, opts.out, m, this.n, this.placement === "cuda", (out) =>
+      marlinMatmul({ x, out, m, weights: this.weights, dtype: this.dtype, workspace: this.workspace, stream: opts.stream, tuning: opts.tuning }),
+    );
   }
 
   dispose(): void {

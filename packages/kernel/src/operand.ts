@@ -51,3 +51,37 @@ export function inferRows(name: string, x: Operand, cols: number, byteOffset = 0
     throw new ShapeError(`${name}: ${bytes} bytes is not a whole number of rows of ${cols} elements; pass m`);
   return bytes / (cols * 2);
 }
+
+/**
+ * Runs a layer's matmul into `out`, or into a fresh output beside `x` ([m, n] 16-bit, on the same
+ * device or on the host) that is freed again if the call throws. Also checks that `x` lives where
+ * the layer does.
+ */
+export function forwardInto(
+  x: Operand,
+  out: Operand | undefined,
+  m: number,
+  n: number,
+  layerOnGpu: boolean,
+  run: (out: Operand) => void,
+): Operand {
+  if (isDevice(x) !== layerOnGpu)
+    throw new InvalidArgumentError(`x is on the ${isDevice(x) ? "GPU" : "host"}, the layer on the ${layerOnGpu ? "GPU" : "host"}`);
+  if (out) {
+    run(out);
+    return out;
+  }
+  if (!isDevice(x)) {
+    const host = new Uint16Array(m * n);
+    run(host);
+    return host;
+  }
+  const allocated = DeviceBuffer.alloc(m * n * 2, x.device);
+  try {
+    run(allocated);
+  } catch (err) {
+    allocated.free();
+    throw err;
+  }
+  return allocated;
+}
