@@ -1,5 +1,5 @@
-import { defineConfig } from "vitest/config";
+import { mergeConfig } from "vitest/config";
+import shared from "../../vitest.shared";
 
-export default defineConfig({
-  test: { include: ["test/**/*.test.ts"], testTimeout: 300_000, hookTimeout: 300_000 },
-});
+// Whole-model tests (perplexity of eval.txt, 64-prompt batches) take minutes on a 2-core CPU.
+export default mergeConfig(shared, { test: { testTimeout: 300_000, hookTimeout: 300_000 } });

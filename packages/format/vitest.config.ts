@@ -1,5 +1,3 @@
-import { defineConfig } from "vitest/config";
+import shared from "../../vitest.shared";
 
-export default defineConfig({
-  test: { include: ["test/**/*.test.ts"], testTimeout: 60_000 },
-});
+export default shared;
