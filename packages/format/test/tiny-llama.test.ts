@@ -3,7 +3,8 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { f16ToF32, openCheckpoint } from "../src/index.js";
 
-const dir = resolve(__dirname, "../../../../shared/models/tiny-llama");
+// MARLIN_FIXTURE_DIR: where tools/gpu/prepare.sh --with-model puts the fixture on the GPU machine.
+const dir = process.env.MARLIN_FIXTURE_DIR ?? resolve(__dirname, "../../../../shared/models/tiny-llama");
 const present = existsSync(resolve(dir, "config.json")) && existsSync(resolve(dir, "model.safetensors"));
 if (!present) console.log(`tiny-llama fixture not found at ${dir}: skipping its read test`);
 
