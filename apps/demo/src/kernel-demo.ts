@@ -1,10 +1,11 @@
 /**
- * One real layer through the Marlin kernel: layer 0's up_proj of the model, quantized to 4 bits
- * (group 128, round to nearest), applied to the token embeddings of a prompt, checked against an
- * fp64 reference of the same quantized weights.
+ * One real layer through the Marlin kernel: layer 0's up_proj of the model (as stored when the
+ * checkpoint is quantized, else quantized here to 4 bits, group 128, round to nearest), applied to
+ * the token embeddings of a prompt, checked against an fp64 reference of the same quantized weights.
  */
 import { explain, formatExplain, type KernelQuery } from "@marlin/core";
-import { type Checkpoint, dequantize, f16ToF32, f32ToF16, quantizeRtn } from "@marlin/format";
+import { linearToF32, type ModelSources } from "@marlin/engine";
+import { dequantize, f16ToF32, f32ToF16, type QuantizedLayer, quantizeRtn } from "@marlin/format";
 import { DeviceBuffer, defaultTarget, hasGpu, MarlinLayer, QUANT_MATMUL_OP, synchronize } from "@marlin/kernel";
 
 export interface KernelDemoResult {
@@ -16,24 +17,25 @@ export interface KernelDemoResult {
   impl: string;
 }
 
-async function readF32(ckpt: Checkpoint, name: string): Promise<{ data: Float32Array; shape: number[] }> {
-  const t = await ckpt.read(name);
-  if (t.dtype === "float32") return { data: t.data as Float32Array, shape: t.shape };
-  if (t.dtype !== "float16") throw new Error(`${name}: the demo reads fp16 or fp32 weights, got ${t.dtype}`);
-  return { data: f16ToF32(t.data as Uint16Array), shape: t.shape };
+/** The layer as a QuantizedLayer: a quantized checkpoint's own, or RTN 4-bit g128 of dense weights. */
+function quantizedUpProj(sources: ModelSources): { q: QuantizedLayer; how: string } {
+  const src = sources.layers[0].linears.up_proj;
+  if (src.kind === "quantized") return { q: src.layer, how: "as stored in the checkpoint" };
+  const { n, k } = src;
+  const w = linearToF32(src); // [n, k]
+  const wkn = new Float32Array(k * n); // our layout [k, n]
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wkn[c * n + r] = w[r * k + c];
+  return { q: quantizeRtn(wkn, k, n, { bits: 4, groupSize: 128, symmetric: true }), how: "4-bit g128 RTN of the fp16 weights" };
 }
 
-export async function kernelDemo(ckpt: Checkpoint, tokenIds: number[], log: (s: string) => void): Promise<KernelDemoResult> {
-  const w = await readF32(ckpt, "model.layers.0.mlp.up_proj.weight"); // torch layout [n, k]
-  const [n, k] = w.shape;
-  const wkn = new Float32Array(k * n); // our layout [k, n]
-  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wkn[c * n + r] = w.data[r * k + c];
-  const q = quantizeRtn(wkn, k, n, { bits: 4, groupSize: 128, symmetric: true });
+export async function kernelDemo(sources: ModelSources, tokenIds: number[], log: (s: string) => void): Promise<KernelDemoResult> {
+  const { q, how } = quantizedUpProj(sources);
+  const { k, n } = q;
+  log(`weights: ${how} (${q.bits}-bit, group ${q.groupSize}${q.symmetric ? "" : ", zero points"}${q.gIdx ? ", act-order" : ""})`);
 
-  const emb = await readF32(ckpt, "model.embed_tokens.weight");
   const m = tokenIds.length;
   const x32 = new Float32Array(m * k);
-  for (const [i, id] of tokenIds.entries()) x32.set(emb.data.subarray(id * k, (id + 1) * k), i * k);
+  for (const [i, id] of tokenIds.entries()) x32.set(sources.embed.subarray(id * k, (id + 1) * k), i * k);
   const x = f32ToF16(x32);
 
   const target = defaultTarget();
@@ -41,9 +43,9 @@ export async function kernelDemo(ckpt: Checkpoint, tokenIds: number[], log: (s: 
     op: QUANT_MATMUL_OP,
     device: target,
     shape: { m, n, k },
-    weight: { bits: 4, zeroPoints: false },
-    groupSize: 128,
-    actOrder: false,
+    weight: { bits: q.bits, zeroPoints: !q.symmetric },
+    groupSize: q.groupSize,
+    actOrder: !!q.gIdx,
     activation: "float16",
   };
   const rows = explain(query);

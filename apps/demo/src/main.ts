@@ -5,9 +5,8 @@
  *   pnpm demo [model-dir] [--device auto|cpu|cuda] [--max-tokens N]
  */
 import { parseArgs } from "node:util";
-import { MarlinError } from "@marlin/core";
-import { LLM, Tokenizer } from "@marlin/engine";
-import { openCheckpoint } from "@marlin/format";
+import { InvalidArgumentError, MarlinError } from "@marlin/core";
+import { LLM, loadModelDir } from "@marlin/engine";
 import { deviceReport } from "@marlin/kernel";
 import { kernelDemo } from "./kernel-demo.js";
 import { findModelDir } from "./model-dir.js";
@@ -33,25 +32,25 @@ async function main(): Promise<void> {
   log(deviceReport());
 
   log(`\n== Model: ${dir}`);
-  const tokenizer = await Tokenizer.fromDir(dir);
-  const ckpt = await openCheckpoint(dir);
-  try {
-    log("\n== One layer through the Marlin kernel (layer 0 up_proj, 4-bit g128 RTN, prompt embeddings)");
-    const ids = await tokenizer.encode(PROMPTS.join(" "));
-    const r = await kernelDemo(ckpt, ids.slice(0, 16), log);
-    log(`${r.impl}: [${r.m} x ${r.k}] x [${r.k} x ${r.n}] in ${r.ms.toFixed(3)} ms, relative error vs fp64 ${r.relError.toExponential(2)}`);
-  } finally {
-    await ckpt.close();
-  }
+  const t0 = performance.now();
+  const model = await loadModelDir(dir);
+  if (!model.tokenizer) throw new InvalidArgumentError(`${dir} has no tokenizer.json`);
+  const quant = model.config.quantization;
+  log(`${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, ${quant ? `quantized (${quant.bits}-bit, group ${quant.groupSize})` : model.config.dtype} weights, read in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+
+  log("\n== One layer through the Marlin kernel (layer 0 up_proj, prompt embeddings)");
+  const ids = await model.tokenizer.encode(PROMPTS.join(" "));
+  const r = await kernelDemo(model.sources, ids.slice(0, 16), log);
+  log(`${r.impl}: [${r.m} x ${r.k}] x [${r.k} x ${r.n}] in ${r.ms.toFixed(3)} ms, relative error vs fp64 ${r.relError.toExponential(2)}`);
 
   log(`\n== Greedy generation (${PROMPTS.length} prompts at once, up to ${maxTokens} tokens)`);
-  const t0 = performance.now();
-  const llm = await LLM.load(dir, { device });
-  log(`loaded on ${llm.device} in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
+  const t1 = performance.now();
+  const llm = await LLM.fromLoaded(model, { device });
+  log(`engine ready on ${llm.device} in ${((performance.now() - t1) / 1000).toFixed(2)} s`);
   try {
-    const t1 = performance.now();
+    const t2 = performance.now();
     const results = await llm.generate(PROMPTS, { temperature: 0, maxTokens });
-    const secs = (performance.now() - t1) / 1000;
+    const secs = (performance.now() - t2) / 1000;
     let tokens = 0;
     for (const res of results) {
       tokens += res.tokenIds.length;
