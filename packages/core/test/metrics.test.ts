@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { relativeError, Rng, runSeed } from "../src/index.js";
+import { Rng, relativeError, runSeed } from "../src/index.js";
 
 describe("relativeError", () => {
   it("is ||out - ref|| / ||ref|| and never passes a NaN", () => {
