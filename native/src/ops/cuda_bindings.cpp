@@ -113,6 +113,26 @@ Napi::Value StoreKv(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ropeStoreKv(qkv, positions, cos, sin, slots, kCache, vCache, rows, stride, heads, kvHeads, headDim, maxPositions,
+//   numSlots, stream?): rope of the q and k heads, then k and v into the cache (row layout [q | k | v]).
+Napi::Value RopeStoreKv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t rows = I(info, 7, "rows"), stride = I(info, 8, "stride", 1), heads = I(info, 9, "heads", 1),
+          kvh = I(info, 10, "kvHeads", 1), hd = I(info, 11, "headDim", 2), maxp = I(info, 12, "maxPositions", 1),
+          slots_n = I(info, 13, "numSlots", 1);
+  if (hd % 2 || (heads + 2 * kvh) * hd > stride)
+    ThrowTyped(env, kErrShape, "ropeStoreKv: headDim must be even and (heads + 2 * kvHeads) * headDim <= stride");
+  auto qkv = Ref<half>(info, 0, "qkv", rows * stride, 2);
+  auto pos = Ref<int32_t>(info, 1, "positions", rows);
+  auto c = Ref<float>(info, 2, "cos", maxp * hd / 2);
+  auto s = Ref<float>(info, 3, "sin", maxp * hd / 2);
+  auto slots = Ref<int32_t>(info, 4, "slots", rows);
+  auto kc = Ref<half>(info, 5, "kCache", slots_n * kvh * hd, 2);
+  auto vc = Ref<half>(info, 6, "vCache", slots_n * kvh * hd, 2);
+  Check(env, ops::cuda::RopeStoreKv(qkv, rows, stride, heads, kvh, hd, pos, c, s, slots, kc, vc, ArgStream(info, 14)), "ropeStoreKv");
+  return env.Undefined();
+}
+
 // siluMul(gu, out, rows, inter, stream?)
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 2, "rows"), inter = I(info, 3, "inter", 1);
@@ -344,6 +364,7 @@ void InitEngineCuda(Napi::Env env, Napi::Object exports) {
   o.Set("addRmsnorm", Napi::Function::New<AddRmsNorm>(env, "addRmsnorm"));
   o.Set("rope", Napi::Function::New<Rope>(env, "rope"));
   o.Set("storeKv", Napi::Function::New<StoreKv>(env, "storeKv"));
+  o.Set("ropeStoreKv", Napi::Function::New<RopeStoreKv>(env, "ropeStoreKv"));
   o.Set("siluMul", Napi::Function::New<SiluMul>(env, "siluMul"));
   o.Set("addBias", Napi::Function::New<AddBias>(env, "addBias"));
   o.Set("fillUniform", Napi::Function::New<FillUniform>(env, "fillUniform"));

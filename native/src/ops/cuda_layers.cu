@@ -13,6 +13,16 @@ static int Threads(int work) {
   return t;
 }
 
+// Element-wise row ops spread each row over several blocks (grid.y = row), so a decode step of
+// one row fills more than one SM and keeps more loads in flight than one block walking the row.
+constexpr int kRowThreads = 256;
+static dim3 RowGrid(int rows, int work) {
+  int chunks = (work + kRowThreads - 1) / kRowThreads;
+  if (chunks > 64) chunks = 64;
+  if (chunks < 1) chunks = 1;
+  return dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(rows < 65535 ? rows : 65535));
+}
+
 __global__ void EmbeddingKernel(const int32_t* ids, const half* table, int hidden, half* out) {
   const int r = blockIdx.x;
   const half* src = table + static_cast<size_t>(ids[r]) * hidden;
@@ -66,62 +76,111 @@ cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int r
   return cudaGetLastError();
 }
 
-__global__ void RopeKernel(half* x, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
+__global__ void RopeKernel(int rows, half* x, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
                            const float* sin_t) {
-  const int r = blockIdx.x;
   const int half_dim = head_dim / 2;
-  const float* c = cos_t + static_cast<size_t>(positions[r]) * half_dim;
-  const float* sn = sin_t + static_cast<size_t>(positions[r]) * half_dim;
-  half* row = x + static_cast<size_t>(r) * stride;
-  for (int j = threadIdx.x; j < heads * half_dim; j += blockDim.x) {
-    const int h = j / half_dim, i = j % half_dim;
-    half* v = row + h * head_dim;
-    const float a = __half2float(v[i]), b = __half2float(v[i + half_dim]);
-    v[i] = __float2half(a * c[i] - b * sn[i]);
-    v[i + half_dim] = __float2half(b * c[i] + a * sn[i]);
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    const float* c = cos_t + static_cast<size_t>(positions[r]) * half_dim;
+    const float* sn = sin_t + static_cast<size_t>(positions[r]) * half_dim;
+    half* row = x + static_cast<size_t>(r) * stride;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < heads * half_dim; j += gridDim.x * blockDim.x) {
+      const int h = j / half_dim, i = j % half_dim;
+      half* v = row + h * head_dim;
+      const float a = __half2float(v[i]), b = __half2float(v[i + half_dim]);
+      v[i] = __float2half(a * c[i] - b * sn[i]);
+      v[i + half_dim] = __float2half(b * c[i] + a * sn[i]);
+    }
   }
 }
 
 cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
                  const float* sin_t, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  RopeKernel<<<rows, Threads(heads * head_dim / 2), 0, s>>>(x, stride, heads, head_dim, positions, cos_t, sin_t);
+  RopeKernel<<<RowGrid(rows, heads * head_dim / 2), kRowThreads, 0, s>>>(rows, x, stride, heads, head_dim, positions, cos_t, sin_t);
   return cudaGetLastError();
 }
 
-__global__ void StoreKvKernel(const half* qkv, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
+__global__ void StoreKvKernel(int rows, const half* qkv, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
                               half* k_cache, half* v_cache) {
-  const int r = blockIdx.x;
-  const int slot = slots[r];
-  if (slot < 0) return;
-  const half* row = qkv + static_cast<size_t>(r) * stride;
-  const size_t dst = static_cast<size_t>(slot) * kv_dim;
-  for (int i = threadIdx.x; i < kv_dim; i += blockDim.x) {
-    k_cache[dst + i] = row[k_off + i];
-    v_cache[dst + i] = row[v_off + i];
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int slot = slots[r];
+    if (slot < 0) continue;
+    const half* row = qkv + static_cast<size_t>(r) * stride;
+    const size_t dst = static_cast<size_t>(slot) * kv_dim;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < kv_dim; i += gridDim.x * blockDim.x) {
+      k_cache[dst + i] = row[k_off + i];
+      v_cache[dst + i] = row[v_off + i];
+    }
   }
 }
 
 cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
                     half* k_cache, half* v_cache, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  StoreKvKernel<<<rows, Threads(kv_dim), 0, s>>>(qkv, stride, k_off, v_off, kv_dim, slots, k_cache, v_cache);
+  StoreKvKernel<<<RowGrid(rows, kv_dim), kRowThreads, 0, s>>>(rows, qkv, stride, k_off, v_off, kv_dim, slots, k_cache, v_cache);
   return cudaGetLastError();
 }
 
-__global__ void SiluMulKernel(const half* gu, int inter, half* out) {
-  const size_t r = blockIdx.x;
-  const half* g = gu + r * 2 * inter;
-  const half* u = g + inter;
-  for (int i = threadIdx.x; i < inter; i += blockDim.x) {
-    const float a = __half2float(g[i]);
-    out[r * inter + i] = __float2half(a / (1.f + __expf(-a)) * __half2float(u[i]));
+// RoPE of the q and k heads fused with the store of k (rotated) and v into the paged cache: one
+// launch instead of two per layer. Row layout [q heads | k heads | v heads]; slot < 0 skips the store.
+__global__ void RopeStoreKvKernel(int rows, half* qkv, int stride, int heads, int kv_heads, int head_dim,
+                                  const int32_t* positions, const float* cos_t, const float* sin_t, const int32_t* slots,
+                                  half* k_cache, half* v_cache) {
+  const int half_dim = head_dim / 2;
+  const int kv_dim = kv_heads * head_dim;
+  const int rot = (heads + kv_heads) * half_dim;
+  for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+    const int slot = slots[r];
+    const float* c = cos_t + static_cast<size_t>(positions[r]) * half_dim;
+    const float* sn = sin_t + static_cast<size_t>(positions[r]) * half_dim;
+    half* row = qkv + static_cast<size_t>(r) * stride;
+    const size_t dst = static_cast<size_t>(slot) * kv_dim;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < rot + kv_dim; j += gridDim.x * blockDim.x) {
+      if (j < rot) {
+        const int h = j / half_dim, i = j % half_dim;
+        half* v = row + h * head_dim;
+        const float a = __half2float(v[i]), b = __half2float(v[i + half_dim]);
+        const half ra = __float2half(a * c[i] - b * sn[i]);
+        const half rb = __float2half(b * c[i] + a * sn[i]);
+        v[i] = ra;
+        v[i + half_dim] = rb;
+        if (h >= heads && slot >= 0) {
+          half* k = k_cache + dst + (h - heads) * head_dim;
+          k[i] = ra;
+          k[i + half_dim] = rb;
+        }
+      } else if (slot >= 0) {
+        const int i = j - rot;
+        v_cache[dst + i] = row[(heads + kv_heads) * head_dim + i];
+      }
+    }
+  }
+}
+
+cudaError_t RopeStoreKv(half* qkv, int rows, int stride, int heads, int kv_heads, int head_dim, const int32_t* positions,
+                        const float* cos_t, const float* sin_t, const int32_t* slots, half* k_cache, half* v_cache,
+                        cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  const int work = (heads + kv_heads) * (head_dim / 2) + kv_heads * head_dim;
+  RopeStoreKvKernel<<<RowGrid(rows, work), kRowThreads, 0, s>>>(rows, qkv, stride, heads, kv_heads, head_dim, positions, cos_t,
+                                                                sin_t, slots, k_cache, v_cache);
+  return cudaGetLastError();
+}
+
+__global__ void SiluMulKernel(int rows, const half* gu, int inter, half* out) {
+  for (size_t r = blockIdx.y; r < static_cast<size_t>(rows); r += gridDim.y) {
+    const half* g = gu + r * 2 * inter;
+    const half* u = g + inter;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inter; i += gridDim.x * blockDim.x) {
+      const float a = __half2float(g[i]);
+      out[r * inter + i] = __float2half(a / (1.f + __expf(-a)) * __half2float(u[i]));
+    }
   }
 }
 
 cudaError_t SiluMul(const half* gu, int rows, int inter, half* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  SiluMulKernel<<<rows, Threads(inter), 0, s>>>(gu, inter, out);
+  SiluMulKernel<<<RowGrid(rows, inter), kRowThreads, 0, s>>>(rows, gu, inter, out);
   return cudaGetLastError();
 }
 

@@ -17,6 +17,9 @@ cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidd
 cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s);
 cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
                  const float* sin_t, cudaStream_t s);
+cudaError_t RopeStoreKv(half* qkv, int rows, int stride, int heads, int kv_heads, int head_dim, const int32_t* positions,
+                        const float* cos_t, const float* sin_t, const int32_t* slots, half* k_cache, half* v_cache,
+                        cudaStream_t s);
 cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
                     half* k_cache, half* v_cache, cudaStream_t s);
 cudaError_t SiluMul(const half* gu, int rows, int inter, half* out, cudaStream_t s);

@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
     Best b{-FLT_MAX, 0x7fffffff};
     for (int i = threadIdx.x; i < a.vocab; i += blockDim.x) b = Better(b, Best{l[i], i});
     b = BlockArgmax(b, scratch, iscratch);
-    if (threadIdx.x == 0) a.out[r] = b.i;
+    if (threadIdx.x == 0) a.out[r] = b.i < a.vocab ? b.i : 0;  // all-NaN rows still give a valid id
     return;
   }
   const float inv_t = 1.f / temp;
@@ -104,7 +104,7 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
     b = Better(b, Best{static_cast<float>((x - mx) - log(e)), i});
   }
   b = BlockArgmax(b, scratch, iscratch);
-  if (threadIdx.x == 0) a.out[r] = b.i;
+  if (threadIdx.x == 0) a.out[r] = b.i < a.vocab ? b.i : 0;  // all-NaN rows still give a valid id
 }
 
 cudaError_t Sample(const SampleArgs& a, cudaStream_t s) {

@@ -129,20 +129,39 @@ const pct = (a, p) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : Number.NaN;
 };
 
-async function decodeThroughput(runner, batch, bw) {
+const PHASES = ["prepMs", "launchMs", "gpuMs", "syncMs", "downloadMs", "totalMs"];
+
+/** Medians of the runner's per-step timings plus the engine's host time around execute(). */
+function breakdown(samples) {
+  const out = {};
+  for (const k of [...PHASES, "stepMs"]) out[k] = median(samples.map((x) => x[k]));
+  // Host time of the engine outside execute() (scheduler, batch building, output processing).
+  out.engineHostMs = median(samples.map((x) => x.stepMs - x.totalMs));
+  // Everything in the step that is not the device running the decode graph.
+  out.hostOverheadMs = median(samples.map((x) => x.stepMs - x.gpuMs));
+  return out;
+}
+
+async function decodeThroughput(runner, batch, bw, maxSteps) {
+  runner.profile = true;
   const engine = new LLMEngine(runner, undefined, { eosTokenIds: [] }, { maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: 4096, prefixCaching: false, seed: 1 });
   const rng = mulberry(batch);
-  const steps = quick ? 24 : 64;
+  const steps = maxSteps ?? (quick ? 24 : 64);
   for (let i = 0; i < batch; i++) await engine.addRequest(randPrompt(128, rng), { maxTokens: steps + 8, ignoreEos: true });
   const times = [];
+  const samples = [];
   while (engine.hasUnfinished) {
     const t0 = performance.now();
     await engine.step();
     const dt = performance.now() - t0;
     // Pure decode steps of the full batch, after the first few (graph warm-up and capture).
-    if (engine.lastStep.numBatchedTokens === batch && engine.lastStep.numScheduled === batch) times.push(dt);
+    if (engine.lastStep.numBatchedTokens === batch && engine.lastStep.numScheduled === batch) {
+      times.push(dt);
+      samples.push({ ...runner.lastTimings, stepMs: dt });
+    }
   }
   const steady = times.slice(4);
+  const steadySamples = samples.slice(4);
   const stepMs = median(steady);
   const floorMs = (runner.weightBytes / bw) * 1000;
   return {
@@ -153,6 +172,8 @@ async function decodeThroughput(runner, batch, bw) {
     floorMs,
     floorFraction: floorMs / stepMs,
     steps: steady.length,
+    breakdown: breakdown(steadySamples),
+    graphSteps: steadySamples.filter((x) => x.graph).length,
     cudaGraphs: runner.useGraphs,
     graphFailure: runner.graphFailure,
     leakedBlocks: engine.blocks.numBlocks - engine.blocks.numFreeBlocks,
@@ -160,6 +181,7 @@ async function decodeThroughput(runner, batch, bw) {
 }
 
 async function offline(runner, n) {
+  runner.profile = false;
   const engine = new LLMEngine(runner, undefined, { eosTokenIds: [] }, { maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: 2048, prefixCaching: true, seed: 2 });
   const rng = mulberry(7);
   const finals = [];
@@ -206,6 +228,25 @@ for (const kind of ["dense", "marlin"]) {
     const r = await decodeThroughput(runner, b, bw);
     console.log(`  decode batch ${b}: ${r.stepMs.toFixed(2)} ms/step, ${r.tokensPerSecond.toFixed(0)} tok/s, floor ${r.floorMs.toFixed(2)} ms (${(r.floorFraction * 100).toFixed(0)}% of floor speed)${r.graphFailure ? `, graphs off: ${r.graphFailure}` : ""}`);
     decode.push(r);
+  }
+  // Device time of the decode graph with only the linear layers (lm_head included) and with only
+  // the other ops (norms, RoPE, KV store, attention, SiLU-mul, embedding, sampling).
+  for (const r of decode) {
+    if (r.batch > 16) continue;
+    r.gpuSplit = {};
+    for (const skip of ["other", "linear"]) {
+      runner.setProfileSkip(skip);
+      const x = await decodeThroughput(runner, r.batch, bw, 24);
+      r.gpuSplit[skip === "other" ? "linearOnlyGpuMs" : "otherOpsGpuMs"] = x.breakdown.gpuMs;
+    }
+    runner.setProfileSkip(undefined);
+  }
+  for (const r of decode) {
+    const b = r.breakdown;
+    const split = r.gpuSplit ? `; graph with only linear ${r.gpuSplit.linearOnlyGpuMs.toFixed(2)} ms, only other ops ${r.gpuSplit.otherOpsGpuMs.toFixed(2)} ms` : "";
+    console.log(
+      `  breakdown batch ${r.batch}: step ${b.stepMs.toFixed(2)} ms = engine host ${b.engineHostMs.toFixed(2)} + execute ${b.totalMs.toFixed(2)} (prep/upload ${b.prepMs.toFixed(2)}, launch ${b.launchMs.toFixed(2)}, sync wait ${b.syncMs.toFixed(2)}, download ${b.downloadMs.toFixed(2)}); GPU ${b.gpuMs.toFixed(2)} ms, host overhead ${b.hostOverheadMs.toFixed(2)} ms${split}`,
+    );
   }
   const off = await offline(runner, opt("requests", quick ? 64 : 256));
   console.log(`  offline ${off.requests} requests: ${off.seconds.toFixed(1)} s, ${off.outputTokensPerSecond.toFixed(0)} output tok/s, TTFT p50 ${off.ttftMs.p50.toFixed(0)} ms, TPOT p50 ${off.tpotMs.p50.toFixed(1)} ms, leaked blocks ${off.leakedBlocks}`);

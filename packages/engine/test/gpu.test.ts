@@ -92,6 +92,88 @@ describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
     expect(relativeError(back(attG, T * heads * D), attC)).toBeLessThan(3e-3);
   });
 
+  // Attention (vectorized kernel for head_dim 16..256 in powers of two, the general one otherwise)
+  // over scattered blocks with contexts longer than one pass of the key groups; rows of several
+  // blocks each for rope, storeKv and siluMul.
+  test.each<[number, number, number, number[]]>([
+    [32, 8, 128, [1, 300, 70]],
+    [4, 4, 32, [129, 5]],
+    [6, 2, 48, [33, 90]],
+    [2, 1, 256, [65]],
+  ])("paged attention, %i heads / %i kv heads, head_dim %i, lengths %j", (heads, kvHeads, D, lens) => {
+    const g = gpuOps();
+    const c = cpuOps();
+    const bs = 16;
+    const stride = (heads + 2 * kvHeads) * D;
+    const T = lens.reduce((a, b) => a + b, 0);
+    const maxBlocks = Math.ceil(Math.max(...lens) / bs);
+    const numBlocks = lens.length * maxBlocks + 3;
+    // A random permutation of the blocks, so tables are scattered.
+    const perm = Array.from({ length: numBlocks }, (_, i) => i);
+    for (let i = numBlocks - 1; i > 0; i--) {
+      const j = Math.floor(rng.nextU32() % (i + 1));
+      [perm[i], perm[j]] = [perm[j], perm[i]];
+    }
+    const tables = Int32Array.from({ length: lens.length * maxBlocks }, (_, i) => perm[i]);
+    const qkv = half(rand(T * stride));
+    const pos = new Int32Array(T);
+    const seqOf = new Int32Array(T);
+    const slots = new Int32Array(T);
+    let r = 0;
+    lens.forEach((len, s) => {
+      for (let p = 0; p < len; p++, r++) {
+        pos[r] = p;
+        seqOf[r] = s;
+        slots[r] = tables[s * maxBlocks + Math.floor(p / bs)] * bs + (p % bs);
+      }
+    });
+    const maxPos = 512;
+    const hd = D / 2;
+    const cosT = Float32Array.from({ length: maxPos * hd }, (_, i) => Math.cos(Math.floor(i / hd) * 0.01 * ((i % hd) + 1)));
+    const sinT = Float32Array.from({ length: maxPos * hd }, (_, i) => Math.sin(Math.floor(i / hd) * 0.01 * ((i % hd) + 1)));
+    const qkvC = qkv.slice();
+    c.rope(qkvC, T, stride, heads + kvHeads, D, D, pos, cosT, sinT, maxPos);
+    const kvd = kvHeads * D;
+    const kc = new Float32Array(numBlocks * bs * kvd);
+    const vc = new Float32Array(numBlocks * bs * kvd);
+    c.storeKv(qkvC, T, stride, heads * D, heads * D + kvd, kvd, slots, kc, vc);
+    const scale = 1 / Math.sqrt(D);
+    const attC = new Float32Array(T * heads * D);
+    c.pagedAttention(qkvC, T, stride, heads, kvHeads, D, kc, vc, tables, maxBlocks, bs, seqOf, pos, scale, attC);
+
+    const qkvG = dev(qkv);
+    const posG = DeviceBuffer.from(pos);
+    g.rope(qkvG, posG, DeviceBuffer.from(cosT), DeviceBuffer.from(sinT), T, stride, heads + kvHeads, D, maxPos);
+    expect(relativeError(back(qkvG, T * stride), qkvC)).toBeLessThan(2e-3);
+    const kG = devPoison(numBlocks * bs * kvd);
+    const vG = devPoison(numBlocks * bs * kvd);
+    g.storeKv(qkvG, DeviceBuffer.from(slots), kG, vG, T, stride, heads * D, heads * D + kvd, kvd, numBlocks * bs);
+    const attG = devPoison(T * heads * D);
+    g.pagedAttention(qkvG, kG, vG, DeviceBuffer.from(tables), DeviceBuffer.from(seqOf), posG, attG, {
+      rows: T, qStride: stride, heads, kvHeads, headDim: D, maxBlocks, blockSize: bs, numSeqs: lens.length, numBlocks, maxContext: maxPos, scale,
+    });
+
+    // The fused rope + store gives the same bits as the two ops.
+    const qkvF = dev(qkv);
+    const kF = devPoison(numBlocks * bs * kvd);
+    const vF = devPoison(numBlocks * bs * kvd);
+    g.ropeStoreKv(qkvF, posG, DeviceBuffer.from(cosT), DeviceBuffer.from(sinT), DeviceBuffer.from(slots), kF, vF, T, stride, heads, kvHeads, D, maxPos, numBlocks * bs);
+    const bits = (b: DeviceBuffer, n: number) => b.download(new Uint16Array(n));
+    expect(bits(qkvF, T * stride)).toEqual(bits(qkvG, T * stride));
+    expect(bits(kF, numBlocks * bs * kvd)).toEqual(bits(kG, numBlocks * bs * kvd));
+    expect(bits(vF, numBlocks * bs * kvd)).toEqual(bits(vG, numBlocks * bs * kvd));
+    expect(relativeError(back(attG, T * heads * D), attC)).toBeLessThan(3e-3);
+
+    const inter = 1000;
+    const rows = 3;
+    const gu = half(rand(rows * 2 * inter));
+    const actG = devPoison(rows * inter);
+    g.siluMul(dev(gu), actG, rows, inter);
+    const actC = new Float32Array(rows * inter);
+    c.siluMul(gu, rows, inter, actC);
+    expect(relativeError(back(actG, rows * inter), actC)).toBeLessThan(2e-3);
+  });
+
   test("sampling: greedy argmax and seeded top-k draws", () => {
     const g = gpuOps();
     const V = 1000;

@@ -16,6 +16,11 @@ export interface GpuOps {
   addRmsnorm(x: DRef, residual: DRef, w: DRef, rows: number, hidden: number, eps: number, s?: Stream): void;
   rope(x: DRef, positions: DRef, cos: DRef, sin: DRef, rows: number, stride: number, heads: number, headDim: number, maxPositions: number, s?: Stream): void;
   storeKv(qkv: DRef, slots: DRef, k: DRef, v: DRef, rows: number, stride: number, kOff: number, vOff: number, kvDim: number, numSlots: number, s?: Stream): void;
+  /** rope of the q and k heads fused with storeKv of k and v (row layout [q heads | k heads | v heads]). */
+  ropeStoreKv(
+    qkv: DRef, positions: DRef, cos: DRef, sin: DRef, slots: DRef, k: DRef, v: DRef,
+    rows: number, stride: number, heads: number, kvHeads: number, headDim: number, maxPositions: number, numSlots: number, s?: Stream,
+  ): void;
   siluMul(gu: DRef, out: DRef, rows: number, inter: number, s?: Stream): void;
   addBias(x: DRef, bias: DRef, rows: number, n: number, s?: Stream): void;
   fillUniform(out: DRef, count: number, seed: number, lo: number, hi: number, s?: Stream): void;

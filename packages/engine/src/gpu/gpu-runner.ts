@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError, type KernelQuery, NoDeviceError, select } from "@marlin/core";
 import { f32ToF16 } from "@marlin/format";
-import { DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, noGpuReason, Stream } from "@marlin/kernel";
+import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, noGpuReason, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import type { ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
@@ -108,6 +108,20 @@ export function uploadWeights(config: ModelConfig, src: ModelSources, workspace:
   return { weights: { embed: DeviceBuffer.from(f32ToF16(src.embed)), norm: uploadF32(src.norm), lmHead, layers }, kernels };
 }
 
+/** Byte equality, 4 bytes at a time where both views allow. */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  const n = a.byteLength;
+  if (n !== b.byteLength) return false;
+  if (n % 4 === 0 && a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0) {
+    const x = new Int32Array(a.buffer, a.byteOffset, n / 4);
+    const y = new Int32Array(b.buffer, b.byteOffset, n / 4);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function concat(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let at = 0;
@@ -117,6 +131,27 @@ function concat(parts: Float32Array[]): Float32Array {
   }
   return out;
 }
+
+/** Where the last execute() spent its time (milliseconds; filled while `profile` is on). */
+export interface StepTimings {
+  /** Host: building and uploading the step's inputs. */
+  prepMs: number;
+  /** Device: the forward pass, lm_head and sampling (CUDA events around the graph replay or the launches). */
+  gpuMs: number;
+  /** Host: launching (graph replay or the op launches). */
+  launchMs: number;
+  /** Host: waiting for the stream. */
+  syncMs: number;
+  /** Host: downloading the sampled ids. */
+  downloadMs: number;
+  /** Host: the whole execute(). */
+  totalMs: number;
+  /** Whether a CUDA graph ran the step. */
+  graph: boolean;
+}
+
+/** Benchmark aid: leave out the linear layers (lm_head included) or every other op of the forward pass. */
+export type ProfileSkip = "linear" | "other" | undefined;
 
 const GRAPH_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
@@ -143,6 +178,12 @@ export class GpuModelRunner implements ModelRunner {
   private logitRows: number;
   private readonly graphs = new Map<number, CudaGraph>();
   private readonly warmed = new Set<number>();
+  /** Record per-step timings in lastTimings (two CUDA events a step). */
+  profile = false;
+  readonly lastTimings: StepTimings = { prepMs: 0, gpuMs: 0, launchMs: 0, syncMs: 0, downloadMs: 0, totalMs: 0, graph: false };
+  private events?: [CudaEvent, CudaEvent];
+  private skip: ProfileSkip;
+  private readonly uploaded = new Map<string, Uint8Array>();
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
@@ -219,8 +260,29 @@ export class GpuModelRunner implements ModelRunner {
     return b;
   }
 
+  /** Benchmark aid (outputs become meaningless): runs and captures the forward pass without the linear layers or without the other ops. */
+  setProfileSkip(mode: ProfileSkip): void {
+    if (mode === this.skip) return;
+    this.stream.synchronize();
+    this.skip = mode;
+    for (const g of this.graphs.values()) g.destroy();
+    this.graphs.clear();
+    this.warmed.clear();
+  }
+
+  /**
+   * Host -> device copy of a step input, skipped when the bytes equal the last ones uploaded to
+   * that buffer (in steady decode the block tables, row maps and sampling parameters rarely
+   * change, and each synchronous copy costs several microseconds). Only upload() writes these
+   * buffers, so the host copy stays what the device holds.
+   */
   private upload(name: string, data: ArrayBufferView): void {
-    if (data.byteLength) this.bufs[name].upload(data);
+    if (!data.byteLength) return;
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const last = this.uploaded.get(name);
+    if (last && last.byteLength === bytes.byteLength && sameBytes(last, bytes)) return;
+    this.bufs[name].upload(data);
+    this.uploaded.set(name, bytes.slice());
   }
 
   /** Uploads rows and block tables (tables re-laid to the fixed width maxBlocksPerSeq). */
@@ -261,13 +323,22 @@ export class GpuModelRunner implements ModelRunner {
     const I = c.intermediateSize;
     const eps = c.rmsNormEps;
     const W = this.weights;
+    const lin = this.skip !== "linear";
+    if (this.skip === "other") {
+      for (const L of W.layers) {
+        L.qkv.forward(b.x, T, b.qkv, s);
+        L.o.forward(b.attn, T, b.x, s);
+        L.gateUp.forward(b.x, T, b.gu, s);
+        L.down.forward(b.act, T, b.x, s);
+      }
+      return;
+    }
     ops.embedding(b.tokens, W.embed, b.h, T, H, c.vocabSize, s);
     W.layers.forEach((L, i) => {
       if (i === 0) ops.rmsnorm(b.h, L.inputNorm, b.x, T, H, eps, s);
       else ops.addRmsnorm(b.x, b.h, L.inputNorm, T, H, eps, s);
-      L.qkv.forward(b.x, T, b.qkv, s);
-      ops.rope(b.qkv, b.positions, b.cos, b.sin, T, qkvN, c.numHeads + c.numKvHeads, c.headDim, this.maxModelLen, s);
-      ops.storeKv(b.qkv, b.slots, this.k[i], this.v[i], T, qkvN, qd, qd + kvd, kvd, this.numBlocks * this.blockSize, s);
+      if (lin) L.qkv.forward(b.x, T, b.qkv, s);
+      ops.ropeStoreKv(b.qkv, b.positions, b.cos, b.sin, b.slots, this.k[i], this.v[i], T, qkvN, c.numHeads, c.numKvHeads, c.headDim, this.maxModelLen, this.numBlocks * this.blockSize, s);
       ops.pagedAttention(b.qkv, this.k[i], this.v[i], b.blockTables, b.seqOfRow, b.positions, b.attn, {
         rows: T,
         qStride: qkvN,
@@ -281,21 +352,24 @@ export class GpuModelRunner implements ModelRunner {
         maxContext: this.maxModelLen,
         scale: 1 / Math.sqrt(c.headDim),
       }, s);
-      L.o.forward(b.attn, T, b.x, s);
+      if (lin) L.o.forward(b.attn, T, b.x, s);
       ops.addRmsnorm(b.x, b.h, L.postNorm, T, H, eps, s);
-      L.gateUp.forward(b.x, T, b.gu, s);
+      if (lin) L.gateUp.forward(b.x, T, b.gu, s);
       ops.siluMul(b.gu, b.act, T, I, s);
-      L.down.forward(b.act, T, b.x, s);
+      if (lin) L.down.forward(b.act, T, b.x, s);
     });
     ops.addRmsnorm(b.x, b.h, W.norm, T, H, eps, s);
   }
 
-  /** Gathers `n` rows (indices in rowIndex) and runs lm_head into the logits buffer. */
-  private head(n: number): void {
+  /**
+   * Gathers `n` rows (indices in rowIndex) and runs lm_head into the logits buffer. With `allRows`
+   * (a decode step: row i is sequence i) lm_head reads x directly, without the gather.
+   */
+  private head(n: number, allRows = false): void {
     const H = this.config.hiddenSize;
     this.ensureLogits(n);
-    gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, H, this.stream);
-    this.weights.lmHead.forwardF32(this.bufs.sel, n, this.logits, this.stream);
+    if (!allRows && this.skip !== "other") gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, H, this.stream);
+    if (this.skip !== "linear") this.weights.lmHead.forwardF32(allRows ? this.bufs.x : this.bufs.sel, n, this.logits, this.stream);
   }
 
   private ensureLogits(n: number): void {
@@ -311,17 +385,19 @@ export class GpuModelRunner implements ModelRunner {
 
   private sampleStep(n: number): void {
     const b = this.bufs;
+    if (this.skip === "other") return;
     gpuOps().sample(this.logits, b.temperature, b.topK, b.topP, b.seeds, b.counters, b.out, n, this.config.vocabSize, this.stream);
   }
 
   /** The whole decode step for `bucket` rows: what a CUDA graph captures. */
   private decodeStep(bucket: number, numSeqs: number): void {
     this.forwardRows(bucket, numSeqs);
-    this.head(bucket);
+    this.head(bucket, true);
     this.sampleStep(bucket);
   }
 
   execute(batch: StepBatch): Int32Array {
+    const t0 = this.profile ? performance.now() : 0;
     const T = batch.tokens.length;
     const S = batch.sampleRows.length;
     const out = new Int32Array(S);
@@ -351,6 +427,13 @@ export class GpuModelRunner implements ModelRunner {
     seeds.set(sp.seeds);
     this.upload("seeds", seeds);
     this.upload("counters", padI(sp.counters, 0));
+    const prof = this.profile;
+    const t1 = prof ? performance.now() : 0;
+    if (prof) {
+      this.events ??= [new CudaEvent(), new CudaEvent()];
+      this.events[0].record(this.stream);
+    }
+    const graph = bucket !== undefined && this.graphs.has(bucket);
     if (bucket !== undefined) this.runGraph(bucket, numSeqs + (rows - T));
     else {
       this.forwardRows(T, numSeqs);
@@ -359,11 +442,26 @@ export class GpuModelRunner implements ModelRunner {
         this.sampleStep(S);
       }
     }
+    if (prof) this.events?.[1].record(this.stream);
+    const t2 = prof ? performance.now() : 0;
     this.stream.synchronize();
+    const t3 = prof ? performance.now() : 0;
     if (S > 0) {
       const got = new Int32Array(n);
       this.bufs.out.download(got);
       out.set(got.subarray(0, S));
+    }
+    if (prof && this.events) {
+      const t4 = performance.now();
+      Object.assign(this.lastTimings, {
+        prepMs: t1 - t0,
+        gpuMs: CudaEvent.elapsedMs(this.events[0], this.events[1]),
+        launchMs: t2 - t1,
+        syncMs: t3 - t2,
+        downloadMs: t4 - t3,
+        totalMs: t4 - t0,
+        graph,
+      });
     }
     return out;
   }
@@ -426,6 +524,7 @@ export class GpuModelRunner implements ModelRunner {
   }
 
   dispose(): void {
+    this.events = undefined;
     for (const g of this.graphs.values()) g.destroy();
     this.graphs.clear();
     for (const b of [...Object.values(this.bufs), ...this.k, ...this.v, this.logits]) b.free();
