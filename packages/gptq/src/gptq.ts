@@ -22,7 +22,7 @@ import {
   type ResolvedClip,
   resolveClip,
 } from "./quantizer.js";
-import { checkCommon, groupCount, type QuantResult, toFloat64Weights } from "./result.js";
+import { checkCommon, groupCount, type QuantResult, toFloat64Weights, toOriginalOrder } from "./result.js";
 
 export interface GptqOptions {
   bits?: Bits;
@@ -217,13 +217,7 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array |
     }
   }
 
-  const q = new Uint8Array(k * n);
-  const gIdx = new Int32Array(k);
-  for (let i = 0; i < k; i++) {
-    const orig = perm ? perm[i] : i;
-    q.set(qPerm.subarray(i * n, (i + 1) * n), orig * n);
-    gIdx[orig] = gPerm[i];
-  }
+  const { q, gIdx } = toOriginalOrder(qPerm, gPerm, k, n, perm);
   return {
     k,
     n,

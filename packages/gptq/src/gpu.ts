@@ -9,7 +9,7 @@ import { f32ToF16 } from "@marlin/format";
 import { DeviceBuffer, hasGpu, native, typedError } from "@marlin/kernel";
 import { NotPositiveDefiniteError } from "./errors.js";
 import { type GptqOptions, resolveGptqOptions } from "./gptq.js";
-import { groupCount, type QuantResult } from "./result.js";
+import { groupCount, type QuantResult, toOriginalOrder } from "./result.js";
 
 interface GptqNative {
   status(): { available: boolean; reason?: string };
@@ -211,12 +211,7 @@ export function gptqQuantizeGpu(
     const qPerm = qd.download(new Uint8Array(k * n));
     const s32 = scales.download(new Float32Array(groups * n));
     const z32 = zeros.download(new Float32Array(groups * n));
-    const q = new Uint8Array(k * n);
-    const gIdx = new Int32Array(k);
-    for (let i = 0; i < k; i++) {
-      q.set(qPerm.subarray(i * n, (i + 1) * n), perm[i] * n);
-      gIdx[perm[i]] = gPerm[i];
-    }
+    const { q, gIdx } = toOriginalOrder(qPerm, gPerm, k, n, perm);
     lap("download");
     return {
       k,

@@ -37,6 +37,27 @@ export interface QuantResult {
   deadInputs: number;
 }
 
+/**
+ * Codes and group indices back in the original row order: row t of the quantization order is
+ * original row perm[t] (the identity without act-order).
+ */
+export function toOriginalOrder(
+  qPerm: Uint8Array,
+  gPerm: Int32Array,
+  k: number,
+  n: number,
+  perm?: Int32Array,
+): { q: Uint8Array; gIdx: Int32Array } {
+  const q = new Uint8Array(k * n);
+  const gIdx = new Int32Array(k);
+  for (let i = 0; i < k; i++) {
+    const orig = perm ? perm[i] : i;
+    q.set(qPerm.subarray(i * n, (i + 1) * n), orig * n);
+    gIdx[orig] = gPerm[i];
+  }
+  return { q, gIdx };
+}
+
 export function groupCount(k: number, groupSize: number): number {
   return groupSize > 0 ? Math.ceil(k / groupSize) : 1;
 }

@@ -20,15 +20,30 @@ function builtWithCuda(): boolean {
   }
 }
 
-function marlinFit(q: KernelQuery): Fit {
+/** What every matmul needs from a query: a shape and a 16-bit activation dtype. */
+function matmulFit(q: KernelQuery): Fit {
   if (!q.shape) return refuse("the query has no shape");
-  if (!q.weight) return refuse("the query has no weight type");
   if (q.activation && q.activation !== "float16" && q.activation !== "bfloat16")
     return refuse(`activation ${q.activation} is not supported (float16, bfloat16)`);
-  if (!Number.isSafeInteger(q.shape.m) || q.shape.m < 1) return refuse(`m = ${q.shape.m} must be >= 1`);
+  return FITS;
+}
+
+/** CUDA implementations: the addon must have CUDA, and bf16 tensor-core math needs sm_80. */
+function cudaFit(q: KernelQuery): Fit {
+  if (!builtWithCuda()) return refuse("the addon was built without CUDA");
+  if (q.activation === "bfloat16" && q.device.kind === "cuda" && q.device.capability < 80) return refuse("bf16 needs sm_80");
+  return FITS;
+}
+
+function marlinFit(q: KernelQuery): Fit {
+  const base = matmulFit(q);
+  if (!base.ok) return base;
+  if (!q.weight) return refuse("the query has no weight type");
+  const shape = q.shape!;
+  if (!Number.isSafeInteger(shape.m) || shape.m < 1) return refuse(`m = ${shape.m} must be >= 1`);
   const why = marlinShapeRefusal({
-    n: q.shape.n,
-    k: q.shape.k,
+    n: shape.n,
+    k: shape.k,
     bits: q.weight.bits,
     groupSize: q.groupSize ?? -1,
     zeroPoints: q.weight.zeroPoints,
@@ -45,9 +60,8 @@ export const marlinCuda: Implementation = {
   devices: { kind: "cuda", minCapability: 80 },
   description: "Marlin FP16/BF16 x INT4/INT8 tensor-core kernel (mma.sync, cp.async pipeline, striped split-k)",
   canImplement(q) {
-    if (!builtWithCuda()) return refuse("the addon was built without CUDA");
-    if (q.activation === "bfloat16" && q.device.kind === "cuda" && q.device.capability < 80) return refuse("bf16 needs sm_80");
-    return marlinFit(q);
+    const cuda = cudaFit(q);
+    return cuda.ok ? marlinFit(q) : cuda;
   },
 };
 
@@ -60,13 +74,6 @@ export const marlinCpu: Implementation = {
   canImplement: marlinFit,
 };
 
-function denseFit(q: KernelQuery): Fit {
-  if (!q.shape) return refuse("the query has no shape");
-  if (q.activation && q.activation !== "float16" && q.activation !== "bfloat16")
-    return refuse(`activation ${q.activation} is not supported (float16, bfloat16)`);
-  return FITS;
-}
-
 export const cublasFp16: Implementation = {
   id: "cublas.fp16",
   op: DENSE_MATMUL_OP,
@@ -74,12 +81,12 @@ export const cublasFp16: Implementation = {
   devices: { kind: "cuda", minCapability: 70 },
   description: "cuBLAS GemmEx, fp32 accumulation, W row-major [k, n]",
   canImplement(q) {
-    if (!builtWithCuda()) return refuse("the addon was built without CUDA");
+    const cuda = cudaFit(q);
+    if (!cuda.ok) return cuda;
     const s = cublasStatus();
     if (!s.available) return refuse(s.reason ?? "cuBLAS is not available");
     if (q.shape && (q.shape.n % 8 !== 0 || q.shape.k % 8 !== 0)) return refuse("n and k must be multiples of 8");
-    if (q.activation === "bfloat16" && q.device.kind === "cuda" && q.device.capability < 80) return refuse("bf16 needs sm_80");
-    return denseFit(q);
+    return matmulFit(q);
   },
 };
 
@@ -89,7 +96,7 @@ export const denseCpu: Implementation = {
   priority: 10,
   devices: { kind: "cpu" },
   description: "multi-threaded C++ dense matmul (fp32 accumulation, batch invariant)",
-  canImplement: denseFit,
+  canImplement: matmulFit,
 };
 
 /** Registers this package's implementations once per process. */

@@ -9,7 +9,7 @@
 import { InvalidArgumentError, ShapeError } from "@marlin/core";
 import type { ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
-import { LINEAR_NAMES, type LinearName, linearToF32, type ModelSources } from "../model/weights.js";
+import { concatF32, LINEAR_NAMES, type LinearName, linearToF32, type ModelSources } from "../model/weights.js";
 import { type CpuOps, cpuOps } from "./ops.js";
 
 /** A linear layer packed for the CPU op: W [n, k] in 16-column panels. */
@@ -106,9 +106,9 @@ export class CpuLlama {
     this.layers = src.layers.map((l) => {
       const lin = l.linears;
       const f = (n: LinearName) => linearToF32(lin[n]);
-      const cat = (names: LinearName[]) => concatRows(names.map(f));
+      const cat = (names: LinearName[]) => concatF32(names.map(f));
       const catBias = (names: LinearName[]) =>
-        names.some((n) => lin[n].bias) ? concatRows(names.map((n) => lin[n].bias ?? new Float32Array(lin[n].n))) : null;
+        names.some((n) => lin[n].bias) ? concatF32(names.map((n) => lin[n].bias ?? new Float32Array(lin[n].n))) : null;
       const qkvN = lin.q_proj.n + lin.k_proj.n + lin.v_proj.n;
       return {
         inputNorm: l.inputNorm,
@@ -301,12 +301,3 @@ export class CpuLlama {
   }
 }
 
-function concatRows(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

@@ -10,7 +10,7 @@ import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, n
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import type { ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
-import { type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
+import { concatF32, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
 import { concatQuantized, DenseGpuLinear, type GpuLinear, MarlinGpuLinear } from "./gpu-linear.js";
 import { type CudaGraph, gpuOps } from "./gpu-ops.js";
 
@@ -73,11 +73,11 @@ export function uploadWeights(config: ModelConfig, src: ModelSources, workspace:
     const parts = names.map((n) => lin[n]);
     const n = parts.reduce((a, p) => a + p.n, 0);
     const k = parts[0].k;
-    const bias = parts.some((p) => p.bias) ? concat(parts.map((p) => p.bias ?? new Float32Array(p.n))) : undefined;
+    const bias = parts.some((p) => p.bias) ? concatF32(parts.map((p) => p.bias ?? new Float32Array(p.n))) : undefined;
     const fused: LinearSource =
       parts.every((p) => p.kind === "quantized")
         ? { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as Extract<LinearSource, { kind: "quantized" }>).layer)), name: names.join("+") }
-        : { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data: concat(parts.map(linearToF32)) }, name: names.join("+") };
+        : { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data: concatF32(parts.map(linearToF32)) }, name: names.join("+") };
     let id: string;
     try {
       id = selectLinearKernel(fused, maxRows);
@@ -122,15 +122,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** Where the last execute() spent its time (milliseconds; filled while `profile` is on). */
 export interface StepTimings {

@@ -38,6 +38,17 @@ export function linearToF32(src: LinearSource): Float32Array {
   return out;
 }
 
+/** The arrays one after another (e.g. the rows of q/k/v weights fused into one linear layer). */
+export function concatF32(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 export interface LayerSources {
   inputNorm: Float32Array;
   postNorm: Float32Array;
