@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "common/pdl.cuh"
+
 namespace marlin {
 namespace gpu {
 
@@ -54,6 +56,14 @@ __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// Weight loads may ask L2 to fetch 256-byte sectors (MARLIN_B_PREFETCH=1, measured on H100).
+__device__ __forceinline__ void CpAsync16B(void* smem, const void* gmem) {
+#if defined(MARLIN_B_PREFETCH) && MARLIN_B_PREFETCH
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(SmemAddr(smem)), "l"(gmem));
+#else
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SmemAddr(smem)), "l"(gmem));
+#endif
+}
 __device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
   const int n = valid ? 16 : 0;  // 0: zero-fill the destination
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem), "r"(n));
@@ -237,6 +247,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
   float* const red = reinterpret_cast<float*>(smem + STAGES * S::kStageChunks);
   int* const flag = reinterpret_cast<int*>(red + S::kRedFloats);
 
+  PdlTrigger();  // the next kernel may be scheduled now; it waits for this one before its reads
   const int tid = threadIdx.x;
   const int lane = tid & 31;
   const int warp = tid >> 5;
@@ -268,7 +279,9 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
   }
   // Rows of the activation tile that exist; the others are never loaded (their products are
   // never stored).
-  auto fetch = [&](int slot) {
+  // parts: kWeights (B, scales, zero points: constant, may load before PdlWait), kActs (A), or both.
+  constexpr int kWeights = 1, kActs = 2;
+  auto fetch = [&](int slot, int parts) {
     int4* st = ring + slot * S::kStageChunks;
     const int kidx = f_kidx, col = f_col, prob = f_prob;
     if (++f_kidx == ktiles) {
@@ -280,14 +293,17 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     }
     const __half* a = static_cast<const __half*>(p.a) + static_cast<size_t>(prob * S::kARows) * p.lda + kidx * TK * 16;
     const int rows_left = p.m - prob * S::kARows;
+    if (parts & kActs) {
 #pragma unroll
-    for (int it = 0; it < (S::kAChunks + S::kThreads - 1) / S::kThreads; it++) {
-      const int i = tid + it * S::kThreads;
-      const int r = i / S::kARowChunks;
-      const int c = i % S::kARowChunks;
-      if ((S::kAChunks % S::kThreads == 0 || i < S::kAChunks) && r < rows_left)
-        CpAsync16(st + r * S::kARowChunks + (c ^ (r & 7)), a + static_cast<size_t>(r) * p.lda + c * 8, true);
+      for (int it = 0; it < (S::kAChunks + S::kThreads - 1) / S::kThreads; it++) {
+        const int i = tid + it * S::kThreads;
+        const int r = i / S::kARowChunks;
+        const int c = i % S::kARowChunks;
+        if ((S::kAChunks % S::kThreads == 0 || i < S::kAChunks) && r < rows_left)
+          CpAsync16(st + r * S::kARowChunks + (c ^ (r & 7)), a + static_cast<size_t>(r) * p.lda + c * 8, true);
+      }
     }
+    if (!(parts & kWeights)) return;
     int4* sb = st + S::kAChunks;
     const int4* gb = p.b + static_cast<size_t>(kidx * TK) * b_row_stride + col * S::kBRowChunks;
 #pragma unroll
@@ -301,7 +317,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
         dst = s * S::kBStripChunks + (w & 1) * 32 + (w >> 1);
       }
       if (S::kBChunks % S::kThreads == 0 || i < S::kBChunks)
-        CpAsync16(sb + r * S::kBRowChunks + dst, gb + static_cast<size_t>(r) * b_row_stride + c, true);
+        CpAsync16B(sb + r * S::kBRowChunks + dst, gb + static_cast<size_t>(r) * b_row_stride + c);
     }
     const int g0 = per_channel ? 0 : (kidx * TK * 16) >> gshift;
     if (!per_channel) {
@@ -535,9 +551,21 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     }
   };
 
+  // Prologue: the first stages' weights stream in while an earlier kernel may still be running
+  // (programmatic dependent launch); activations, the workspace and C wait for it to finish.
+  {
+    const int k0 = f_kidx, c0 = f_col, p0 = f_prob;
+#pragma unroll 1
+    for (int s = 0; s < STAGES - 1; s++)
+      if (u_begin + s < u_end) fetch(s, kWeights);
+    f_kidx = k0;
+    f_col = c0;
+    f_prob = p0;
+  }
+  PdlWait();
 #pragma unroll 1
   for (int s = 0; s < STAGES - 1; s++) {
-    if (u_begin + s < u_end) fetch(s);
+    if (u_begin + s < u_end) fetch(s, kActs);
     CpAsyncCommit();
   }
 #pragma unroll 1
@@ -545,7 +573,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     CpAsyncWait<STAGES - 2>();
     __syncthreads();
     const int nu = u + STAGES - 1;
-    if (nu < u_end) fetch((nu - u_begin) % STAGES);
+    if (nu < u_end) fetch((nu - u_begin) % STAGES, kWeights | kActs);
     CpAsyncCommit();
     compute((u - u_begin) % STAGES);
     if (u == u_end - 1 || (u + 1) % ktiles == 0) {

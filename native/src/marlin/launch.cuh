@@ -95,8 +95,7 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   if (Env().debug)
     std::fprintf(stderr, "marlin launch: MB=%d TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, TN,
                  TK, smem, occ, p.problems, ntiles, ktiles, total, iters, grid);
-  kernel<<<grid, Sh::kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(kernel, dim3(grid), dim3(Sh::kThreads), smem, stream, p);
 }
 
 // Tile choice: m <= 16 / 32 use 128 x 128 (k x n) tiles, larger m 64 x 256, narrowing n when n

@@ -2,6 +2,7 @@
 // block per (query row, head). Scores live in shared memory (one float per context position);
 // warps take keys in turn with lanes across the head dimension, then threads take output
 // dimensions and walk the values in order.
+#include "common/pdl.cuh"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 
@@ -13,6 +14,8 @@ constexpr int kAttnThreads = 128;
 constexpr int kMaxDimPerLane = 8;  // head_dim <= 256
 
 __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionArgs a) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   extern __shared__ float scores[];  // [max_context] scores, then [max_context] cache slots
   int* slots = reinterpret_cast<int*>(scores + a.max_context);
   __shared__ float scratch[32];
@@ -83,6 +86,8 @@ __device__ __forceinline__ void Unpack8(const uint4& u, float* f) {
 
 template <int L>
 __global__ void __launch_bounds__(kVecThreads) PagedAttentionVecKernel(AttentionArgs a) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   constexpr int D = 8 * L;
   constexpr int G = kVecThreads / L;  // key groups per block
   extern __shared__ float smem[];     // [max_context] scores, [max_context] slots, [G][D] partial outputs
@@ -192,8 +197,7 @@ static bool LaunchVec(const AttentionArgs& a, cudaStream_t s, cudaError_t* err) 
     if (*err != cudaSuccess) return true;
   }
   dim3 grid(a.rows, a.heads);
-  PagedAttentionVecKernel<L><<<grid, kVecThreads, smem, s>>>(a);
-  *err = cudaGetLastError();
+  *err = LaunchPdl(PagedAttentionVecKernel<L>, grid, dim3(kVecThreads), smem, s, a);
   return true;
 }
 
@@ -220,8 +224,7 @@ cudaError_t PagedAttention(const AttentionArgs& a, cudaStream_t s) {
     if (e != cudaSuccess) return e;
   }
   dim3 grid(a.rows, a.heads);
-  PagedAttentionKernel<<<grid, kAttnThreads, smem, s>>>(a);
-  return cudaGetLastError();
+  return LaunchPdl(PagedAttentionKernel, grid, dim3(kAttnThreads), smem, s, a);
 }
 
 }  // namespace cuda

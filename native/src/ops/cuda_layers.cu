@@ -1,5 +1,6 @@
 // Per-row CUDA ops of the engine: embedding, RMSNorm (plain and fused with the residual add),
 // RoPE, the KV-cache store, SiLU-and-multiply and row gathering. fp16 storage, fp32 math.
+#include "common/pdl.cuh"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 
@@ -24,6 +25,8 @@ static dim3 RowGrid(int rows, int work) {
 }
 
 __global__ void EmbeddingKernel(const int32_t* ids, const half* table, int hidden, half* out) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   const int r = blockIdx.x;
   const half* src = table + static_cast<size_t>(ids[r]) * hidden;
   half* dst = out + static_cast<size_t>(r) * hidden;
@@ -32,11 +35,12 @@ __global__ void EmbeddingKernel(const int32_t* ids, const half* table, int hidde
 
 cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, half* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  EmbeddingKernel<<<rows, Threads(hidden), 0, s>>>(ids, table, hidden, out);
-  return cudaGetLastError();
+  return LaunchPdl(EmbeddingKernel, dim3(rows), dim3(Threads(hidden)), 0, s, ids, table, hidden, out);
 }
 
 __global__ void RmsNormKernel(const half* x, const float* w, float eps, int hidden, half* out) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   __shared__ float scratch[32];
   const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
   float ss = 0;
@@ -51,11 +55,12 @@ __global__ void RmsNormKernel(const half* x, const float* w, float eps, int hidd
 
 cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  RmsNormKernel<<<rows, Threads(hidden), 0, s>>>(x, w, eps, hidden, out);
-  return cudaGetLastError();
+  return LaunchPdl(RmsNormKernel, dim3(rows), dim3(Threads(hidden)), 0, s, x, w, eps, hidden, out);
 }
 
 __global__ void AddRmsNormKernel(half* x, half* residual, const float* w, float eps, int hidden) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   __shared__ float scratch[32];
   const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
   float ss = 0;
@@ -72,12 +77,13 @@ __global__ void AddRmsNormKernel(half* x, half* residual, const float* w, float 
 
 cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  AddRmsNormKernel<<<rows, Threads(hidden), 0, s>>>(x, residual, w, eps, hidden);
-  return cudaGetLastError();
+  return LaunchPdl(AddRmsNormKernel, dim3(rows), dim3(Threads(hidden)), 0, s, x, residual, w, eps, hidden);
 }
 
 __global__ void RopeKernel(int rows, half* x, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
                            const float* sin_t) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   const int half_dim = head_dim / 2;
   for (int r = blockIdx.y; r < rows; r += gridDim.y) {
     const float* c = cos_t + static_cast<size_t>(positions[r]) * half_dim;
@@ -96,12 +102,13 @@ __global__ void RopeKernel(int rows, half* x, int stride, int heads, int head_di
 cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
                  const float* sin_t, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  RopeKernel<<<RowGrid(rows, heads * head_dim / 2), kRowThreads, 0, s>>>(rows, x, stride, heads, head_dim, positions, cos_t, sin_t);
-  return cudaGetLastError();
+  return LaunchPdl(RopeKernel, dim3(RowGrid(rows, heads * head_dim / 2)), dim3(kRowThreads), 0, s, rows, x, stride, heads, head_dim, positions, cos_t, sin_t);
 }
 
 __global__ void StoreKvKernel(int rows, const half* qkv, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
                               half* k_cache, half* v_cache) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   for (int r = blockIdx.y; r < rows; r += gridDim.y) {
     const int slot = slots[r];
     if (slot < 0) continue;
@@ -117,8 +124,7 @@ __global__ void StoreKvKernel(int rows, const half* qkv, int stride, int k_off, 
 cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off, int kv_dim, const int32_t* slots,
                     half* k_cache, half* v_cache, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  StoreKvKernel<<<RowGrid(rows, kv_dim), kRowThreads, 0, s>>>(rows, qkv, stride, k_off, v_off, kv_dim, slots, k_cache, v_cache);
-  return cudaGetLastError();
+  return LaunchPdl(StoreKvKernel, dim3(RowGrid(rows, kv_dim)), dim3(kRowThreads), 0, s, rows, qkv, stride, k_off, v_off, kv_dim, slots, k_cache, v_cache);
 }
 
 // RoPE of the q and k heads fused with the store of k (rotated) and v into the paged cache: one
@@ -126,6 +132,8 @@ cudaError_t StoreKv(const half* qkv, int rows, int stride, int k_off, int v_off,
 __global__ void RopeStoreKvKernel(int rows, half* qkv, int stride, int heads, int kv_heads, int head_dim,
                                   const int32_t* positions, const float* cos_t, const float* sin_t, const int32_t* slots,
                                   half* k_cache, half* v_cache) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   const int half_dim = head_dim / 2;
   const int kv_dim = kv_heads * head_dim;
   const int rot = (heads + kv_heads) * half_dim;
@@ -162,12 +170,13 @@ cudaError_t RopeStoreKv(half* qkv, int rows, int stride, int heads, int kv_heads
                         cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
   const int work = (heads + kv_heads) * (head_dim / 2) + kv_heads * head_dim;
-  RopeStoreKvKernel<<<RowGrid(rows, work), kRowThreads, 0, s>>>(rows, qkv, stride, heads, kv_heads, head_dim, positions, cos_t,
+  return LaunchPdl(RopeStoreKvKernel, dim3(RowGrid(rows, work)), dim3(kRowThreads), 0, s, rows, qkv, stride, heads, kv_heads, head_dim, positions, cos_t,
                                                                 sin_t, slots, k_cache, v_cache);
-  return cudaGetLastError();
 }
 
 __global__ void SiluMulKernel(int rows, const half* gu, int inter, half* out) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   for (size_t r = blockIdx.y; r < static_cast<size_t>(rows); r += gridDim.y) {
     const half* g = gu + r * 2 * inter;
     const half* u = g + inter;
@@ -180,11 +189,12 @@ __global__ void SiluMulKernel(int rows, const half* gu, int inter, half* out) {
 
 cudaError_t SiluMul(const half* gu, int rows, int inter, half* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  SiluMulKernel<<<RowGrid(rows, inter), kRowThreads, 0, s>>>(rows, gu, inter, out);
-  return cudaGetLastError();
+  return LaunchPdl(SiluMulKernel, dim3(RowGrid(rows, inter)), dim3(kRowThreads), 0, s, rows, gu, inter, out);
 }
 
 __global__ void GatherKernel(const half* x, const int32_t* idx, int hidden, half* out) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   const size_t r = blockIdx.x;
   const half* src = x + static_cast<size_t>(idx[r]) * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[r * hidden + i] = src[i];
@@ -192,23 +202,25 @@ __global__ void GatherKernel(const half* x, const int32_t* idx, int hidden, half
 
 cudaError_t GatherRows(const half* x, const int32_t* rows_idx, int rows, int hidden, half* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  GatherKernel<<<rows, Threads(hidden), 0, s>>>(x, rows_idx, hidden, out);
-  return cudaGetLastError();
+  return LaunchPdl(GatherKernel, dim3(rows), dim3(Threads(hidden)), 0, s, x, rows_idx, hidden, out);
 }
 
 __global__ void AddBiasKernel(half* x, const float* bias, int n) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   const size_t r = blockIdx.x;
   for (int i = threadIdx.x; i < n; i += blockDim.x) x[r * n + i] = __float2half(__half2float(x[r * n + i]) + bias[i]);
 }
 
 cudaError_t AddBias(half* x, const float* bias, int rows, int n, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  AddBiasKernel<<<rows, Threads(n), 0, s>>>(x, bias, n);
-  return cudaGetLastError();
+  return LaunchPdl(AddBiasKernel, dim3(rows), dim3(Threads(n)), 0, s, x, bias, n);
 }
 
 // Uniform values in [lo, hi) from a counter hash (benchmark weights made on the device).
 __global__ void FillUniformKernel(half* out, size_t count, uint64_t seed, float lo, float hi) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -223,8 +235,7 @@ cudaError_t FillUniformHalf(half* out, size_t count, uint64_t seed, float lo, fl
   if (count == 0) return cudaSuccess;
   size_t blocks = (count + 255) / 256;
   if (blocks > 65535) blocks = 65535;
-  FillUniformKernel<<<static_cast<unsigned>(blocks), 256, 0, s>>>(out, count, seed, lo, hi);
-  return cudaGetLastError();
+  return LaunchPdl(FillUniformKernel, dim3(static_cast<unsigned>(blocks)), dim3(256), 0, s, out, count, seed, lo, hi);
 }
 
 }  // namespace cuda

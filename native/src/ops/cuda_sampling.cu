@@ -2,6 +2,7 @@
 // on ties). Sampling keeps the tokens above a threshold found by bisection (top-k: at least k
 // tokens; top-p: the smallest set by logit with mass >= p; ties at a threshold are all kept), then
 // draws by the exponential race argmax p_i / E_i with E_i from the hash the CPU sampler uses.
+#include "common/pdl.cuh"
 #include "ops/cuda_common.cuh"
 #include "ops/cuda_ops.h"
 #include "ops/sample_hash.h"
@@ -40,6 +41,8 @@ __device__ Best BlockArgmax(Best b, float* sv, int* si) {
 }
 
 __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   __shared__ float scratch[32];
   __shared__ int iscratch[32];
   const int r = blockIdx.x;
@@ -109,11 +112,12 @@ __global__ void __launch_bounds__(kSampleThreads) SampleKernel(SampleArgs a) {
 
 cudaError_t Sample(const SampleArgs& a, cudaStream_t s) {
   if (a.rows == 0) return cudaSuccess;
-  SampleKernel<<<a.rows, kSampleThreads, 0, s>>>(a);
-  return cudaGetLastError();
+  return LaunchPdl(SampleKernel, dim3(a.rows), dim3(kSampleThreads), 0, s, a);
 }
 
 __global__ void LogprobsKernel(const float* logits, int vocab, const int32_t* targets, float* out) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
   __shared__ float scratch[32];
   const int r = blockIdx.x;
   const float* l = logits + static_cast<size_t>(r) * vocab;
@@ -128,8 +132,7 @@ __global__ void LogprobsKernel(const float* logits, int vocab, const int32_t* ta
 
 cudaError_t Logprobs(const float* logits, int rows, int vocab, const int32_t* targets, float* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  LogprobsKernel<<<rows, 256, 0, s>>>(logits, vocab, targets, out);
-  return cudaGetLastError();
+  return LaunchPdl(LogprobsKernel, dim3(rows), dim3(256), 0, s, logits, vocab, targets, out);
 }
 
 }  // namespace cuda

@@ -12,6 +12,7 @@ export * from "./cpu/ops.js";
 export * from "./gpu/gpu-linear.js";
 export * from "./gpu/gpu-ops.js";
 export { type GpuLayerWeights, GpuModelRunner, type GpuRunnerOptions, type GpuWeights, type ProfileSkip, type StepTimings, selectLinearKernel, uploadWeights } from "./gpu/gpu-runner.js";
+export * from "./gpu/layer-forward.js";
 export * from "./llm.js";
 export * from "./model/config.js";
 export * from "./model/rope.js";

@@ -1,176 +1,119 @@
 #!/usr/bin/env node
-// Speed of GPTQ on a Llama-2-7B-shaped model on one GPU: hidden 4096, intermediate 11008,
-// 32 layers, 32 heads, 128 calibration samples x 2048 tokens (262144 tokens).
+// Speed of whole-model GPTQ on one GPU at Llama-2-7B's shape: hidden 4096, intermediate 11008,
+// 32 layers, 32 heads, vocabulary 32000; 128 calibration samples x 2048 tokens (262144 tokens);
+// 4-bit, group size 128, a Marlin checkpoint written to local disk.
 //
-// What is timed, per decoder layer, in the order the pipeline runs it:
-//   hessian   X^T X on tensor cores (HessianGpu) of the attention input, the o_proj input, the
-//             MLP input (k 4096) and the down_proj input (k 11008), in chunks of 8 sequences
-//   factor    U = chol((H + damp I)^-1) through cuSOLVER (fp64), once per GPTQ call
-//   loop      the GPTQ column loop + lazy GEMM updates (fp32)
-//   host      host side of gptqQuantizeGpu (checks, act-order permutation, uploads)
-//   download  codes / scales back to the host, un-permuted
-//   pack      packMarlin + the Marlin checkpoint tensors (B, s)
-//   write     safetensors through the streaming writer (temp dir, removed afterwards)
-//   forward*  the linear-layer GEMMs of the 5 true-sequential layer passes (fp16 cuBLAS over all
-//             262144 tokens), a proxy for the forward passes
-// q/k/v (n 12288) and gate/up (n 22016) are quantized as one call each: their columns share the
-// Hessian and groups, so this is the same result as separate calls.
+// It runs the real pipeline, quantizeModel with device "cuda": the model directory is read from
+// disk, the calibration text tokenized and sampled, every layer's linear inputs captured by the
+// engine's GPU layer forward (true-sequential passes over all 262144 tokens), the Hessians summed
+// on the device, GPTQ run on the GPU, and the checkpoint written. The model (random fp16 weights)
+// and the calibration text (random words) are made first, here, in a scratch directory (see
+// random-llama.mjs); that step is timed apart and is not part of the pipeline's wall time.
 //
-// NOTE: the engine exposes no single-decoder-layer GPU forward on device buffers, so the
-// calibration activations are RANDOM fp16 values of the right shapes made on the GPU, not the
-// outputs of real forward passes; "forward*" times only the GEMMs of those passes (attention,
-// norms and activations excluded). Weights are random too.
-//
-//   pnpm --filter @marlin/gptq build && node packages/gptq/bench/speed7b.mjs [--layers N]
-//     [--samples 128] [--seqlen 2048] [--group-size 128] [--act-order] [--no-write] [--no-forward]
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+//   pnpm --filter @marlin/gptq build && node packages/gptq/bench/speed7b.mjs [--layers 32]
+//     [--samples 128] [--seqlen 2048] [--work DIR] [--keep] [--chunk-tokens N]
+// Writes bench/results/gptq-speed7b.json (and $OUT/gptq-speed7b.json when $OUT is set).
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Rng } from "@marlin/core";
-import { gpuOps } from "@marlin/engine";
-import { packMarlin, SafetensorsWriter, toMarlinCheckpoint } from "@marlin/format";
-import { DeviceBuffer } from "@marlin/kernel";
-import { formatDuration, gptqGpuStatus, gptqQuantizeGpu, HessianGpu, Progress, toQuantizedLayer } from "../dist/index.js";
+import { cudaStatus, listDevices, memInfo } from "@marlin/kernel";
+import { formatDuration, formatPhases, gptqGpuStatus, quantizeModel } from "../dist/index.js";
+import { makeRandomLlama, writeRandomText } from "./random-llama.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../../..");
 const argv = process.argv.slice(2);
 const arg = (name, d) => {
   const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : d;
+  return i >= 0 ? argv[i + 1] : d;
 };
-const flag = (name) => argv.includes(`--${name}`);
-const H = arg("hidden", 4096);
-const I = arg("inter", 11008);
-const L = arg("layers", 32);
-const heads = arg("heads", 32);
-const samples = arg("samples", 128);
-const seqlen = arg("seqlen", 2048);
-const groupSize = arg("group-size", 128);
-const actOrder = flag("act-order");
-const write = !flag("no-write");
-const forward = !flag("no-forward");
-const T = samples * seqlen;
-const CHUNK = 8 * seqlen; // tokens per Hessian GEMM / forward GEMM
+const layers = Number(arg("layers", 32));
+const samples = Number(arg("samples", 128));
+const seqlen = Number(arg("seqlen", 2048));
+const keep = argv.includes("--keep");
+const tokenizerDir = process.env.MARLIN_FIXTURE_DIR ?? resolve(root, "../shared/models/tiny-llama");
 
 const st = gptqGpuStatus();
 if (!st.available) {
   console.error(`speed7b: GPTQ on the GPU is not available here: ${st.reason}`);
   process.exit(2);
 }
-const ops = gpuOps();
-const phases = { "forward*": 0, hessian: 0, factor: 0, loop: 0, host: 0, download: 0, pack: 0, write: 0 };
-const sync = (buf) => buf.download(new Uint8Array(2)); // waits for queued device work
-const time = (phase, f) => {
-  const t = performance.now();
-  const r = f();
-  phases[phase] += (performance.now() - t) / 1000;
-  return r;
-};
+const work = arg("work") ?? mkdtempSync(join(tmpdir(), "gptq-speed7b-"));
+const modelDir = join(work, "llama2-7b-random");
+const outDir = join(work, "llama2-7b-random-gptq-marlin");
+const calib = join(work, "calib-random.txt");
+const dev = listDevices()[0];
+const cuda = cudaStatus();
+const ver = (v) => (v ? `${Math.floor(v / 1000)}.${(v % 1000) / 10}` : "n/a");
 
-console.log(`speed7b: ${L} layers, hidden ${H}, intermediate ${I}, ${heads} heads; ${samples} x ${seqlen} = ${T} calibration tokens; 4-bit g${groupSize}${actOrder ? " act-order" : ""}`);
-console.log("NOTE: random calibration activations of the right shapes (no engine single-layer GPU forward); forward* = GEMMs of the 5 passes only");
-
-// Activations: one fp16 buffer per input width, filled once (the timing does not depend on values).
-const xH = DeviceBuffer.alloc(T * H * 2);
-const xI = DeviceBuffer.alloc(T * I * 2);
-ops.fillUniform(xH, T * H, 1, -1, 1);
-ops.fillUniform(xI, T * I, 2, -1, 1);
-// Weights: random host values reused across layers (GPTQ's cost does not depend on them).
-const rng = new Rng(1234);
-const wHost = new Float32Array(Math.max(H * (3 * H), H * 2 * I, I * H));
-for (let i = 0; i < wHost.length; i++) wHost[i] = rng.normal() * 0.02;
-const groups = [
-  { name: "q,k,v", k: H, n: 3 * H, x: xH },
-  { name: "o", k: H, n: H, x: xH },
-  { name: "gate,up", k: H, n: 2 * I, x: xH },
-  { name: "down", k: I, n: H, x: xI },
-];
-// Forward proxy: the fp16 weights [n, k] of the four GEMM shapes and an output buffer.
-const fw = forward ? groups.map((g) => ({ ...g, w: DeviceBuffer.alloc(g.n * g.k * 2) })) : [];
-for (const g of fw) ops.fillUniform(g.w, g.n * g.k, 3, -0.02, 0.02);
-const fout = forward ? DeviceBuffer.alloc(CHUNK * 2 * I * 2) : undefined;
-const passGemms = [[], [0], [0, 1], [0, 1, 2], [0, 1, 2, 3]]; // per true-sequential pass
-
-const outDir = write ? mkdtempSync(join(tmpdir(), "gptq-speed7b-")) : undefined;
-let writer;
-if (write) {
-  const specs = [];
-  for (let li = 0; li < L; li++)
-    for (const g of groups) {
-      const gr = groupSize > 0 ? g.k / groupSize : 1;
-      specs.push({ name: `model.layers.${li}.${g.name}.B`, dtype: "int32", shape: [g.k / 16, 2 * g.n] });
-      specs.push({ name: `model.layers.${li}.${g.name}.s`, dtype: "float16", shape: [gr, g.n] });
-    }
-  writer = await SafetensorsWriter.create(join(outDir, "model.safetensors"), specs, { format: "pt" });
-}
-
-const t0 = performance.now();
-const progress = new Progress(L, { label: "speed7b", minIntervalMs: 0 });
-const perLayer = [];
+console.log(`speed7b: ${dev.name}, CUDA runtime ${ver(cuda.runtimeVersion)} / driver ${ver(cuda.driverVersion)}; ${layers} layers of Llama-2-7B shape; ${samples} x ${seqlen} calibration tokens; 4-bit g128; work dir ${work}`);
 try {
-  for (let li = 0; li < L; li++) {
-    const tl = performance.now();
-    for (let pass = 0; pass < 5; pass++) {
-      if (forward)
-        time("forward*", () => {
-          for (const gi of passGemms[pass]) {
-            const g = fw[gi];
-            for (let t = 0; t < T; t += CHUNK) ops.denseGemm([g.x, t * g.k * 2], g.w, fout, Math.min(CHUNK, T - t), g.n, g.k);
-          }
-          sync(fout);
-        });
-      if (pass === 4) break;
-      const g = groups[pass];
-      const hg = time("hessian", () => {
-        const acc = new HessianGpu(g.k);
-        for (let t = 0; t < T; t += CHUNK) acc.add(g.x, Math.min(CHUNK, T - t), t * g.k * 2);
-        sync(acc.buffer);
-        return acc;
-      });
-      const timings = {};
-      const r = gptqQuantizeGpu(wHost.subarray(0, g.k * g.n), hg, { bits: 4, groupSize, actOrder, percDamp: 0.01 }, timings);
-      hg.free();
-      for (const [k, v] of Object.entries(timings)) phases[k] += v;
-      const tensors = time("pack", () => toMarlinCheckpoint(packMarlin(toQuantizedLayer(r))));
-      if (writer) {
-        const tw = performance.now();
-        await writer.write(`model.layers.${li}.${g.name}.B`, tensors.B.data);
-        await writer.write(`model.layers.${li}.${g.name}.s`, tensors.s.data);
-        phases.write += (performance.now() - tw) / 1000;
-      }
-    }
-    perLayer.push((performance.now() - tl) / 1000);
-    progress.tick(1, `layer ${li + 1}/${L}`);
-  }
-  if (writer) {
-    const tw = performance.now();
-    await writer.close();
-    phases.write += (performance.now() - tw) / 1000;
-  }
+  let t = performance.now();
+  const weightBytes = await makeRandomLlama(modelDir, { layers, seed: 7, tokenizerDir });
+  writeRandomText(calib, { lines: 8000, seed: 11 });
+  const makeSeconds = (performance.now() - t) / 1000;
+  console.log(`made the model (${(weightBytes / 2 ** 30).toFixed(2)} GiB fp16) and the calibration text in ${makeSeconds.toFixed(1)} s`);
+
+  // Layer times from the checkpoint writes of each layer's last linear; GPU memory sampled there.
+  const layerDone = [];
+  let peakUsed = 0;
+  const total = memInfo(0).total;
+  const onLinear = (r) => {
+    peakUsed = Math.max(peakUsed, total - memInfo(0).free);
+    if (r.name === "down_proj") layerDone.push(performance.now());
+  };
+  t = performance.now();
+  const r = await quantizeModel(modelDir, outDir, { calib, nsamples: samples, seqlen, bits: 4, groupSize: 128, device: "cuda", seed: 3, onLinear });
+  const wall = (performance.now() - t) / 1000;
+  const perLayer = layerDone.slice(1).map((x, i) => (x - layerDone[i]) / 1000);
+  const ckptBytes = readdirSync(outDir).reduce((a, f) => a + statSync(join(outDir, f)).size, 0);
+  const retries = r.linears.filter((l) => l.percDamp !== 0.01).length;
+  const meanLayer = perLayer.length ? perLayer.reduce((a, b) => a + b, 0) / perLayer.length : Number.NaN;
+  // A short run's 32-layer estimate: the per-layer phases scale with layers, load with the weights.
+  const fixed = r.phases.calibration;
+  const projected = layers < 32 ? fixed + ((wall - fixed) * 32) / layers : wall;
+  const lines = [
+    `quantizeModel wall time ${formatDuration(wall)} for ${layers} layer(s)${layers < 32 ? ` (32 layers projected: ${formatDuration(projected)})` : ""}; target < 10 min`,
+    formatPhases(r.phases, r.seconds),
+    `per layer (after the first): mean ${meanLayer.toFixed(2)} s; GPU memory peak ${(peakUsed / 2 ** 30).toFixed(1)} GiB of ${(total / 2 ** 30).toFixed(0)}; checkpoint ${(ckptBytes / 2 ** 30).toFixed(2)} GiB; damping raised on ${retries} linear(s)`,
+  ];
+  console.log(lines.join("\n"));
+  const result = {
+    bench: "gptq-speed7b",
+    date: new Date().toISOString(),
+    gpu: dev.name,
+    cuda: { runtime: ver(cuda.runtimeVersion), driver: ver(cuda.driverVersion) },
+    commit: process.env.MARLIN_COMMIT ?? "unknown",
+    node: process.version,
+    pipeline: "quantizeModel(device cuda): model read from disk, calibration text tokenized, GPU layer forward (engine) over all tokens in true-sequential passes, Hessians on the device, GPTQ on the GPU, Marlin checkpoint written to local disk",
+    model: {
+      shape: "Llama-2-7B",
+      hidden: 4096,
+      intermediate: 11008,
+      heads: 32,
+      vocab: 32000,
+      layers,
+      weights: "random fp16, uniform with std 0.02 (made on the GPU), norms 1; sharded safetensors",
+      weightBytes,
+    },
+    calibration: { text: "random lowercase words (seeded), tiny-llama tokenizer", samples, seqlen, tokens: samples * seqlen },
+    quantization: { bits: 4, groupSize: 128, actOrder: false, symmetric: true, percDamp: 0.01, format: "marlin" },
+    makeModelSeconds: makeSeconds,
+    wallSeconds: wall,
+    projected32LayersSeconds: projected,
+    phases: r.phases,
+    phasesNote: "forward = GPU layer passes (device time, synchronized per pass) minus the Hessian updates; hessian = device time of the X^T X updates (CUDA events); quantize = GPTQ on the GPU with its host side (layouts, uploads, downloads) and the dequantized fp16 weights sent back to the forward; write = Marlin packing and the safetensors writes",
+    perLayerSeconds: perLayer,
+    gpuMemoryPeakBytes: peakUsed,
+    checkpointBytes: ckptBytes,
+    dampingRetries: retries,
+  };
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  mkdirSync(join(root, "bench/results"), { recursive: true });
+  writeFileSync(join(root, "bench/results/gptq-speed7b.json"), json);
+  if (process.env.OUT) writeFileSync(join(process.env.OUT, "gptq-speed7b.json"), json);
+  console.log("written to bench/results/gptq-speed7b.json");
 } finally {
-  if (outDir) rmSync(outDir, { recursive: true, force: true });
+  if (!keep) rmSync(work, { recursive: true, force: true });
 }
-const total = (performance.now() - t0) / 1000;
-const projected = (total / L) * 32;
-const lines = [
-  `total ${formatDuration(total)} for ${L} layer(s) (${(total / L).toFixed(1)} s per layer; 32 layers projected: ${formatDuration(projected)}, target < 10 min)`,
-  ...Object.entries(phases).map(([k, v]) => `  ${k.padEnd(9)} ${v.toFixed(1).padStart(7)} s  ${((100 * v) / total).toFixed(1).padStart(5)}%`),
-];
-console.log(lines.join("\n"));
-const result = {
-  bench: "gptq-speed7b",
-  date: new Date().toISOString(),
-  shape: { hidden: H, intermediate: I, layers: L, heads, samples, seqlen, tokens: T, groupSize, actOrder },
-  randomActivations: true,
-  forwardProxy: forward ? "cuBLAS fp16 GEMMs of the 5 true-sequential passes (attention, norms excluded)" : "off",
-  totalSeconds: total,
-  projected32LayersSeconds: projected,
-  phases,
-  perLayerSeconds: perLayer,
-};
-mkdirSync(join(root, "bench/results"), { recursive: true });
-writeFileSync(join(root, "bench/results/gptq-speed7b.json"), `${JSON.stringify(result, null, 2)}\n`);
-if (process.env.OUT) writeFileSync(join(process.env.OUT, "gptq-speed7b.json"), `${JSON.stringify(result, null, 2)}\n`);
-console.log("written to bench/results/gptq-speed7b.json");

@@ -28,7 +28,7 @@ export const USAGE = `usage: marlin quantize <model-dir> --out <dir> [options]
   --seed N                seed of the calibration windows (0)
   --method gptq|rtn       GPTQ (default) or round-to-nearest
   --format marlin|gptq    output tensors: Marlin (default) or GPTQ v1 for other tools
-  --device cpu|cuda       where the per-layer GPTQ math runs (cpu)
+  --device cpu|cuda       where the layer passes and GPTQ run (cpu)
   --force                 replace a non-empty output directory
   --quiet                 no progress bar
 `;

@@ -157,12 +157,14 @@ export function gptqQuantizeGpu(
       diag = g.diag(hBuf.handle, k);
     }
     // Dead inputs (never active): any weight is as good as another; zero them (as the reference).
-    const W = Float32Array.from(w);
+    // The caller's weights are copied only when they must change (a 7B MLP layer is 180 MB).
+    let W = w instanceof Float32Array ? w : new Float32Array(w);
     const d = Float64Array.from(diag);
     let dead = 0;
     for (let i = 0; i < k; i++) {
       if (!Number.isFinite(d[i])) throw new InvalidArgumentError(`H: diagonal ${i} is ${d[i]}`);
       if (d[i] === 0) {
+        if (W === w) W = W.slice();
         d[i] = 1;
         W.fill(0, i * n, (i + 1) * n);
         dead++;
@@ -195,8 +197,11 @@ export function gptqQuantizeGpu(
       wu.upload(W);
       for (let gi = 0; gi < groups; gi++) g.params(wu.handle, k, n, gi * gs, Math.min(k, (gi + 1) * gs), o.bits, o.symmetric, scales.handle, zeros.handle, gi);
     }
-    const Wp = new Float32Array(k * n);
-    for (let i = 0; i < k; i++) Wp.set(W.subarray(perm[i] * n, (perm[i] + 1) * n), i * n);
+    let Wp = W;
+    if (o.actOrder) {
+      Wp = new Float32Array(k * n);
+      for (let i = 0; i < k; i++) Wp.set(W.subarray(perm[i] * n, (perm[i] + 1) * n), i * n);
+    }
     const wd = alloc(k * n * 4);
     wd.upload(Wp);
     if (gs <= 0) g.params(wd.handle, k, n, 0, k, o.bits, o.symmetric, scales.handle, zeros.handle, 0);
@@ -211,7 +216,8 @@ export function gptqQuantizeGpu(
     const qPerm = qd.download(new Uint8Array(k * n));
     const s32 = scales.download(new Float32Array(groups * n));
     const z32 = zeros.download(new Float32Array(groups * n));
-    const { q, gIdx } = toOriginalOrder(qPerm, gPerm, k, n, perm);
+    // Without act-order the quantization order is the original one: nothing to un-permute.
+    const { q, gIdx } = o.actOrder ? toOriginalOrder(qPerm, gPerm, k, n, perm) : { q: qPerm, gIdx: gPerm };
     lap("download");
     return {
       k,

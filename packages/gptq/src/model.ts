@@ -6,22 +6,28 @@
  * each Hessian captured by a partial forward pass of the layer (the pass stops at the input it
  * needs), then a full pass gives the next layer's input. The result is streamed into a checkpoint
  * (see checkpoint.ts) that the engine loads.
+ *
+ * Device "cpu" runs the passes on the engine's CPU model (fp32) and GPTQ in float64; device "cuda"
+ * runs them with the engine's GPU layer forward (fp16 activations kept on the device, see
+ * passes-gpu.ts) and GPTQ on the GPU straight from the device Hessians.
  */
 import { readFileSync } from "node:fs";
 import { MarlinError, Rng } from "@marlin/core";
-import { CpuLlama, type LinearName, type LoadedModel, linearToF32, loadModelDir } from "@marlin/engine";
+import { CpuLlama, type LinearName, type LoadedModel, loadModelDir } from "@marlin/engine";
 import type { QuantizedLayer } from "@marlin/format";
 import { openCheckpoint } from "@marlin/format";
 import { sampleCalibration, tokenStream } from "./calibration.js";
 import { CheckpointOutput } from "./checkpoint.js";
 import { gptqQuantize } from "./gptq.js";
-import { gptqQuantizeGpu } from "./gpu.js";
+import { gptqQuantizeGpu, type HessianGpu } from "./gpu.js";
 import { CpuHessian } from "./hessian-cpu.js";
 import { toQuantizedLayer } from "./layer.js";
 import { type QuantizeModelOptions, type ResolvedOptions, resolveQuantizeOptions } from "./options.js";
+import { GpuLayerPasses } from "./passes-gpu.js";
 import { formatDuration, Progress, type ProgressSink } from "./progress.js";
 import { dequantize, hessianError, type QuantResult } from "./result.js";
 import { rtnQuantize } from "./rtn.js";
+import { weightKn } from "./weights-host.js";
 
 /** The run was interrupted (AbortSignal, SIGINT/SIGTERM in the CLI); nothing was left behind. */
 export class QuantizeAbortedError extends MarlinError {
@@ -134,11 +140,16 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
 
   const ckpt = await openCheckpoint(o.modelDir);
   let out: CheckpointOutput | undefined;
+  let gpu: GpuLayerPasses | undefined;
   const linears: LinearReport[] = [];
   try {
     out = await timedAsync("write", () => CheckpointOutput.begin(o, ckpt));
     await checkpointYield(opts.signal);
-    const model = gptq ? new CpuLlama(cfg, m.sources, o.seqlen) : undefined;
+    // The layer passes run on the CPU model (fp32), or on the GPU (device "cuda": the engine's GPU
+    // layer forward, Hessians summed on the device from the captured fp16 inputs).
+    const onGpu = gptq && o.device === "cuda";
+    const model = gptq && !onGpu ? new CpuLlama(cfg, m.sources, o.seqlen) : undefined;
+    gpu = onGpu ? timed("forward", () => new GpuLayerPasses(m, windows, o.seqlen)) : undefined;
     const seqLens = windows.map((w) => w.length);
     let h = model ? timed("forward", () => model.embedTokens(Int32Array.from(windows.flatMap((w) => Array.from(w))))) : undefined;
     // Progress in layers; a stage counts as its share of the layer's weights (k * n), so the ETA
@@ -150,9 +161,12 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
 
     for (let li = 0; li < cfg.numLayers; li++) {
       const L = m.sources.layers[li];
+      const g = gpu;
+      if (g) timed("forward", () => g.beginLayer(li));
       for (const stage of STAGES) {
         progress?.update(`layer ${li + 1}/${cfg.numLayers} ${stage.join(",")}`);
         let H: Float64Array | undefined;
+        let Hgpu: HessianGpu | undefined;
         if (model && h) {
           let acc: CpuHessian | undefined;
           const first = stage[0];
@@ -170,25 +184,37 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
             }
           });
           H = acc!.matrix;
+        } else if (g) {
+          const r = timed("forward", () => g.hessian(stage[0]));
+          phases.hessian += r.seconds;
+          Hgpu = r.hessian;
+          // The host copy only for the RTN comparison (k x k, small next to the layer).
+          if (opts.compareRtn) H = Hgpu.download();
         }
-        for (const name of stage) {
-          const src = L.linears[name];
-          const { k, n } = src;
-          const wnk = model ? model.getLinearWeight(li, name) : linearToF32(src);
-          const w = transpose(wnk, n, k); // [k, n]
-          const r = timed("quantize", () => (gptq ? (o.device === "cuda" ? gptqQuantizeGpu(w, H!, gopts) : gptqQuantize(w, H!, gopts)) : rtnQuantize(w, k, { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, clip: o.clip })));
-          const layer: QuantizedLayer = toQuantizedLayer(r);
-          const report: LinearReport = { layer: li, name, k, n, loss: Number.NaN, ...(gptq ? { percDamp: r.percDamp } : {}) };
-          if (H && opts.compareRtn) {
-            const dq = dequantize(r);
-            report.loss = hessianError(w, dq, H, k, n);
-            report.rtnLoss = rtnQuantize(w, k, { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, hessian: H }).lossEstimate;
+        try {
+          for (const name of stage) {
+            const src = L.linears[name];
+            const { k, n } = src;
+            const w = model ? transpose(model.getLinearWeight(li, name), n, k) : timed("quantize", () => weightKn(src)); // [k, n]
+            const r = timed("quantize", () =>
+              gptq ? (Hgpu ? gptqQuantizeGpu(w, Hgpu, gopts) : o.device === "cuda" ? gptqQuantizeGpu(w, H!, gopts) : gptqQuantize(w, H!, gopts)) : rtnQuantize(w, k, { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, clip: o.clip }),
+            );
+            const layer: QuantizedLayer = timed("quantize", () => toQuantizedLayer(r));
+            const report: LinearReport = { layer: li, name, k, n, loss: Number.NaN, ...(gptq ? { percDamp: r.percDamp } : {}) };
+            if (H && opts.compareRtn) {
+              const dq = dequantize(r);
+              report.loss = hessianError(w, dq, H, k, n);
+              report.rtnLoss = rtnQuantize(w, k, { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, hessian: H }).lossEstimate;
+            }
+            if (model) model.setLinearWeight(li, name, dequantNk(r));
+            if (g) timed("quantize", () => g.setWeight(name, r));
+            L.linears[name] = { kind: "quantized", n, k, layer, bias: src.bias, name: src.name };
+            await timedAsync("write", () => out!.writeLinear(li, name, layer));
+            linears.push(report);
+            opts.onLinear?.(report);
           }
-          if (model) model.setLinearWeight(li, name, dequantNk(r));
-          L.linears[name] = { kind: "quantized", n, k, layer, bias: src.bias, name: src.name };
-          await timedAsync("write", () => out!.writeLinear(li, name, layer));
-          linears.push(report);
-          opts.onLinear?.(report);
+        } finally {
+          Hgpu?.free();
         }
         progress?.tick(stageCost(stage) / perLayer, `layer ${li + 1}/${cfg.numLayers} ${stage.join(",")}`);
         await checkpointYield(opts.signal);
@@ -197,6 +223,7 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
         const hin = h;
         h = timed("forward", () => model.layerForward(li, hin, seqLens));
       }
+      if (g) timed("forward", () => g.advance());
     }
     // The hessian timer ran inside the forward timer: report them apart.
     phases.forward -= phases.hessian;
@@ -205,6 +232,7 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
     await out?.abort();
     throw e;
   } finally {
+    gpu?.dispose();
     await ckpt.close();
   }
   const seconds = (performance.now() - t0) / 1000;

@@ -43,8 +43,8 @@ export interface QuantizeModelOptions {
   /** Replace an existing non-empty output directory. */
   force?: boolean;
   /**
-   * Where GPTQ's per-layer math runs: "cpu" (default, the float64 reference) or "cuda"
-   * (gptqQuantizeGpu; the layer forwards and Hessians stay on the CPU model).
+   * Where GPTQ runs: "cpu" (default: the CPU model's fp32 layer passes, the float64 reference) or
+   * "cuda" (the engine's GPU layer forward, Hessians on the device, gptqQuantizeGpu).
    */
   device?: "cpu" | "cuda";
 }

@@ -115,30 +115,40 @@ describe.skipIf(!gpu.available)("GPTQ on the GPU agrees with the float64 referen
 });
 
 describe.skipIf(!gpu.available || !hasFixture)("tiny-llama quantized with the GPU path, run by the GPU engine", () => {
-  it("GPTQ (device cuda) beats RTN per linear; the checkpoint loads and generates on the GPU and the CPU", async () => {
+  it("GPTQ (device cuda: GPU layer forward + GPU GPTQ) beats RTN per linear, matches the CPU run's perplexity; the checkpoint loads and generates on the GPU and the CPU", async () => {
     const work = mkdtempSync(join(tmpdir(), "gptq-gpu-model-"));
     try {
       const out = join(work, "q");
-      const r = await quantizeModel(FIXTURE, out, { calib: join(FIXTURE, "calib.txt"), nsamples: 16, seqlen: 128, seed, device: "cuda", compareRtn: true, progress: false });
+      const calib = { calib: join(FIXTURE, "calib.txt"), nsamples: 16, seqlen: 128, seed, progress: false as const };
+      const r = await quantizeModel(FIXTURE, out, { ...calib, device: "cuda", compareRtn: true });
       const worse = r.linears.filter((l) => !(l.loss < l.rtnLoss!));
-      console.log(`GPU GPTQ: ${r.linears.length - worse.length}/${r.linears.length} linears below RTN; phases ${JSON.stringify(r.phases)}`);
+      const ratio = r.linears.reduce((a, l) => a + l.loss, 0) / r.linears.reduce((a, l) => a + l.rtnLoss!, 0);
+      console.log(`GPU GPTQ: ${r.linears.length - worse.length}/${r.linears.length} linears below RTN (GPTQ/RTN loss summed ${ratio.toFixed(3)}); phases ${JSON.stringify(r.phases)}`);
       expect(worse.length).toBe(0);
+      // The reference: the same windows through the CPU model (fp32) and float64 GPTQ.
+      const outCpu = join(work, "q-cpu");
+      await quantizeModel(FIXTURE, outCpu, { ...calib, device: "cpu" });
       const text = readFileSync(join(FIXTURE, "eval.txt"), "utf8").slice(0, 20000);
-      for (const device of ["cuda", "cpu"] as const) {
-        const llm = await LLM.load(out, { device });
+      const ppl: Record<string, number> = {};
+      for (const [label, dir, device] of [["cuda-run", out, "cuda"], ["cuda-run", out, "cpu"], ["cpu-run", outCpu, "cuda"]] as const) {
+        const llm = await LLM.load(dir, { device });
         try {
           expect(llm.device).toBe(device);
           const [g] = await llm.generate(["Once upon a time"], { maxTokens: 32, temperature: 0 });
           const p = (await perplexity(llm, text)).perplexity;
-          console.log(`${device}: ppl ${p.toFixed(3)} greedy ${JSON.stringify(g.text)}`);
+          console.log(`${label} checkpoint on ${device}: ppl ${p.toFixed(3)} greedy ${JSON.stringify(g.text)}`);
+          ppl[`${label}/${device}`] = p;
           expect(p).toBeLessThan(70);
           expect(/[a-z]+ [a-z]+ [a-z]+/i.test(g.text)).toBe(true);
         } finally {
           llm.dispose();
         }
       }
+      const rel = ppl["cuda-run/cuda"] / ppl["cpu-run/cuda"] - 1;
+      console.log(`perplexity, GPU-forward run vs CPU-forward run (both scored on the GPU): ${(100 * rel).toFixed(2)}%`);
+      expect(Math.abs(rel)).toBeLessThan(0.03);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
-  }, 300_000);
+  }, 600_000);
 });
