@@ -32,8 +32,8 @@ case "$what" in
       [ "${PIPESTATUS[0]}" = 0 ] || rc=1
     done
     exit $rc ;;
-  kernel-bench) (cd packages/kernel && node bench/run.mjs "$@") 2>&1 | tee "$OUT/kernel-bench.log"; cp bench/results/*.json bench/results/*.svg "$OUT/" 2>/dev/null; exit 0 ;;
-  engine-bench) (cd packages/engine && node bench/run.mjs "$@") 2>&1 | tee "$OUT/engine-bench.log"; cp bench/results/*.json bench/results/*.svg "$OUT/" 2>/dev/null; exit 0 ;;
+  kernel-bench) (cd packages/kernel && node bench/run.mjs "$@") 2>&1 | tee "$OUT/kernel-bench.log"; cp bench/results/kernel-bench.json "$OUT/"; exit 0 ;;
+  engine-bench) (cd packages/engine && node bench/run.mjs "$@") 2>&1 | tee "$OUT/engine-bench.log"; cp bench/results/engine-bench.json bench/results/engine-bench.svg "$OUT/"; exit 0 ;;
   sh) bash -c "$*" ;;
   *) echo "unknown check $what" >&2; exit 2 ;;
 esac

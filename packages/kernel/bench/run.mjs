@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { speedupChart } from "./chart.mjs";
 import {
   CudaEvent,
   cublasStatus,
@@ -202,24 +203,5 @@ const meta = {
   bits: 4,
 };
 writeFileSync(join(outDir, "kernel-bench.json"), `${JSON.stringify({ ...meta, results: rows }, null, 2)}\n`);
-const W = 640;
-const H = 360;
-const pad = 48;
-const xs = (m) => pad + ((Math.log2(m) - 0) / Math.log2(Math.max(...MS))) * (W - 2 * pad);
-const maxY = Math.max(1, ...rows.map((r) => r.speedup ?? 0)) * 1.1;
-const ys = (v) => H - pad - (v / maxY) * (H - 2 * pad);
-const colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"];
-let svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`;
-svg += `<text x="${W / 2}" y="16" text-anchor="middle">Marlin 4-bit (g128) speedup over cuBLAS FP16, ${dev.name}</text>`;
-svg += `<line x1="${pad}" y1="${ys(1)}" x2="${W - pad}" y2="${ys(1)}" stroke="#999" stroke-dasharray="4"/>`;
-for (const m of MS) svg += `<text x="${xs(m)}" y="${H - pad + 14}" text-anchor="middle">${m}</text>`;
-for (let v = 0; v <= maxY; v += 0.5) svg += `<text x="${pad - 6}" y="${ys(v) + 4}" text-anchor="end">${v.toFixed(1)}</text>`;
-pick.forEach((name, i) => {
-  const pts = rows.filter((r) => r.shapes === name && r.speedup);
-  if (!pts.length) return;
-  svg += `<polyline fill="none" stroke="${colors[i % 4]}" stroke-width="2" points="${pts.map((r) => `${xs(r.m)},${ys(r.speedup)}`).join(" ")}"/>`;
-  svg += `<text x="${W - pad - 90}" y="${40 + 14 * i}" fill="${colors[i % 4]}">${name}</text>`;
-});
-svg += `<text x="${W / 2}" y="${H - 8}" text-anchor="middle">m (batch rows)</text></svg>\n`;
-writeFileSync(join(outDir, "kernel-bench.svg"), svg);
+writeFileSync(join(outDir, "kernel-bench.svg"), speedupChart({ ...meta, results: rows }));
 console.log(`wrote ${join(outDir, "kernel-bench.json")} and kernel-bench.svg`);
