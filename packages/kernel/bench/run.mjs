@@ -7,7 +7,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { speedupChart } from "./chart.mjs";
 import {
   CudaEvent,
   cublasStatus,
@@ -19,6 +18,7 @@ import {
   marlinMatmul,
   noGpuReason,
 } from "../dist/index.js";
+import { speedupChart } from "./chart.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../../..");
