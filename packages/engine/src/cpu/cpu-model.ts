@@ -7,7 +7,7 @@
  * layer's input, and reading or replacing one linear layer's weights.
  */
 import { InvalidArgumentError, ShapeError } from "@marlin/core";
-import type { ModelConfig } from "../model/config.js";
+import { layerDims, type ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
 import { concatF32, LINEAR_NAMES, type LinearName, linearToF32, type ModelSources } from "../model/weights.js";
 import { type CpuOps, cpuOps } from "./ops.js";
@@ -140,11 +140,7 @@ export class CpuLlama {
     const c = this.config;
     const L = this.layers[li];
     const T = b.tokens.length;
-    const H = c.hiddenSize;
-    const qd = c.numHeads * c.headDim;
-    const kvd = c.numKvHeads * c.headDim;
-    const qkvN = qd + 2 * kvd;
-    const I = c.intermediateSize;
+    const { H, qd, kvd, qkvN, I } = layerDims(c);
     const ops = this.ops;
 
     const x = new Float32Array(T * H);

@@ -8,7 +8,7 @@ import { InvalidArgumentError, type KernelQuery, NoDeviceError, select } from "@
 import { f32ToF16 } from "@marlin/format";
 import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, noGpuReason, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
-import type { ModelConfig } from "../model/config.js";
+import { layerDims, type ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
 import { concatF32, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
 import { concatQuantized, DenseGpuLinear, type GpuLinear, MarlinGpuLinear } from "./gpu-linear.js";
@@ -197,11 +197,7 @@ export class GpuModelRunner implements ModelRunner {
     this.useGraphs = opts.cudaGraphs ?? true;
     this.stream = new Stream(0);
     const c = config;
-    const H = c.hiddenSize;
-    const qd = c.numHeads * c.headDim;
-    const kvd = c.numKvHeads * c.headDim;
-    const qkvN = qd + 2 * kvd;
-    const I = c.intermediateSize;
+    const { H, qd, kvd, qkvN, I } = layerDims(c);
     const R = this.maxRows;
     const S = this.maxSeqs;
     const alloc = (name: string, bytes: number) => {
@@ -307,11 +303,7 @@ export class GpuModelRunner implements ModelRunner {
     const ops = gpuOps();
     const s = this.stream;
     const b = this.bufs;
-    const H = c.hiddenSize;
-    const qd = c.numHeads * c.headDim;
-    const kvd = c.numKvHeads * c.headDim;
-    const qkvN = qd + 2 * kvd;
-    const I = c.intermediateSize;
+    const { H, qkvN, I } = layerDims(c);
     const eps = c.rmsNormEps;
     const W = this.weights;
     const lin = this.skip !== "linear";

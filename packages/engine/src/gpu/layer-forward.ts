@@ -15,7 +15,7 @@
 import { InvalidArgumentError, NoDeviceError, ShapeError } from "@marlin/core";
 import { f16ToF32, f32ToF16 } from "@marlin/format";
 import { DeviceBuffer, hasGpu, noGpuReason } from "@marlin/kernel";
-import type { ModelConfig } from "../model/config.js";
+import { layerDims, type ModelConfig } from "../model/config.js";
 import { ropeTables } from "../model/rope.js";
 import { LINEAR_NAMES, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
 import { gpuOps } from "./gpu-ops.js";
@@ -353,11 +353,7 @@ export class GpuLayerForward {
     if (stopAfter !== undefined && !Object.hasOwn(STEP, stopAfter)) throw new InvalidArgumentError(`unknown linear layer ${stopAfter}; one of ${LINEAR_NAMES.join(", ")}`);
     if (stopAfter === undefined && !out) throw new InvalidArgumentError("forward: an output buffer is needed unless the pass stops early");
     const plan = this.planFor(seqLens);
-    const H = c.hiddenSize;
-    const qd = c.numHeads * c.headDim;
-    const kvd = c.numKvHeads * c.headDim;
-    const qkvN = qd + 2 * kvd;
-    const I = c.intermediateSize;
+    const { H, qd, qkvN, I } = layerDims(c);
     const eps = c.rmsNormEps;
     const T = plan.total;
     if (hidden.byteLength < T * H * 2) throw new ShapeError(`hidden holds ${hidden.byteLength} bytes, needs ${T}x${H} fp16`);

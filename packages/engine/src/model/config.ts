@@ -45,6 +45,21 @@ export interface ModelConfig {
   quantization?: QuantizationConfig;
 }
 
+/** Row widths of one decoder layer's activations: hidden, q heads, kv heads, fused qkv, MLP. */
+export interface LayerDims {
+  H: number;
+  qd: number;
+  kvd: number;
+  qkvN: number;
+  I: number;
+}
+
+export function layerDims(c: ModelConfig): LayerDims {
+  const qd = c.numHeads * c.headDim;
+  const kvd = c.numKvHeads * c.headDim;
+  return { H: c.hiddenSize, qd, kvd, qkvN: qd + 2 * kvd, I: c.intermediateSize };
+}
+
 export interface GenerationDefaults {
   eosTokenIds: number[];
   bosTokenId?: number;
