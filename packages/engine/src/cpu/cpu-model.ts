@@ -1,15 +1,18 @@
 /**
- * A Llama-family model on the CPU: fp32 activations and weights (fp16 / bf16 converted once at
- * load, quantized layers dequantized), C++ ops from the addon, batch-invariant arithmetic.
+ * A Llama-family model on the CPU: fp32 activations; dense weights in fp32 (fp16 / bf16 converted
+ * once at load), quantized ones kept packed and run by the Marlin CPU path (or dequantized when
+ * no quantized CPU implementation fits the shape); C++ ops from the addon, batch-invariant.
  *
  * Besides the paged forward pass the engine uses, it exposes the pieces a GPTQ pass needs: the
  * embedding, one decoder layer's forward over plain (unpaged) sequences with a hook on every linear
  * layer's input, and reading or replacing one linear layer's weights.
  */
-import { InvalidArgumentError, ShapeError } from "@marlin/core";
+import { CPU, InvalidArgumentError, ShapeError } from "@marlin/core";
 import { layerDims, type ModelConfig } from "../model/config.js";
+import { selectLinearKernel } from "../model/linear-kernel.js";
 import { ropeTables } from "../model/rope.js";
-import { concatF32, LINEAR_NAMES, type LinearName, linearToF32, type ModelSources } from "../model/weights.js";
+import { fuseLinears, LINEAR_NAMES, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
+import { CpuMarlinLinear } from "./cpu-marlin-linear.js";
 import { type CpuOps, cpuOps } from "./ops.js";
 
 /** A linear layer packed for the CPU op: W [n, k] in 16-column panels. */
@@ -44,13 +47,16 @@ export class CpuLinear {
   }
 }
 
+/** What a CPU layer's linears do: dense fp32 (CpuLinear) or quantized (CpuMarlinLinear). */
+export type CpuMatmul = CpuLinear | CpuMarlinLinear;
+
 export interface CpuLayer {
   inputNorm: Float32Array;
   postNorm: Float32Array;
-  qkv: CpuLinear;
-  o: CpuLinear;
-  gateUp: CpuLinear;
-  down: CpuLinear;
+  qkv: CpuMatmul;
+  o: CpuMatmul;
+  gateUp: CpuMatmul;
+  down: CpuMatmul;
 }
 
 /** Where each row of a forward pass reads and writes the paged cache. */
@@ -88,6 +94,8 @@ export class CpuLlama {
   readonly embed: Float32Array;
   readonly norm: Float32Array;
   readonly lmHead: CpuLinear;
+  /** Implementation per fused linear layer (as the GPU runner reports them). */
+  readonly kernels: Record<string, string> = {};
   readonly maxPositions: number;
   private readonly cos: Float32Array;
   private readonly sin: Float32Array;
@@ -104,19 +112,20 @@ export class CpuLlama {
       ? new CpuLinear(linearToF32(src.lmHead), config.vocabSize, H)
       : new CpuLinear(src.embed, config.vocabSize, H);
     this.layers = src.layers.map((l) => {
-      const lin = l.linears;
-      const f = (n: LinearName) => linearToF32(lin[n]);
-      const cat = (names: LinearName[]) => concatF32(names.map(f));
-      const catBias = (names: LinearName[]) =>
-        names.some((n) => lin[n].bias) ? concatF32(names.map((n) => lin[n].bias ?? new Float32Array(lin[n].n))) : null;
-      const qkvN = lin.q_proj.n + lin.k_proj.n + lin.v_proj.n;
+      const fuse = (names: LinearName[]): CpuMatmul => {
+        const { source, bias } = fuseLinears(names, l.linears);
+        const id = this.pickKernel(source);
+        this.kernels[source.name] = id;
+        if (source.kind === "quantized" && id === "marlin.cpu") return new CpuMarlinLinear(source.layer, bias ?? null);
+        return new CpuLinear(linearToF32(source), source.n, source.k, bias ?? null);
+      };
       return {
         inputNorm: l.inputNorm,
         postNorm: l.postNorm,
-        qkv: new CpuLinear(cat(["q_proj", "k_proj", "v_proj"]), qkvN, H, catBias(["q_proj", "k_proj", "v_proj"])),
-        o: new CpuLinear(f("o_proj"), H, lin.o_proj.k, lin.o_proj.bias ?? null),
-        gateUp: new CpuLinear(cat(["gate_proj", "up_proj"]), 2 * config.intermediateSize, H, catBias(["gate_proj", "up_proj"])),
-        down: new CpuLinear(f("down_proj"), H, config.intermediateSize, lin.down_proj.bias ?? null),
+        qkv: fuse(["q_proj", "k_proj", "v_proj"]),
+        o: fuse(["o_proj"]),
+        gateUp: fuse(["gate_proj", "up_proj"]),
+        down: fuse(["down_proj"]),
       };
     });
     const t = ropeTables(config, maxPositions);
@@ -254,6 +263,21 @@ export class CpuLlama {
     return this.logitsOf(hidden, Int32Array.from({ length: rows }, (_, i) => i));
   }
 
+  /**
+   * The registry's CPU pick for a linear layer: quantized ones run packed (marlin.cpu) when a
+   * quantized CPU implementation fits, dense ones (and quantized ones nothing fits, dequantized)
+   * through the fp32 panel GEMM.
+   */
+  private pickKernel(src: LinearSource): string {
+    if (src.kind === "dense") return "dense.cpu";
+    try {
+      return selectLinearKernel(src, 1, CPU);
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ERR_MARLIN_NO_KERNEL") throw e;
+      return `dense.cpu (dequantized: ${(e as Error).message.split("\n").slice(1).join("; ").trim()})`;
+    }
+  }
+
   private fused(li: number, name: LinearName): { lin: CpuLinear; from: number; n: number } {
     const c = this.config;
     const L = this.layers[li];
@@ -261,21 +285,25 @@ export class CpuLlama {
     const qd = c.numHeads * c.headDim;
     const kvd = c.numKvHeads * c.headDim;
     const I = c.intermediateSize;
+    const dense = (lin: CpuMatmul): CpuLinear => {
+      if (lin instanceof CpuLinear) return lin;
+      throw new InvalidArgumentError(`layer ${li} ${name} is quantized: its weights are not editable on the CPU model`);
+    };
     switch (name) {
       case "q_proj":
-        return { lin: L.qkv, from: 0, n: qd };
+        return { lin: dense(L.qkv), from: 0, n: qd };
       case "k_proj":
-        return { lin: L.qkv, from: qd, n: kvd };
+        return { lin: dense(L.qkv), from: qd, n: kvd };
       case "v_proj":
-        return { lin: L.qkv, from: qd + kvd, n: kvd };
+        return { lin: dense(L.qkv), from: qd + kvd, n: kvd };
       case "o_proj":
-        return { lin: L.o, from: 0, n: c.hiddenSize };
+        return { lin: dense(L.o), from: 0, n: c.hiddenSize };
       case "gate_proj":
-        return { lin: L.gateUp, from: 0, n: I };
+        return { lin: dense(L.gateUp), from: 0, n: I };
       case "up_proj":
-        return { lin: L.gateUp, from: I, n: I };
+        return { lin: dense(L.gateUp), from: I, n: I };
       case "down_proj":
-        return { lin: L.down, from: 0, n: c.hiddenSize };
+        return { lin: dense(L.down), from: 0, n: c.hiddenSize };
       default:
         throw new InvalidArgumentError(`unknown linear layer ${name}; one of ${LINEAR_NAMES.join(", ")}`);
     }

@@ -109,27 +109,3 @@ export class MarlinGpuLinear implements GpuLinear {
     this.bias?.free();
   }
 }
-
-/** Concatenates quantized layers along n (fused qkv / gate-up); they must share k, bits, groups and act-order. */
-export function concatQuantized(layers: QuantizedLayer[]): QuantizedLayer {
-  const [a] = layers;
-  for (const l of layers)
-    if (l.k !== a.k || l.bits !== a.bits || l.groupSize !== a.groupSize || l.symmetric !== a.symmetric || !!l.gIdx !== !!a.gIdx)
-      throw new InvalidArgumentError("fused layers must share k, bits, group size, symmetry and act-order");
-  if (a.gIdx) for (const l of layers) for (let i = 0; i < a.k; i++) if (l.gIdx![i] !== a.gIdx[i]) throw new InvalidArgumentError("fused act-order layers need one g_idx");
-  const n = layers.reduce((s, l) => s + l.n, 0);
-  const groups = a.scales.length / a.n;
-  const q = new Uint8Array(a.k * n);
-  const scales = new Uint16Array(groups * n);
-  const zeros = a.zeros ? new Uint8Array(groups * n) : undefined;
-  let col = 0;
-  for (const l of layers) {
-    for (let i = 0; i < a.k; i++) q.set(l.q.subarray(i * l.n, (i + 1) * l.n), i * n + col);
-    for (let g = 0; g < groups; g++) {
-      scales.set(l.scales.subarray(g * l.n, (g + 1) * l.n), g * n + col);
-      if (zeros) zeros.set(l.zeros!.subarray(g * l.n, (g + 1) * l.n), g * n + col);
-    }
-    col += l.n;
-  }
-  return { ...a, n, q, scales, zeros, gIdx: a.gIdx?.slice() };
-}

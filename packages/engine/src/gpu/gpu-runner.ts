@@ -4,14 +4,15 @@
  * (Marlin) implementations. Pure decode steps are captured once per batch-size bucket into CUDA
  * graphs and replayed; every buffer a graph touches is allocated up front at a fixed address.
  */
-import { InvalidArgumentError, type KernelQuery, NoDeviceError, select } from "@marlin/core";
+import { InvalidArgumentError, NoDeviceError } from "@marlin/core";
 import { f32ToF16 } from "@marlin/format";
 import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, noGpuReason, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import { layerDims, type ModelConfig } from "../model/config.js";
+import { selectLinearKernel } from "../model/linear-kernel.js";
 import { ropeTables } from "../model/rope.js";
-import { concatF32, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
-import { concatQuantized, DenseGpuLinear, type GpuLinear, MarlinGpuLinear } from "./gpu-linear.js";
+import { fuseLinears, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
+import { DenseGpuLinear, type GpuLinear, MarlinGpuLinear } from "./gpu-linear.js";
 import { type CudaGraph, gpuOps } from "./gpu-ops.js";
 
 export interface GpuLayerWeights {
@@ -44,22 +45,9 @@ export interface GpuRunnerOptions {
   cudaGraphs?: boolean;
 }
 
-/** Which implementation the registry picks for each linear layer kind ("dense.matmul" / "quant.matmul"). */
-export function selectLinearKernel(src: LinearSource, m: number): string {
-  const device = gpuTarget(0);
-  const q: KernelQuery =
-    src.kind === "dense"
-      ? { op: "dense.matmul", device, shape: { m, n: src.n, k: src.k }, activation: "float16" }
-      : {
-          op: "quant.matmul",
-          device,
-          shape: { m, n: src.n, k: src.k },
-          weight: { bits: src.layer.bits as 4 | 8, zeroPoints: !src.layer.symmetric },
-          groupSize: src.layer.groupSize,
-          actOrder: !!src.layer.gIdx,
-          activation: "float16",
-        };
-  return select(q).id;
+/** Which implementation the registry picks for a linear layer on GPU 0. */
+export function selectGpuLinearKernel(src: LinearSource, m: number): string {
+  return selectLinearKernel(src, m, gpuTarget(0));
 }
 
 function uploadF32(a: Float32Array): DeviceBuffer {
@@ -70,17 +58,11 @@ function uploadF32(a: Float32Array): DeviceBuffer {
 export function uploadWeights(config: ModelConfig, src: ModelSources, workspace: MarlinWorkspace, maxRows: number): { weights: GpuWeights; kernels: Record<string, string> } {
   const kernels: Record<string, string> = {};
   const fuse = (names: LinearName[], lin: Record<LinearName, LinearSource>): GpuLinear => {
-    const parts = names.map((n) => lin[n]);
-    const n = parts.reduce((a, p) => a + p.n, 0);
-    const k = parts[0].k;
-    const bias = parts.some((p) => p.bias) ? concatF32(parts.map((p) => p.bias ?? new Float32Array(p.n))) : undefined;
-    const fused: LinearSource =
-      parts.every((p) => p.kind === "quantized")
-        ? { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as Extract<LinearSource, { kind: "quantized" }>).layer)), name: names.join("+") }
-        : { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data: concatF32(parts.map(linearToF32)) }, name: names.join("+") };
+    const { source: fused, bias } = fuseLinears(names, lin);
+    const { n, k } = fused;
     let id: string;
     try {
-      id = selectLinearKernel(fused, maxRows);
+      id = selectGpuLinearKernel(fused, maxRows);
     } catch (e) {
       // No quantized kernel fits this layer (shape, device): serve it dequantized through cuBLAS.
       if (fused.kind !== "quantized" || (e as { code?: string }).code !== "ERR_MARLIN_NO_KERNEL") throw e;

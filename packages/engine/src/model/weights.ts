@@ -3,7 +3,7 @@
  * checkpoints, GPTQ, AWQ through @marlin/format). Each linear layer is described by a
  * LinearSource that a device backend turns into what it runs.
  */
-import { FormatError } from "@marlin/core";
+import { FormatError, InvalidArgumentError } from "@marlin/core";
 import { bf16ToF32, type Checkpoint, dequantize, f16ToF32, loadQuantizedLayer, type QuantizedLayer, type Tensor } from "@marlin/format";
 import type { ModelConfig } from "./config.js";
 
@@ -126,4 +126,44 @@ export async function loadModelSources(ckpt: Checkpoint, config: ModelConfig): P
     else if (!config.tieWordEmbeddings) throw new FormatError("missing tensor", { tensor: "lm_head.weight" });
   }
   return { embed, norm, lmHead, layers };
+}
+
+/** Concatenates quantized layers along n (fused qkv / gate-up); they must share k, bits, groups and act-order. */
+export function concatQuantized(layers: QuantizedLayer[]): QuantizedLayer {
+  const [a] = layers;
+  for (const l of layers)
+    if (l.k !== a.k || l.bits !== a.bits || l.groupSize !== a.groupSize || l.symmetric !== a.symmetric || !!l.gIdx !== !!a.gIdx)
+      throw new InvalidArgumentError("fused layers must share k, bits, group size, symmetry and act-order");
+  if (a.gIdx) for (const l of layers) for (let i = 0; i < a.k; i++) if (l.gIdx![i] !== a.gIdx[i]) throw new InvalidArgumentError("fused act-order layers need one g_idx");
+  const n = layers.reduce((s, l) => s + l.n, 0);
+  const groups = a.scales.length / a.n;
+  const q = new Uint8Array(a.k * n);
+  const scales = new Uint16Array(groups * n);
+  const zeros = a.zeros ? new Uint8Array(groups * n) : undefined;
+  let col = 0;
+  for (const l of layers) {
+    for (let i = 0; i < a.k; i++) q.set(l.q.subarray(i * l.n, (i + 1) * l.n), i * n + col);
+    for (let g = 0; g < groups; g++) {
+      scales.set(l.scales.subarray(g * l.n, (g + 1) * l.n), g * n + col);
+      if (zeros) zeros.set(l.zeros!.subarray(g * l.n, (g + 1) * l.n), g * n + col);
+    }
+    col += l.n;
+  }
+  return { ...a, n, q, scales, zeros, gIdx: a.gIdx?.slice() };
+}
+
+/**
+ * One linear layer from several that share their input (q/k/v, gate/up), concatenated along n:
+ * quantized if they all are (so a quantized kernel can serve it), else dense fp32.
+ */
+export function fuseLinears(names: LinearName[], lin: Record<LinearName, LinearSource>): { source: LinearSource; bias?: Float32Array } {
+  const parts = names.map((n) => lin[n]);
+  const n = parts.reduce((a, p) => a + p.n, 0);
+  const k = parts[0].k;
+  const bias = parts.some((p) => p.bias) ? concatF32(parts.map((p) => p.bias ?? new Float32Array(p.n))) : undefined;
+  const name = names.join("+");
+  if (parts.every((p) => p.kind === "quantized"))
+    return { source: { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as Extract<LinearSource, { kind: "quantized" }>).layer)), name }, bias };
+  const data = parts.length === 1 ? linearToF32(parts[0]) : concatF32(parts.map(linearToF32));
+  return { source: { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data }, name }, bias };
 }

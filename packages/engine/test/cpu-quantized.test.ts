@@ -1,0 +1,55 @@
+import { Rng, relativeError, runSeed } from "@marlin/core";
+import { describe, expect, test } from "vitest";
+import { CpuLinear, CpuLlama, CpuMarlinLinear, LINEAR_NAMES, type LinearSource, linearToF32, loadModelDir, type ModelSources, quantizeSourcesRtn } from "../src/index.js";
+import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+
+// Quantized layers on the CPU model run packed through the Marlin CPU path (registry pick
+// "marlin.cpu"), not as dequantized fp32 copies; the result must match the dequantized model up to
+// the fp16 rounding of activations the quantized path does (as the GPU does).
+describe.skipIf(!hasTinyLlama())("CpuLlama with quantized layers", () => {
+  test("runs marlin.cpu with packed weights and matches the dequantized fp32 model", async () => {
+    const seed = runSeed();
+    console.log(`cpu-quantized seed ${seed} (MARLIN_SEED replays)`);
+    const rng = new Rng(seed);
+    const m = await loadModelDir(tinyLlamaDir());
+    for (const [bits, symmetric] of [
+      [4, true],
+      [4, false],
+      [8, true],
+    ] as const) {
+      const q = quantizeSourcesRtn(m.sources, { bits, groupSize: 128, symmetric });
+      const dense: ModelSources = {
+        ...q,
+        layers: q.layers.map((l) => ({
+          ...l,
+          linears: Object.fromEntries(
+            LINEAR_NAMES.map((n) => {
+              const s = l.linears[n];
+              return [n, { kind: "dense", n: s.n, k: s.k, weight: { dtype: "float32", shape: [s.n, s.k], data: linearToF32(s) }, bias: s.bias, name: s.name } satisfies LinearSource];
+            }),
+          ) as ModelSources["layers"][number]["linears"],
+        })),
+      };
+      const qm = new CpuLlama(m.config, q);
+      const dm = new CpuLlama(m.config, dense);
+      expect(Object.values(qm.kernels).every((id) => id === "marlin.cpu")).toBe(true);
+      expect(qm.layers[0].qkv).toBeInstanceOf(CpuMarlinLinear);
+      expect(dm.layers[0].qkv).toBeInstanceOf(CpuLinear);
+      expect(() => qm.getLinearWeight(0, "o_proj")).toThrow(/quantized/);
+
+      const lens = [rng.int(1, 41), rng.int(1, 41)];
+      const tokens = Int32Array.from({ length: lens[0] + lens[1] }, () => rng.int(0, m.config.vocabSize));
+      const ha = qm.runLayers([Array.from(tokens.subarray(0, lens[0])), Array.from(tokens.subarray(lens[0]))]);
+      const hb = dm.runLayers([Array.from(tokens.subarray(0, lens[0])), Array.from(tokens.subarray(lens[0]))]);
+      const T = lens[0] + lens[1];
+      const la = qm.headForward(ha, T);
+      const lb = dm.headForward(hb, T);
+      const eh = relativeError(ha, hb);
+      const el = relativeError(la, lb);
+      console.log(`${bits}-bit ${symmetric ? "sym" : "zero points"} g128, ${T} tokens: hidden rel. error ${eh.toExponential(2)}, logits ${el.toExponential(2)}`);
+      expect(eh).toBeLessThan(5e-3);
+      expect(el).toBeLessThan(5e-3);
+      expect(eh).toBeGreaterThan(0); // the two paths are really different code
+    }
+  });
+});
