@@ -27,7 +27,7 @@ import { GpuLayerPasses } from "./passes-gpu.js";
 import { formatDuration, Progress, type ProgressSink } from "./progress.js";
 import { dequantize, hessianError, type QuantResult } from "./result.js";
 import { rtnQuantize } from "./rtn.js";
-import { weightKn } from "./weights-host.js";
+import { transposeF32, weightKn } from "./weights-host.js";
 
 /** The run was interrupted (AbortSignal, SIGINT/SIGTERM in the CLI); nothing was left behind. */
 export class QuantizeAbortedError extends MarlinError {
@@ -75,20 +75,8 @@ const STAGES: LinearName[][] = [["q_proj", "k_proj", "v_proj"], ["o_proj"], ["ga
 /** Thrown by the capture hook to end a layer pass once the needed input was seen. */
 class StopPass extends Error {}
 
-function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(w.length);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = w[i * cols + j];
-  return out;
-}
-
 /** Dequantized weights as the engine's W [n, k] (what the later passes must see). */
-function dequantNk(r: QuantResult): Float32Array {
-  const { k, n } = r;
-  const dq = dequantize(r);
-  const out = new Float32Array(k * n);
-  for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) out[j * k + i] = dq[i * n + j];
-  return out;
-}
+const dequantNk = (r: QuantResult): Float32Array => transposeF32(dequantize(r), r.k, r.n);
 
 /** Lets pending signals (SIGINT) run between long synchronous steps, then honours an abort. */
 async function checkpointYield(signal?: AbortSignal): Promise<void> {
@@ -195,7 +183,7 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
           for (const name of stage) {
             const src = L.linears[name];
             const { k, n } = src;
-            const w = model ? transpose(model.getLinearWeight(li, name), n, k) : timed("quantize", () => weightKn(src)); // [k, n]
+            const w = model ? transposeF32(model.getLinearWeight(li, name), n, k) : timed("quantize", () => weightKn(src)); // [k, n]
             const r = timed("quantize", () =>
               gptq ? (Hgpu ? gptqQuantizeGpu(w, Hgpu, gopts) : o.device === "cuda" ? gptqQuantizeGpu(w, H!, gopts) : gptqQuantize(w, H!, gopts)) : rtnQuantize(w, k, { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, clip: o.clip }),
             );

@@ -35,12 +35,16 @@ export function weightKn(src: LinearSource): Float32Array {
       }
     return out;
   }
-  const w = linearToF32(src);
-  for (let j0 = 0; j0 < n; j0 += TILE)
-    for (let i0 = 0; i0 < k; i0 += TILE) {
-      const j1 = Math.min(n, j0 + TILE);
-      const i1 = Math.min(k, i0 + TILE);
-      for (let j = j0; j < j1; j++) for (let i = i0; i < i1; i++) out[i * n + j] = w[j * k + i];
+  return transposeF32(linearToF32(src), n, k, out);
+}
+
+/** w [rows, cols] -> fp32 [cols, rows], in tiles (both sides stay in cache). */
+export function transposeF32(w: Float32Array | Float64Array, rows: number, cols: number, out = new Float32Array(rows * cols)): Float32Array {
+  for (let r0 = 0; r0 < rows; r0 += TILE)
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const r1 = Math.min(rows, r0 + TILE);
+      const c1 = Math.min(cols, c0 + TILE);
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) out[c * rows + r] = w[r * cols + c];
     }
   return out;
 }
