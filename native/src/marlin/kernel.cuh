@@ -108,6 +108,14 @@ __device__ __forceinline__ V FromU32(uint32_t u) {
   return *reinterpret_cast<V*>(&u);
 }
 
+// (a & b) | c in one LOP3: written as C, ptxas splits it in two when b and c are both immediates.
+template <uint32_t B, uint32_t C>
+__device__ __forceinline__ uint32_t AndOr(uint32_t a) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(r) : "r"(a), "n"(B), "n"(C));
+  return r;
+}
+
 // Dequantization of one packed 32-bit word into pairs of values (q - ZERO), exact in 16 bits.
 // 4-bit words hold 8 values interleaved [0,2,4,6,1,3,5,7]: masks pick pairs (0,1), (2,3), ... .
 // 8-bit words hold 4 values interleaved [0,2,1,3]: byte permutes pick pairs (0,1), (2,3).
@@ -119,11 +127,11 @@ struct Dequant<__half, 4, ZERO> {
   static constexpr int kPairs = 4;
   __device__ __forceinline__ static void Run(uint32_t q, __half2 (&v)[4]) {
     // 0x6400 is 1024.0: OR-ing a nibble into the low mantissa bits gives 1024 + q (or 1024 + 16q).
-    const uint32_t lo0 = (q & 0x000f000fu) | 0x64006400u;
-    const uint32_t hi0 = (q & 0x00f000f0u) | 0x64006400u;
+    const uint32_t lo0 = AndOr<0x000f000fu, 0x64006400u>(q);
+    const uint32_t hi0 = AndOr<0x00f000f0u, 0x64006400u>(q);
     q >>= 8;
-    const uint32_t lo1 = (q & 0x000f000fu) | 0x64006400u;
-    const uint32_t hi1 = (q & 0x00f000f0u) | 0x64006400u;
+    const uint32_t lo1 = AndOr<0x000f000fu, 0x64006400u>(q);
+    const uint32_t hi1 = AndOr<0x00f000f0u, 0x64006400u>(q);
     const __half2 sub = __half2half2(__ushort_as_half(static_cast<unsigned short>(0x6400 + ZERO)));  // 1024 + ZERO
     const __half2 mul = __half2half2(__float2half(1.0f / 16.0f));
     const __half2 add = __half2half2(__float2half(-64.0f - ZERO));
@@ -142,7 +150,7 @@ struct Dequant<__nv_bfloat16, 4, ZERO> {
     const __nv_bfloat162 sub = __bfloat162bfloat162(__float2bfloat16(128.0f + ZERO));
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-      const uint32_t x = ((q >> (4 * i)) & 0x000f000fu) | 0x43004300u;
+      const uint32_t x = AndOr<0x000f000fu, 0x43004300u>(q >> (4 * i));
       v[i] = __hsub2(FromU32<__nv_bfloat162>(x), sub);
     }
   }
@@ -207,7 +215,8 @@ struct Shape {
   static constexpr int KG = 8 / NS;    // warps along k
   static constexpr int KPW = TK / KG;  // k16 tiles per warp per stage
   static_assert(NS >= 1 && NS <= 8 && 8 % NS == 0 && TK % KG == 0 && KPW >= 1, "bad tile");
-  static_assert(KPW * 16 <= 32, "a warp's k16 tiles of a stage must lie in one group of 32 or more");
+  // k16 tiles of a warp that share one scale row (the smallest group is 32 rows).
+  static constexpr int kKwPerGroup = KPW < 2 ? KPW : 2;
   static constexpr int kARows = MB * 16;
   static constexpr int kARowChunks = TK * 2;  // 16-byte chunks per activation row per stage
   static_assert(kARowChunks >= 8, "the activation swizzle needs 8 chunks per row");
@@ -269,7 +278,43 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
   // Scale rows a stage spans (group sizes are powers of two, 32..128; per-channel: one).
   const int stage_groups = per_channel ? 1 : ((TK * 16) >> gshift) > 0 ? ((TK * 16) >> gshift) : 1;
 
-  // The unit the next fetch loads, decoded incrementally (no divisions in the loop).
+  // Per-thread copy plan, fixed for the launch: which 16-byte chunks of a stage this thread moves
+  // (source offset within the tile, destination within the stage). The main loop then only adds
+  // these to the running tile pointers, so a fetch costs a few instructions per chunk.
+  constexpr int NA = (S::kAChunks + S::kThreads - 1) / S::kThreads;
+  constexpr int NB = (S::kBChunks + S::kThreads - 1) / S::kThreads;
+  int a_src[NA], a_dst[NA], a_row[NA];
+#pragma unroll
+  for (int it = 0; it < NA; it++) {
+    const int i = tid + it * S::kThreads;
+    const int r = i / S::kARowChunks, c = i % S::kARowChunks;
+    a_row[it] = i < S::kAChunks ? r : 1 << 30;  // rows past the tile never load
+    a_src[it] = r * p.lda + c * 8;
+    a_dst[it] = r * S::kARowChunks + (c ^ (r & 7));
+  }
+  int b_src[NB], b_dst[NB];
+#pragma unroll
+  for (int it = 0; it < NB; it++) {
+    const int i = tid + it * S::kThreads;
+    const int r = i / S::kBRowChunks, c = i % S::kBRowChunks;
+    int dst = c;
+    if constexpr (BITS == 8) {  // lane L's two chunks 2L, 2L+1 go to L and 32+L: conflict-free reads
+      const int s = c / S::kBStripChunks, w = c % S::kBStripChunks;
+      dst = s * S::kBStripChunks + (w & 1) * 32 + (w >> 1);
+    }
+    b_src[it] = r * b_row_stride + c;
+    b_dst[it] = S::kAChunks + r * S::kBRowChunks + dst;
+  }
+  // One scale chunk (and one zero-point chunk) per thread at most: kMaxGroups * TN*2 <= 256.
+  const bool s_on = !per_channel && tid < stage_groups * S::kSRowChunks;
+  const int s_src = (tid / S::kSRowChunks) * s_row_stride + tid % S::kSRowChunks;
+  const int s_dst = S::kAChunks + S::kBChunks + tid;
+  const bool z_on = ZP && tid < stage_groups * S::kZRowChunks;
+  const int z_src = (tid / (S::kZRowChunks > 0 ? S::kZRowChunks : 1)) * z_row_stride + tid % (S::kZRowChunks > 0 ? S::kZRowChunks : 1);
+  const int z_dst = S::kAChunks + S::kBChunks + S::kSChunks + tid;
+
+  // The unit the next fetch loads, kept incrementally (no divisions in the loop): its position,
+  // and pointers to its activation and weight tiles.
   int f_kidx, f_col, f_prob;
   {
     const int cc = u_begin / ktiles;
@@ -277,63 +322,50 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     f_prob = cc / ntiles;
     f_col = cc - f_prob * ntiles;
   }
-  // Rows of the activation tile that exist; the others are never loaded (their products are
-  // never stored).
-  // parts: kWeights (B, scales, zero points: constant, may load before PdlWait), kActs (A), or both.
-  constexpr int kWeights = 1, kActs = 2;
-  auto fetch = [&](int slot, int parts) {
-    int4* st = ring + slot * S::kStageChunks;
-    const int kidx = f_kidx, col = f_col, prob = f_prob;
+  const __half* f_a;
+  const int4* f_b;
+  int f_rows;  // rows of the problem that exist; the others are never loaded (nor stored)
+  auto seek = [&]() {
+    f_a = static_cast<const __half*>(p.a) + static_cast<size_t>(f_prob * S::kARows) * p.lda + f_kidx * TK * 16;
+    f_b = p.b + static_cast<size_t>(f_kidx * TK) * b_row_stride + f_col * S::kBRowChunks;
+    f_rows = p.m - f_prob * S::kARows;
+  };
+  seek();
+  auto advance = [&]() {
     if (++f_kidx == ktiles) {
       f_kidx = 0;
       if (++f_col == ntiles) {
         f_col = 0;
         f_prob++;
       }
+      seek();
+    } else {
+      f_a += TK * 16;
+      f_b += TK * b_row_stride;
     }
-    const __half* a = static_cast<const __half*>(p.a) + static_cast<size_t>(prob * S::kARows) * p.lda + kidx * TK * 16;
-    const int rows_left = p.m - prob * S::kARows;
+  };
+  // parts: kWeights (B, scales, zero points: constant, may load before PdlWait), kActs (A), or both.
+  constexpr int kWeights = 1, kActs = 2;
+  auto fetch = [&](int slot, int parts) {
+    int4* st = ring + slot * S::kStageChunks;
     if (parts & kActs) {
 #pragma unroll
-      for (int it = 0; it < (S::kAChunks + S::kThreads - 1) / S::kThreads; it++) {
-        const int i = tid + it * S::kThreads;
-        const int r = i / S::kARowChunks;
-        const int c = i % S::kARowChunks;
-        if ((S::kAChunks % S::kThreads == 0 || i < S::kAChunks) && r < rows_left)
-          CpAsync16(st + r * S::kARowChunks + (c ^ (r & 7)), a + static_cast<size_t>(r) * p.lda + c * 8, true);
-      }
+      for (int it = 0; it < NA; it++)
+        if (a_row[it] < f_rows) CpAsync16(st + a_dst[it], f_a + a_src[it], true);
     }
     if (!(parts & kWeights)) return;
-    int4* sb = st + S::kAChunks;
-    const int4* gb = p.b + static_cast<size_t>(kidx * TK) * b_row_stride + col * S::kBRowChunks;
 #pragma unroll
-    for (int it = 0; it < (S::kBChunks + S::kThreads - 1) / S::kThreads; it++) {
-      const int i = tid + it * S::kThreads;
-      const int r = i / S::kBRowChunks;
-      const int c = i % S::kBRowChunks;
-      int dst = c;
-      if constexpr (BITS == 8) {  // lane L's two chunks 2L, 2L+1 go to L and 32+L: conflict-free reads
-        const int s = c / S::kBStripChunks, w = c % S::kBStripChunks;
-        dst = s * S::kBStripChunks + (w & 1) * 32 + (w >> 1);
-      }
-      if (S::kBChunks % S::kThreads == 0 || i < S::kBChunks)
-        CpAsync16B(sb + r * S::kBRowChunks + dst, gb + static_cast<size_t>(r) * b_row_stride + c);
-    }
-    const int g0 = per_channel ? 0 : (kidx * TK * 16) >> gshift;
-    if (!per_channel) {
-      int4* ss = sb + S::kBChunks;
-      const int4* gsc = static_cast<const int4*>(p.scales) + static_cast<size_t>(g0) * s_row_stride + col * S::kSRowChunks;
-      if (tid < stage_groups * S::kSRowChunks) {  // at most kMaxGroups * TN*2 <= 256 chunks
-        const int r = tid / S::kSRowChunks, c = tid % S::kSRowChunks;
-        CpAsync16(ss + r * S::kSRowChunks + c, gsc + static_cast<size_t>(r) * s_row_stride + c, true);
-      }
+    for (int it = 0; it < NB; it++)
+      if (S::kBChunks % S::kThreads == 0 || tid + it * S::kThreads < S::kBChunks) CpAsync16B(st + b_dst[it], f_b + b_src[it]);
+    const int g0 = per_channel ? 0 : (f_kidx * TK * 16) >> gshift;
+    if (s_on) {
+      const int4* gsc = static_cast<const int4*>(p.scales) + static_cast<size_t>(g0) * s_row_stride + f_col * S::kSRowChunks;
+      CpAsync16(st + s_dst, gsc + s_src, true);
     }
     if constexpr (ZP) {
-      int4* sz = sb + S::kBChunks + S::kSChunks;
-      const int4* gz = reinterpret_cast<const int4*>(p.zeros) + static_cast<size_t>(g0) * z_row_stride + col * S::kZRowChunks;
-      if (tid < stage_groups * S::kZRowChunks) {
-        const int r = tid / S::kZRowChunks, c = tid % S::kZRowChunks;
-        CpAsync16(sz + r * S::kZRowChunks + c, gz + static_cast<size_t>(r) * z_row_stride + c, true);
+      if (z_on) {
+        const int4* gz = reinterpret_cast<const int4*>(p.zeros) + static_cast<size_t>(g0) * z_row_stride + f_col * S::kZRowChunks;
+        CpAsync16(st + z_dst, gz + z_src, true);
       }
     }
   };
@@ -346,57 +378,66 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
 #pragma unroll
       for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
 
+  // Per-thread shared-memory read offsets (int4 units within a stage), fixed for the launch.
+  // Scales and zero points are read once per kKwPerGroup k16 tiles of a warp (aligned runs of 32
+  // rows lie in one group): grel[g] is that run's scale row within the stage.
+  constexpr int kRuns = S::KPW / S::kKwPerGroup;
+  int grel[kRuns];
+#pragma unroll
+  for (int g = 0; g < kRuns; g++) grel[g] = per_channel ? 0 : ((kgrp * S::KPW + g * S::kKwPerGroup) * 16) >> gshift;
+  int a_rd[S::KPW];
+#pragma unroll
+  for (int kw = 0; kw < S::KPW; kw++) {
+    const int kk = kgrp * S::KPW + kw;  // rows i*16 + (lane & 15): the swizzle key is lane & 7
+    a_rd[kw] = (lane & 15) * S::kARowChunks + ((kk * 2 + (lane >> 4)) ^ (lane & 7));
+  }
+  const int b_rd = S::kAChunks + kgrp * S::KPW * S::kBRowChunks + strip * S::kBStripChunks + lane;
+  const int s_rd = S::kAChunks + S::kBChunks + strip * 8 + (lane >> 2);
+  const int z_rd = (S::kAChunks + S::kBChunks + S::kSChunks) * 4 +
+                   (BITS == 4 ? strip * 8 + (lane >> 2) : strip * 16 + 2 * (lane >> 2));  // in 32-bit words
+
   auto compute = [&](int slot) {
     const int4* st = ring + slot * S::kStageChunks;
-    const int4* sb = st + S::kAChunks;
-    const int4* ss = sb + S::kBChunks;
-    const uint32_t* sz = reinterpret_cast<const uint32_t*>(ss + S::kSChunks);
-    // A warp's k16 tiles of a stage (KPW * 16 <= 32 rows, aligned) lie in one group: its scales
-    // and zero points are read once per stage.
-    const int grel = per_channel ? 0 : (kgrp * S::KPW * 16) >> gshift;  // 0 when a group spans the stage
     T scale[8];
-    if (!per_channel) {
-      const int4 sv = ss[grel * S::kSRowChunks + strip * 8 + (lane >> 2)];
-      const T* sp = reinterpret_cast<const T*>(&sv);
-#pragma unroll
-      for (int j = 0; j < 8; j++) scale[j] = sp[j];
-    }
     T2 zero2[4];
-    if constexpr (ZP) {
-      const int zr = per_channel ? 0 : grel;
-      if constexpr (BITS == 4) {
-        DQZ::Run(sz[zr * S::kZRowChunks * 4 + strip * 8 + (lane >> 2)], zero2);
-      } else {
-        const uint32_t* zp = sz + zr * S::kZRowChunks * 4 + strip * 16 + 2 * (lane >> 2);
-        T2 z0[2], z1[2];
-        DQZ::Run(zp[0], z0);
-        DQZ::Run(zp[1], z1);
-        zero2[0] = z0[0];
-        zero2[1] = z0[1];
-        zero2[2] = z1[0];
-        zero2[3] = z1[1];
+    auto read_group = [&](int gr) {
+      if (!per_channel) {
+        const int4 sv = st[s_rd + gr * S::kSRowChunks];
+        const T* sp = reinterpret_cast<const T*>(&sv);
+#pragma unroll
+        for (int j = 0; j < 8; j++) scale[j] = sp[j];
       }
-    }
+      if constexpr (ZP) {
+        const uint32_t* zp = reinterpret_cast<const uint32_t*>(st) + z_rd + gr * S::kZRowChunks * 4;
+        if constexpr (BITS == 4) {
+          DQZ::Run(zp[0], zero2);
+        } else {
+          T2 z0[2], z1[2];
+          DQZ::Run(zp[0], z0);
+          DQZ::Run(zp[1], z1);
+          zero2[0] = z0[0];
+          zero2[1] = z0[1];
+          zero2[2] = z1[0];
+          zero2[3] = z1[1];
+        }
+      }
+    };
 #pragma unroll
     for (int kw = 0; kw < S::KPW; kw++) {
-      const int kk = kgrp * S::KPW + kw;
+      if (kw % S::kKwPerGroup == 0) read_group(grel[kw / S::kKwPerGroup]);
       uint32_t af[MB][4];
 #pragma unroll
-      for (int i = 0; i < MB; i++) {
-        const int row = i * 16 + (lane & 15);
-        const int chunk = kk * 2 + (lane >> 4);
-        LdMatrixX4(af[i], st + row * S::kARowChunks + (chunk ^ (row & 7)));
-      }
+      for (int i = 0; i < MB; i++) LdMatrixX4(af[i], st + a_rd[kw] + i * 16 * S::kARowChunks);
       uint32_t words[BITS];  // 4 words (4-bit) or 8 words (8-bit) for the lane's 4 n16 tiles
       {
-        const int4* bp = sb + kk * S::kBRowChunks + strip * S::kBStripChunks;
-        const int4 w0 = bp[lane];
+        const int4* bp = st + b_rd + kw * S::kBRowChunks;
+        const int4 w0 = bp[0];
         words[0] = w0.x;
         words[1] = w0.y;
         words[2] = w0.z;
         words[3] = w0.w;
         if constexpr (BITS == 8) {
-          const int4 w1 = bp[32 + lane];
+          const int4 w1 = bp[32];
           words[4] = w1.x;
           words[5] = w1.y;
           words[6] = w1.z;
@@ -557,34 +598,50 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     const int k0 = f_kidx, c0 = f_col, p0 = f_prob;
 #pragma unroll 1
     for (int s = 0; s < STAGES - 1; s++)
-      if (u_begin + s < u_end) fetch(s, kWeights);
+      if (u_begin + s < u_end) {
+        fetch(s, kWeights);
+        advance();
+      }
     f_kidx = k0;
     f_col = c0;
     f_prob = p0;
+    seek();
   }
   PdlWait();
 #pragma unroll 1
   for (int s = 0; s < STAGES - 1; s++) {
-    if (u_begin + s < u_end) fetch(s, kActs);
+    if (u_begin + s < u_end) {
+      fetch(s, kActs);
+      advance();
+    }
     CpAsyncCommit();
   }
+  // The compute side's position: ring slots to read and write, k tile within the column, column.
+  int rd = 0, wr = STAGES - 1;
+  int c_kidx = u_begin % ktiles, cc = u_begin / ktiles;
 #pragma unroll 1
   for (int u = u_begin; u < u_end; u++) {
     CpAsyncWait<STAGES - 2>();
     __syncthreads();
-    const int nu = u + STAGES - 1;
-    if (nu < u_end) fetch((nu - u_begin) % STAGES, kWeights | kActs);
+    if (u + STAGES - 1 < u_end) {
+      fetch(wr, kWeights | kActs);
+      advance();
+    }
     CpAsyncCommit();
-    compute((u - u_begin) % STAGES);
-    if (u == u_end - 1 || (u + 1) % ktiles == 0) {
-      finish_column(u / ktiles);
+    compute(rd);
+    if (++c_kidx == ktiles || u == u_end - 1) {
+      finish_column(cc);
 #pragma unroll
       for (int i = 0; i < MB; i++)
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
           for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+      c_kidx = 0;
+      cc++;
     }
+    rd = rd + 1 == STAGES ? 0 : rd + 1;
+    wr = wr + 1 == STAGES ? 0 : wr + 1;
   }
   CpAsyncWait<0>();
 }

@@ -14,11 +14,9 @@ namespace gpu {
 #define MARLIN_STAGES 4
 #endif
 constexpr int kStages = MARLIN_STAGES;
-
-struct DeviceFacts {
-  int sms = 0;
-  int smem_optin = 0;
-};
+#ifndef MARLIN_MB4_TK
+#define MARLIN_MB4_TK 8
+#endif
 
 inline int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
@@ -26,13 +24,33 @@ inline int EnvInt(const char* name, int fallback) {
 }
 
 // Tuning overrides from the environment, read once per process (benchmarks and experiments).
+// MARLIN_SMEM_LIMIT caps the shared memory a block may use (tests the choices of smaller GPUs).
 struct EnvTuning {
-  int bps, tk, tn, mb64, debug;
+  int bps, tk, tn, mb64, debug, smem_limit;
 };
 inline const EnvTuning& Env() {
   static const EnvTuning e{EnvInt("MARLIN_BPS", 0), EnvInt("MARLIN_TK", 0), EnvInt("MARLIN_TN", 0), EnvInt("MARLIN_MB64", 0),
-                           EnvInt("MARLIN_DEBUG", 0)};
+                           EnvInt("MARLIN_DEBUG", 0), EnvInt("MARLIN_SMEM_LIMIT", 0)};
   return e;
+}
+
+// Shared memory one block may opt in to on this device (227 KiB on sm_90, 163 on sm_80, 99 on
+// sm_86 / sm_89), cached per device.
+inline int SmemOptin(int dev) {
+  static int cache[64] = {0};
+  int& v = cache[dev & 63];
+  if (v == 0) {
+    int x = 0;
+    if (cudaDeviceGetAttribute(&x, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess || x <= 0) x = 48 * 1024;
+    if (Env().smem_limit > 0) x = std::min(x, Env().smem_limit);
+    v = x;
+  }
+  return v;
+}
+
+template <int BITS, bool ZP, int MB, int TN, int TK>
+bool Fits(int dev) {
+  return Shape<BITS, ZP, MB, TN, TK>::SmemBytes(kStages) <= static_cast<size_t>(SmemOptin(dev));
 }
 
 template <typename T, int BITS, bool ZP, int MB, int TN, int TK>
@@ -98,12 +116,15 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   return LaunchPdl(kernel, dim3(grid), dim3(Sh::kThreads), smem, stream, p);
 }
 
-// Tile choice: m <= 16 / 32 use 128 x 128 (k x n) tiles, larger m 64 x 256, narrowing n when n
-// does not divide or when too few columns would leave SMs idle.
+// Tile choice: m <= 16 / 32 use 128 x 128 (k x n) tiles, larger m 64 x 256 (k x n: 128 x 256 for
+// 4-bit), narrowing n when n does not divide or when too few columns would leave SMs idle. A tile
+// that does not fit the device's shared memory gives way to the next smaller one (fewer rows per
+// problem, more problems), down to 16 rows, which fits every supported GPU.
 template <typename T, int BITS, bool ZP>
 cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   const GemmArgs& g = *s.g;
   const int rows = s.rows;
+  const int dev = s.device;
   int tk = g.tuning.tk ? g.tuning.tk : Env().tk;
   int tn = g.tuning.tn ? g.tuning.tn : Env().tn;
   int mb = rows <= 16 ? 1 : rows <= 32 ? 2 : 4;
@@ -120,13 +141,30 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
     if (tn != 4 && tn != 8) tn = 8;
   } else {
     if (tn != 4 && tn != 8 && tn != 16) tn = g.tuning.batch_invariant ? 8 : 16;
-    tk = tn == 16 ? 4 : 8;
+    tk = tn == 16 ? (tk == 4 ? 4 : MARLIN_MB4_TK) : 8;
   }
   while (g.n % (tn * 16) != 0) tn /= 2;
   if (mb == 4 && tn < 16) tk = 8;
+  if (mb == 4 && tn == 16 && tk == 8) {
+    if constexpr (BITS == 4) {
+      if (!Fits<BITS, ZP, 4, 16, 8>(dev)) tk = 4;
+    } else {
+      tk = 4;  // 8-bit 128 x 256 stages do not fit four deep
+    }
+  }
+  if (mb == 4 && !(tn == 16 ? Fits<BITS, ZP, 4, 16, 4>(dev) : tn == 8 ? Fits<BITS, ZP, 4, 8, 8>(dev) : Fits<BITS, ZP, 4, 4, 8>(dev))) {
+    mb = 2;
+    tn = tn == 4 ? 4 : 8;
+    tk = 8;
+  }
+  if (mb == 2 && !(tn == 8 ? Fits<BITS, ZP, 2, 8, 8>(dev) : Fits<BITS, ZP, 2, 4, 8>(dev))) mb = 1;
   if (mb == 1) return tn == 8 ? Launch<T, BITS, ZP, 1, 8, 8>(s, stream) : Launch<T, BITS, ZP, 1, 4, 8>(s, stream);
   if (mb == 2) return tn == 8 ? Launch<T, BITS, ZP, 2, 8, 8>(s, stream) : Launch<T, BITS, ZP, 2, 4, 8>(s, stream);
-  if (tn == 16) return Launch<T, BITS, ZP, 4, 16, 4>(s, stream);
+  if (tn == 16) {
+    if constexpr (BITS == 4)
+      if (tk == 8) return Launch<T, BITS, ZP, 4, 16, 8>(s, stream);
+    return Launch<T, BITS, ZP, 4, 16, 4>(s, stream);
+  }
   if (tn == 8) return Launch<T, BITS, ZP, 4, 8, 8>(s, stream);
   return Launch<T, BITS, ZP, 4, 4, 8>(s, stream);
 }
