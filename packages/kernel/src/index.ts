@@ -25,5 +25,5 @@ export {
   QUANT_MATMUL_OP,
   registerKernels,
 } from "./register.js";
-export { CudaEvent, Stream } from "./stream.js";
+export { CudaEvent, holdDevice, Stream } from "./stream.js";
 export { MarlinWorkspace } from "./workspace.js";

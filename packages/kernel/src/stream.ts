@@ -37,3 +37,12 @@ export class CudaEvent {
     return call((n) => n.Event.elapsedMs(start.handle, end.handle));
   }
 }
+
+/**
+ * Queues a kernel that keeps `stream` busy for `microseconds`. Benchmarks put one before a timed
+ * batch so the host queues the whole batch meanwhile: the events then time the GPU's work, not
+ * the host's launch latency (as nvbench's blocking kernel does).
+ */
+export function holdDevice(microseconds: number, stream?: Stream): void {
+  call((n) => n.holdDevice(microseconds, stream?.handle));
+}

@@ -8,6 +8,7 @@ import {
   defaultTarget,
   deviceReport,
   hasGpu,
+  holdDevice,
   listDevices,
   native,
   noGpuReason,
@@ -55,6 +56,7 @@ describe.skipIf(gpu)("without a GPU", () => {
     expect(() => new Stream()).toThrow(NoDeviceError);
     expect(() => new CudaEvent()).toThrow(NoDeviceError);
     expect(() => synchronize()).toThrow(NoDeviceError);
+    expect(() => holdDevice(10)).toThrow(NoDeviceError);
     expect(() => DeviceBuffer.alloc(0)).toThrow(InvalidArgumentError);
   });
 });
@@ -71,6 +73,18 @@ describe.skipIf(!gpu)("on the GPU", () => {
       expect(d.name.length).toBeGreaterThan(0);
     }
     expect(defaultTarget()).toMatchObject({ kind: "cuda", capability: devs[0].capability });
+  });
+
+  it("holds a stream for the time asked (the benchmarks' queueing kernel)", () => {
+    const stream = new Stream();
+    const e0 = new CudaEvent();
+    const e1 = new CudaEvent();
+    e0.record(stream);
+    holdDevice(3000, stream);
+    e1.record(stream);
+    expect(CudaEvent.elapsedMs(e0, e1)).toBeGreaterThanOrEqual(2.9);
+    expect(() => holdDevice(-1)).toThrow(InvalidArgumentError);
+    stream.destroy();
   });
 
   it("round-trips a buffer through upload, a kernel that writes every element, and download", () => {

@@ -12,9 +12,9 @@ objdir=${OBJ_ROOT:-/tmp/marlin-harness-obj}/$(echo "$arch $extra" | md5sum | cut
 mkdir -p "$objdir"
 export TMPDIR=$(mktemp -d /tmp/marlin-nvcc-XXXXXX)  # private: a shared /tmp may be cleaned under us
 trap 'rm -rf "$TMPDIR"' EXIT
-newest_header=$(ls -t "$src"/marlin/*.h "$src"/marlin/*.cuh "$src"/common/*.h "$src"/blas/*.h | head -1)
+newest_header=$(ls -t "$src"/marlin/*.h "$src"/marlin/*.cuh "$src"/common/*.h "$src"/blas/*.h "$src"/runtime/hold.h | head -1)
 pids=()
-for f in "$src"/marlin/*.cu "$here/harness.cu"; do
+for f in "$src"/marlin/*.cu "$src/runtime/hold.cu" "$here/harness.cu"; do
   o="$objdir/$(basename "$f").o"
   if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ "$newest_header" -nt "$o" ]; then
     nvcc -std=c++17 -O3 -arch=sm_$arch --expt-relaxed-constexpr -lineinfo -DMARLIN_WITH_CUDA=1 $extra -I"$src" -c "$f" -o "$o" &
