@@ -3,58 +3,29 @@
 #ifdef MARLIN_WITH_CUDA
 #include "common/dynlib.h"
 
-#include <mutex>
-
 namespace marlin {
 namespace blas {
 
 const Api* Load(std::string* why) {
-  static Api api;
-  static bool ok = false;
-  static std::string error;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    void* lib = OpenFirstLibrary({"libcublas.so.13", "libcublas.so.12", "libcublas.so", "/usr/local/cuda/lib64/libcublas.so.13",
-                                  "/usr/local/cuda/lib64/libcublas.so"},
-                                 "libcublas", &error);
-    if (!lib) return;
-    auto sym = [&](const char* name) { return dlsym(lib, name); };
-    api.create = reinterpret_cast<decltype(api.create)>(sym("cublasCreate_v2"));
-    api.destroy = reinterpret_cast<decltype(api.destroy)>(sym("cublasDestroy_v2"));
-    api.set_stream = reinterpret_cast<decltype(api.set_stream)>(sym("cublasSetStream_v2"));
-    api.set_math_mode = reinterpret_cast<decltype(api.set_math_mode)>(sym("cublasSetMathMode"));
-    api.gemm_ex = reinterpret_cast<decltype(api.gemm_ex)>(sym("cublasGemmEx"));
-    api.set_workspace = reinterpret_cast<decltype(api.set_workspace)>(sym("cublasSetWorkspace_v2"));
-    if (!api.create || !api.destroy || !api.set_stream || !api.gemm_ex) {
-      error = "libcublas lacks cublasCreate_v2 / cublasSetStream_v2 / cublasGemmEx";
-      return;
-    }
-    ok = true;
-  });
-  if (!ok) {
-    if (why) *why = error;
-    return nullptr;
-  }
-  return &api;
+  static const LazyLibrary<Api> lib(
+      {"libcublas.so.13", "libcublas.so.12", "libcublas.so", "/usr/local/cuda/lib64/libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so"},
+      "libcublas", "libcublas lacks cublasCreate_v2 / cublasSetStream_v2 / cublasGemmEx", [](void* so, Api& api) {
+        BindSymbols(so, api.create, "cublasCreate_v2", api.destroy, "cublasDestroy_v2", api.set_stream, "cublasSetStream_v2",
+                    api.set_math_mode, "cublasSetMathMode", api.gemm_ex, "cublasGemmEx", api.set_workspace, "cublasSetWorkspace_v2");
+        return api.create && api.destroy && api.set_stream && api.gemm_ex;
+      });
+  return lib.Get(why);
 }
 
 Handle HandleFor(int device, std::string* why) {
-  static std::mutex mu;
-  static Handle handles[64] = {nullptr};
+  static HandleCache handles;
   const Api* api = Load(why);
   if (!api) return nullptr;
-  std::lock_guard<std::mutex> lock(mu);
-  Handle& h = handles[device & 63];
-  if (!h) {
-    const int st = api->create(&h);
-    if (st != 0) {
-      h = nullptr;
-      if (why) *why = "cublasCreate failed with status " + std::to_string(st);
-      return nullptr;
-    }
-    if (api->set_math_mode) api->set_math_mode(h, kDefaultMath);
-  }
-  return h;
+  return handles.Get(device, "cublasCreate", [api](Handle* h) {
+    const int st = api->create(h);
+    if (st == 0 && api->set_math_mode) api->set_math_mode(*h, kDefaultMath);
+    return st;
+  }, why);
 }
 
 int Gemm(Handle h, cudaStream_t stream, bool bf16, int m, int n, int k, const void* a, const void* w, bool w_nk, void* c) {

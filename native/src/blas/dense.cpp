@@ -9,6 +9,7 @@
 #include "blas/cublas_loader.h"
 #include "common/args.h"
 #include "common/device_buffer.h"
+#include "common/device_guard.h"
 #include "common/errors.h"
 #include "common/module.h"
 #include "marlin/cpu_gemm.h"
@@ -21,18 +22,13 @@ bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Lengt
 
 // cublasStatus() -> { available, reason? }
 Napi::Value Status(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
 #ifdef MARLIN_WITH_CUDA
   std::string why;
   const bool ok = blas::Load(&why) != nullptr;
-  o.Set("available", ok);
-  if (!ok) o.Set("reason", why);
+  return LibraryStatus(info.Env(), ok, why);
 #else
-  o.Set("available", false);
-  o.Set("reason", "the addon was built without CUDA");
+  return LibraryStatus(info.Env(), false, kBuiltWithoutCuda);
 #endif
-  return o;
 }
 
 // denseGemm(a, aOffset, w, bias|null, c, cOffset, m, n, k, act (0 fp16 | 1 bf16), stream?,
@@ -55,22 +51,17 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   for (size_t i : {size_t(2), size_t(4)})
     if (DeviceBuffer::From(env, info[i], i == 2 ? "w" : "c")->device() != dev) ThrowTyped(env, kErrInvalidArgument, "buffers are on different devices");
   cudaStream_t stream = ArgStream(info, 10);
+  DeviceGuard guard(env, dev);  // first: a handle is created on the current device
   std::string why;
   blas::Handle h = blas::HandleFor(dev, &why);
   if (!h) ThrowTyped(env, kErrNoDevice, "cuBLAS is not available: " + why);
-  int prev = 0;
-  CUDA_CHECK(env, cudaGetDevice(&prev));
-  CUDA_CHECK(env, cudaSetDevice(dev));
   const bool w_nk = info.Length() > 11 && info[11].IsBoolean() && info[11].As<Napi::Boolean>().Value();
   const int st = blas::Gemm(h, stream, bf16, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a, w, w_nk, c);
-  if (st != 0) {
-    cudaSetDevice(prev);
-    ThrowTyped(env, kErrCuda, "cublasGemmEx failed with status " + std::to_string(st));
+  if (st != 0) ThrowTyped(env, kErrCuda, "cublasGemmEx failed with status " + std::to_string(st));
+  if (bias) {
+    const cudaError_t err = blas::LaunchAddBias(bf16, c, bias, static_cast<int>(m), static_cast<int>(n), stream);
+    if (err != cudaSuccess) ThrowCuda(env, err, "dense bias");
   }
-  cudaError_t err = cudaSuccess;
-  if (bias) err = blas::LaunchAddBias(bf16, c, bias, static_cast<int>(m), static_cast<int>(n), stream);
-  cudaSetDevice(prev);
-  if (err != cudaSuccess) ThrowCuda(env, err, "dense bias");
   return env.Undefined();
 #else
   ThrowNoDevice(env, "denseGemm");

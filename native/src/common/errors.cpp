@@ -31,6 +31,13 @@ void RequireDevice(Napi::Env env, const std::string& what, int index) {
 #endif
 }
 
+Napi::Object LibraryStatus(Napi::Env env, bool available, const std::string& reason) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("available", available);
+  if (!available) o.Set("reason", reason);
+  return o;
+}
+
 #ifdef MARLIN_WITH_CUDA
 void ThrowCuda(Napi::Env env, cudaError_t err, const char* what) {
   std::string name = cudaGetErrorName(err);

@@ -26,6 +26,11 @@ constexpr const char* kErrDisposed = "ERR_MARLIN_DISPOSED";
 // Throws ERR_MARLIN_NO_DEVICE unless CUDA device `index` exists (always throws in a CPU-only build).
 void RequireDevice(Napi::Env env, const std::string& what, int index = 0);
 
+// The status() answer for libraries loaded at run time: { available, reason? }, reason only when
+// unavailable (a CPU-only build answers kBuiltWithoutCuda).
+Napi::Object LibraryStatus(Napi::Env env, bool available, const std::string& reason);
+constexpr const char* kBuiltWithoutCuda = "the addon was built without CUDA";
+
 #ifdef MARLIN_WITH_CUDA
 // Throws ERR_MARLIN_CUDA with `cudaError` set to the runtime's name for `err`.
 [[noreturn]] void ThrowCuda(Napi::Env env, cudaError_t err, const char* what);

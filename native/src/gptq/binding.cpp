@@ -14,6 +14,7 @@
 
 #ifdef MARLIN_WITH_CUDA
 #include "blas/cublas_loader.h"
+#include "common/device_guard.h"
 #include "gptq/cusolver_loader.h"
 #include "gptq/gptq_kernels.h"
 #endif
@@ -40,16 +41,6 @@ struct Scratch {
   Scratch& operator=(const Scratch&) = delete;
 };
 
-// Selects the buffer's device for the call and restores the previous one.
-struct DeviceGuard {
-  int prev = 0;
-  DeviceGuard(Napi::Env env, int dev) {
-    CUDA_CHECK(env, cudaGetDevice(&prev));
-    CUDA_CHECK(env, cudaSetDevice(dev));
-  }
-  ~DeviceGuard() { cudaSetDevice(prev); }
-};
-
 blas::Handle Cublas(Napi::Env env, int dev, cudaStream_t s) {
   std::string why;
   blas::Handle h = blas::HandleFor(dev, &why);
@@ -69,19 +60,13 @@ void CheckSolver(Napi::Env env, int st, const char* what) {
 
 // status() -> { available, reason? }: cuBLAS and cuSOLVER both loadable.
 Napi::Value Status(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object o = Napi::Object::New(env);
 #ifdef MARLIN_WITH_CUDA
   std::string why;
-  bool ok = blas::Load(&why) != nullptr;
-  if (ok) ok = gptq::LoadSolver(&why) != nullptr;
-  o.Set("available", ok);
-  if (!ok) o.Set("reason", why);
+  const bool ok = blas::Load(&why) != nullptr && gptq::LoadSolver(&why) != nullptr;
+  return LibraryStatus(info.Env(), ok, why);
 #else
-  o.Set("available", false);
-  o.Set("reason", "the addon was built without CUDA");
+  return LibraryStatus(info.Env(), false, kBuiltWithoutCuda);
 #endif
-  return o;
 }
 
 // hessianAdd(h fp32 [k, k], x fp16 [tokens, k], xByteOffset, tokens, k, alpha, beta, stream?):

@@ -6,6 +6,7 @@
 
 #include "common/args.h"
 #include "common/device_buffer.h"
+#include "common/device_guard.h"
 #include "common/errors.h"
 #include "common/module.h"
 #include "marlin/cpu_gemm.h"
@@ -40,6 +41,17 @@ Problem CheckProblem(Napi::Env env, int64_t m, int64_t n, int64_t k, int64_t gro
 
 constexpr int64_t kMaxDim = int64_t{1} << 30;
 
+// The problem arguments of either path (m, n, k, groupSize, act, weight from index `first` on), checked.
+Problem ArgProblem(const Napi::CallbackInfo& info, size_t first) {
+  const int64_t m = ArgInt(info, first, "m", 1, kMaxDim);
+  const int64_t n = ArgInt(info, first + 1, "n", 64, kMaxDim);
+  const int64_t k = ArgInt(info, first + 2, "k", 128, kMaxDim);
+  const int64_t group = ArgInt(info, first + 3, "groupSize", -1, kMaxDim);
+  const int64_t act = ArgInt(info, first + 4, "act", 0, 1);
+  const int64_t weight = ArgInt(info, first + 5, "weight", 0, 2);
+  return CheckProblem(info.Env(), m, n, k, group, act, weight);
+}
+
 #ifdef MARLIN_WITH_CUDA
 int DeviceOf(const Napi::CallbackInfo& info, size_t i, const char* name) { return DeviceBuffer::From(info.Env(), info[i], name)->device(); }
 #endif
@@ -50,22 +62,11 @@ int DeviceOf(const Napi::CallbackInfo& info, size_t i, const char* name) { retur
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef MARLIN_WITH_CUDA
-  const int64_t m = ArgInt(info, 10, "m", 1, kMaxDim);
-  const int64_t n = ArgInt(info, 11, "n", 64, kMaxDim);
-  const int64_t k = ArgInt(info, 12, "k", 128, kMaxDim);
-  const int64_t group = ArgInt(info, 13, "groupSize", -1, kMaxDim);
-  const int64_t act = ArgInt(info, 14, "act", 0, 1);
-  const int64_t weight = ArgInt(info, 15, "weight", 0, 2);
-  const Problem p = CheckProblem(env, m, n, k, group, act, weight);
+  const Problem p = ArgProblem(info, 10);
+  const int64_t m = p.m, n = p.n, k = p.k;
   const int64_t a_off = ArgInt(info, 1, "aOffset", 0, int64_t{1} << 46);
   const int64_t c_off = ArgInt(info, 8, "cOffset", 0, int64_t{1} << 46);
-  GemmArgs g{};
-  g.act = p.act;
-  g.weight = p.weight;
-  g.m = p.m;
-  g.n = p.n;
-  g.k = p.k;
-  g.group_size = static_cast<int>(group);
+  GemmArgs g{p.act, p.weight, p.m, p.n, p.k, p.group};  // act, weight, m, n, k, group_size; the rest zero
   g.a = DevicePtr(info, 0, "a", a_off, size_t(m) * k * 2, 16);
   g.b = DevicePtr(info, 2, "qweight", 0, size_t(k) * n * p.bits / 8, 16);
   g.scales = DevicePtr(info, 3, "scales", 0, p.groups * n * 2, 16);
@@ -86,9 +87,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
       ThrowTyped(env, kErrInvalidArgument, std::string(names[i]) + " is on device " + std::to_string(DeviceOf(info, idx[i], names[i])) +
                                                ", a is on device " + std::to_string(dev));
   if (DeviceOf(info, 9, "workspace") != dev) ThrowTyped(env, kErrInvalidArgument, "workspace is on another device");
-  int prev = 0;
-  CUDA_CHECK(env, cudaGetDevice(&prev));
-  if (prev != dev) CUDA_CHECK(env, cudaSetDevice(dev));
+  DeviceGuard guard(env, dev);
   static int sm_cache[64] = {0};
   int& sms = sm_cache[dev & 63];
   if (sms == 0) CUDA_CHECK(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
@@ -106,7 +105,6 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
     g.tuning.batch_invariant = t.Has("batchInvariant") && t.Get("batchInvariant").ToBoolean().Value();
   }
   const cudaError_t err = MarlinGemm(g, stream);
-  if (prev != dev) cudaSetDevice(prev);
   if (err != cudaSuccess) ThrowCuda(env, err, "marlin kernel launch");
   return env.Undefined();
 #else
@@ -140,20 +138,9 @@ Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
 //           perm: Int32Array|null, bias: Uint16Array|null, c: Uint16Array, m, n, k, groupSize, act, weight)
 Napi::Value Cpu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const int64_t m = ArgInt(info, 7, "m", 1, kMaxDim);
-  const int64_t n = ArgInt(info, 8, "n", 64, kMaxDim);
-  const int64_t k = ArgInt(info, 9, "k", 128, kMaxDim);
-  const int64_t group = ArgInt(info, 10, "groupSize", -1, kMaxDim);
-  const int64_t act = ArgInt(info, 11, "act", 0, 1);
-  const int64_t weight = ArgInt(info, 12, "weight", 0, 2);
-  const Problem p = CheckProblem(env, m, n, k, group, act, weight);
-  CpuGemmArgs g{};
-  g.act = p.act;
-  g.weight = p.weight;
-  g.m = p.m;
-  g.n = p.n;
-  g.k = p.k;
-  g.group_size = static_cast<int>(group);
+  const Problem p = ArgProblem(info, 7);
+  const int64_t m = p.m, n = p.n, k = p.k;
+  CpuGemmArgs g{p.act, p.weight, p.m, p.n, p.k, p.group};  // act, weight, m, n, k, group_size; the rest zero
   g.a = static_cast<const uint16_t*>(ArgTyped(info, 0, "a", napi_uint16_array, size_t(m) * k).data);
   g.b = static_cast<const uint32_t*>(ArgTyped(info, 1, "qweight", napi_int32_array, size_t(k) * n * p.bits / 32).data);
   g.scales = static_cast<const uint16_t*>(ArgTyped(info, 2, "scales", napi_uint16_array, p.groups * n).data);
