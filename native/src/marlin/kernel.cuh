@@ -310,7 +310,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
   const int s_src = (tid / S::kSRowChunks) * s_row_stride + tid % S::kSRowChunks;
   const int s_dst = S::kAChunks + S::kBChunks + tid;
   const bool z_on = ZP && tid < stage_groups * S::kZRowChunks;
-  const int z_src = (tid / (S::kZRowChunks > 0 ? S::kZRowChunks : 1)) * z_row_stride + tid % (S::kZRowChunks > 0 ? S::kZRowChunks : 1);
+  const int z_src = (tid / S::kZRowChunks) * z_row_stride + tid % S::kZRowChunks;
   const int z_dst = S::kAChunks + S::kBChunks + S::kSChunks + tid;
 
   // The unit the next fetch loads, kept incrementally (no divisions in the loop): its position,

@@ -235,6 +235,16 @@ Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// The current device's cuBLAS handle, or a typed error saying why there is none.
+blas::Handle CurrentCublas(Napi::Env env) {
+  int dev = 0;
+  Check(env, cudaGetDevice(&dev), "cudaGetDevice");
+  std::string why;
+  blas::Handle h = blas::HandleFor(dev, &why);
+  if (!h) ThrowTyped(env, kErrNoDevice, "cuBLAS is not available: " + why);
+  return h;
+}
+
 // denseGemm(a, w, c, m, n, k, stream?): C[m, n] = A[m, k] W^T with W [n, k], fp16, fp32 accumulate (cuBLAS).
 Napi::Value DenseGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -243,11 +253,7 @@ Napi::Value DenseGemm(const Napi::CallbackInfo& info) {
   auto w = Ref<half>(info, 1, "w", n * k, 2);
   auto c = Ref<half>(info, 2, "c", m * n, 2);
   if (m == 0) return env.Undefined();
-  int dev = 0;
-  Check(env, cudaGetDevice(&dev), "cudaGetDevice");
-  std::string why;
-  blas::Handle h = blas::HandleFor(dev, &why);
-  if (!h) ThrowTyped(env, kErrNoDevice, "cuBLAS is not available: " + why);
+  blas::Handle h = CurrentCublas(env);
   int st = blas::Gemm(h, ArgStream(info, 6), false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a, w, true, c);
   if (st != 0) ThrowTyped(env, kErrCuda, "cublasGemmEx failed with status " + std::to_string(st));
   return env.Undefined();
@@ -262,12 +268,8 @@ Napi::Value DenseGemmF32(const Napi::CallbackInfo& info) {
   auto w = Ref<half>(info, 1, "w", n * k, 2);
   auto c = Ref<float>(info, 2, "c", m * n, 4);
   if (m == 0) return env.Undefined();
-  int dev = 0;
-  Check(env, cudaGetDevice(&dev), "cudaGetDevice");
-  std::string why;
-  blas::Handle h = blas::HandleFor(dev, &why);
-  const blas::Api* api = h ? blas::Load(&why) : nullptr;
-  if (!api) ThrowTyped(env, kErrNoDevice, "cuBLAS is not available: " + why);
+  blas::Handle h = CurrentCublas(env);
+  const blas::Api* api = blas::Load(nullptr);  // loaded: the handle came from it
   int st = api->set_stream(h, ArgStream(info, 6));
   const float one = 1.f, zero = 0.f;
   // Column-major view: C^T[n, m] = W[n, k] (as W^T's transpose) * A^T[k, m].

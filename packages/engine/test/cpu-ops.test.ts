@@ -1,6 +1,7 @@
 import { Rng, relativeError, runSeed } from "@marlin/core";
 import { describe, expect, test } from "vitest";
 import { cpuOps } from "../src/cpu/ops.js";
+import { pagedRows } from "./helpers.js";
 
 const seed = runSeed();
 const rng = new Rng(seed);
@@ -84,17 +85,7 @@ describe("engine CPU ops", () => {
     const vc = new Float32Array(numBlocks * bs * kvd);
     const maxBlocks = 3;
     const tables = Int32Array.from([7, 2, 0, 5, 9, 1]);
-    const seqOfRow = new Int32Array(T);
-    const pos = new Int32Array(T);
-    const slots = new Int32Array(T);
-    let row = 0;
-    lens.forEach((len, s) => {
-      for (let p = 0; p < len; p++, row++) {
-        seqOfRow[row] = s;
-        pos[row] = p;
-        slots[row] = tables[s * maxBlocks + Math.floor(p / bs)] * bs + (p % bs);
-      }
-    });
+    const { pos, seqOf: seqOfRow, slots } = pagedRows(lens, tables, maxBlocks, bs);
     ops.storeKv(qkv, T, stride, heads * D, heads * D + kvd, kvd, slots, kc, vc);
     const out = poisoned(T * heads * D);
     const scale = 1 / Math.sqrt(D);

@@ -5,7 +5,7 @@ import { f16ToF32, f32ToF16 } from "@marlin/format";
 import { DeviceBuffer, hasGpu, noGpuReason } from "@marlin/kernel";
 import { beforeAll, describe, expect, test } from "vitest";
 import { cpuOps, gpuOps, LLM, type LoadedModel, loadModelDir, perplexity, quantizeSourcesRtn } from "../src/index.js";
-import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { hasTinyLlama, pagedRows, tinyLlamaDir } from "./helpers.js";
 
 const gpu = hasGpu();
 if (!gpu) console.log(`GPU tests skipped: ${noGpuReason()}`);
@@ -56,17 +56,7 @@ describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
     const qkv = half(rand(T * stride));
     const tables = Int32Array.from([5, 0, 0, 3, 1, 6]);
     const maxBlocks = 3;
-    const pos = new Int32Array(T);
-    const seqOf = new Int32Array(T);
-    const slots = new Int32Array(T);
-    let r = 0;
-    lens.forEach((len, s) => {
-      for (let p = 0; p < len; p++, r++) {
-        pos[r] = p;
-        seqOf[r] = s;
-        slots[r] = tables[s * maxBlocks + Math.floor(p / bs)] * bs + (p % bs);
-      }
-    });
+    const { pos, seqOf, slots } = pagedRows(lens, tables, maxBlocks, bs);
     const cosT = Float32Array.from({ length: 64 * 32 }, (_, i) => Math.cos(Math.floor(i / 32) * 0.01 * ((i % 32) + 1)));
     const sinT = Float32Array.from({ length: 64 * 32 }, (_, i) => Math.sin(Math.floor(i / 32) * 0.01 * ((i % 32) + 1)));
     const qkvC = qkv.slice();
@@ -116,17 +106,7 @@ describe.skipIf(!gpu)("engine CUDA ops against the CPU ops", () => {
     }
     const tables = Int32Array.from({ length: lens.length * maxBlocks }, (_, i) => perm[i]);
     const qkv = half(rand(T * stride));
-    const pos = new Int32Array(T);
-    const seqOf = new Int32Array(T);
-    const slots = new Int32Array(T);
-    let r = 0;
-    lens.forEach((len, s) => {
-      for (let p = 0; p < len; p++, r++) {
-        pos[r] = p;
-        seqOf[r] = s;
-        slots[r] = tables[s * maxBlocks + Math.floor(p / bs)] * bs + (p % bs);
-      }
-    });
+    const { pos, seqOf, slots } = pagedRows(lens, tables, maxBlocks, bs);
     const maxPos = 512;
     const hd = D / 2;
     const cosT = Float32Array.from({ length: maxPos * hd }, (_, i) => Math.cos(Math.floor(i / hd) * 0.01 * ((i % hd) + 1)));

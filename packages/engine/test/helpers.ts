@@ -14,3 +14,23 @@ export function tinyLlamaDir(): string {
 }
 
 export const hasTinyLlama = (): boolean => existsSync(join(tinyLlamaDir(), "model.safetensors"));
+
+/**
+ * Where each token row of a packed batch lands in a paged KV cache: sequences of `lens` tokens laid
+ * out back to back, `tables` holding `maxBlocks` block ids per sequence.
+ */
+export function pagedRows(lens: number[], tables: Int32Array, maxBlocks: number, blockSize: number) {
+  const T = lens.reduce((a, b) => a + b, 0);
+  const pos = new Int32Array(T);
+  const seqOf = new Int32Array(T);
+  const slots = new Int32Array(T);
+  let r = 0;
+  lens.forEach((len, s) => {
+    for (let p = 0; p < len; p++, r++) {
+      pos[r] = p;
+      seqOf[r] = s;
+      slots[r] = tables[s * maxBlocks + Math.floor(p / blockSize)] * blockSize + (p % blockSize);
+    }
+  });
+  return { pos, seqOf, slots };
+}

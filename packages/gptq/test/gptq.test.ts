@@ -12,19 +12,10 @@ import {
   roundToF16,
   rtnQuantize,
 } from "../src/index.js";
-import { correlatedInputs } from "./helpers.js";
+import { correlatedInputs, randomLayer } from "./helpers.js";
 
 const seed = runSeed();
 console.log(`gptq: MARLIN_SEED=${seed}`);
-
-function layer(rng: Rng, k: number, n: number, tokens: number) {
-  const x = correlatedInputs(rng, tokens, k);
-  const acc = new HessianAccumulator(k);
-  acc.add(x, tokens);
-  const w = new Float32Array(k * n);
-  for (let i = 0; i < w.length; i++) w[i] = rng.normal() * 0.05 * (rng.next() < 0.01 ? 6 : 1);
-  return { w, h: acc.snapshot() };
-}
 
 /**
  * Codes in range, fp16-exact positive scales, zeros in range (2^(bits-1) when symmetric), groups
@@ -81,7 +72,7 @@ describe("GPTQ beats RTN on the Hessian-weighted error", () => {
   const rng = new Rng(seed);
   const k = 256;
   const n = 64 + 16 * rng.int(0, 5);
-  const { w, h } = layer(rng, k, n, 2 * k);
+  const { w, h } = randomLayer(rng, k, n, 2 * k);
   const configs: Array<{ bits: Bits; groupSize: number; symmetric: boolean; actOrder: boolean; staticGroups: boolean }> = [];
   for (const bits of [4, 8] as Bits[])
     for (const groupSize of [-1, 32, 64, 128])
@@ -116,7 +107,7 @@ describe("GPTQ details", () => {
   const n = 96;
 
   it("act-order: g_idx is non-monotone with exactly groupSize rows per group, following the permutation", () => {
-    const { w, h } = layer(rng, k, n, 2 * k);
+    const { w, h } = randomLayer(rng, k, n, 2 * k);
     for (const gs of [32, 64, 128]) {
       const r = gptqQuantize(w, h, { groupSize: gs, actOrder: true });
       const perm = r.perm!;
@@ -155,7 +146,7 @@ describe("GPTQ details", () => {
   });
 
   it("range search (diag and full scores) improves GPTQ, which stays ahead of plain RTN", () => {
-    const { w, h } = layer(rng, k, n, 2 * k);
+    const { w, h } = randomLayer(rng, k, n, 2 * k);
     for (const score of ["diag", "full"] as const) {
       const cfgs = [{ groupSize: 128 }, { groupSize: 64, symmetric: false, actOrder: true }];
       // "full" falls back to "diag" for groups over FULL_SCORE_MAX_ROWS rows, so per-channel only once
@@ -182,7 +173,7 @@ describe("GPTQ details", () => {
   });
 
   it("blocks of any size multiple give the same answer (lazy updates are exact)", () => {
-    const { w, h } = layer(rng, 128, 64, 256);
+    const { w, h } = randomLayer(rng, 128, 64, 256);
     const a = gptqQuantize(w, h, { groupSize: 32, blockSize: 128 });
     const b = gptqQuantize(w, h, { groupSize: 32, blockSize: 32 });
     let diff = 0;
@@ -207,7 +198,7 @@ describe("GPTQ details", () => {
   });
 
   it("refuses impossible options and bad shapes before any work", () => {
-    const { w, h } = layer(rng, 64, 32, 128);
+    const { w, h } = randomLayer(rng, 64, 32, 128);
     expect(() => gptqQuantize(w, h, { bits: 3 as Bits })).toThrow(InvalidArgumentError);
     expect(() => gptqQuantize(w, h, { groupSize: 0 })).toThrow(InvalidArgumentError);
     expect(() => gptqQuantize(w, h, { groupSize: 128 })).toThrow(/larger than k/);

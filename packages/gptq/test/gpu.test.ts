@@ -7,21 +7,12 @@ import { f16ToF32, f32ToF16 } from "@marlin/format";
 import { describe, expect, it } from "vitest";
 import { dequantize, type GptqOptions, gptqGpuStatus, gptqQuantize, gptqQuantizeGpu, HessianAccumulator, HessianGpu, hessianError, NotPositiveDefiniteError, quantizeModel } from "../src/index.js";
 import { FIXTURE, hasFixture } from "./fixture.js";
-import { correlatedInputs, relErr } from "./helpers.js";
+import { correlatedInputs, randomLayer, relErr } from "./helpers.js";
 
 const seed = runSeed();
 const gpu = gptqGpuStatus();
 console.log(`gpu: MARLIN_SEED=${seed}`);
 if (!gpu.available) console.log(`skipping GPU GPTQ tests: ${gpu.reason}`);
-
-function layer(rng: Rng, k: number, n: number, tokens: number) {
-  const x = correlatedInputs(rng, tokens, k);
-  const acc = new HessianAccumulator(k);
-  acc.add(x, tokens);
-  const w = new Float32Array(k * n);
-  for (let i = 0; i < w.length; i++) w[i] = rng.normal() * 0.05 * (rng.next() < 0.01 ? 6 : 1);
-  return { x, w, h: acc.snapshot() };
-}
 
 function damped(h: Float64Array, k: number, percDamp: number): Float64Array {
   const out = h.slice();
@@ -47,7 +38,7 @@ describe.skipIf(!gpu.available)("GPTQ on the GPU agrees with the float64 referen
   for (const [name, k, n, opts] of cases) {
     it(`${name} (k ${k}, n ${n})`, () => {
       const rng = new Rng(seed + k + n);
-      const { w, h } = layer(rng, k, n, 2 * k);
+      const { w, h } = randomLayer(rng, k, n, 2 * k);
       const ref = gptqQuantize(w, h, opts);
       const out = gptqQuantizeGpu(w, h, opts);
       expect(Array.from(out.gIdx)).toEqual(Array.from(ref.gIdx));
@@ -102,7 +93,7 @@ describe.skipIf(!gpu.available)("GPTQ on the GPU agrees with the float64 referen
     const rng = new Rng(seed + 1);
     const k = 256;
     const n = 128;
-    const { w, h } = layer(rng, k, n, 512);
+    const { w, h } = randomLayer(rng, k, n, 512);
     for (const d of [5, 77]) for (let j = 0; j < k; j++) h[d * k + j] = h[j * k + d] = 0;
     const r = gptqQuantizeGpu(w, h, { groupSize: 128 });
     expect(r.deadInputs).toBe(2);

@@ -1,5 +1,6 @@
 import type { Rng } from "@marlin/core";
 import { relativeError } from "@marlin/core";
+import { HessianAccumulator } from "../src/index.js";
 
 /** Correlated calibration inputs X = Z L [tokens, k], with a few loud features, so H is far from diagonal. */
 export function correlatedInputs(rng: Rng, tokens: number, k: number, mix = 0.5): Float64Array {
@@ -67,3 +68,13 @@ export function identityError(a: Float64Array, b: Float64Array, k: number): numb
 
 /** Relative error against a reference (shared with every package through @marlin/core). */
 export const relErr = relativeError;
+
+/** A random layer: correlated inputs x [tokens, k], weights w [k, n] with a few large entries, H of x. */
+export function randomLayer(rng: Rng, k: number, n: number, tokens: number) {
+  const x = correlatedInputs(rng, tokens, k);
+  const acc = new HessianAccumulator(k);
+  acc.add(x, tokens);
+  const w = new Float32Array(k * n);
+  for (let i = 0; i < w.length; i++) w[i] = rng.normal() * 0.05 * (rng.next() < 0.01 ? 6 : 1);
+  return { x, w, h: acc.snapshot() };
+}

@@ -199,13 +199,14 @@ ws.dispose();
 // Results: JSON + an SVG chart of speedup over cuBLAS against m.
 const outDir = join(root, "bench", "results");
 mkdirSync(outDir, { recursive: true });
+const cuda = cudaStatus();
 const meta = {
   device: dev.name,
   smCount: dev.smCount,
   l2Bytes: dev.l2CacheSize,
   copyBandwidth: bw,
-  cudaRuntime: cudaStatus().runtimeVersion,
-  cudaDriver: cudaStatus().driverVersion,
+  cudaRuntime: cuda.runtimeVersion,
+  cudaDriver: cuda.driverVersion,
   commit: process.env.MARLIN_COMMIT ?? "unknown",
   date: new Date().toISOString(),
   groupSize: 128,
