@@ -13,7 +13,7 @@
 #include "common/module.h"
 
 #ifdef MARLIN_WITH_CUDA
-#include "blas/cublas_loader.h"
+#include "kernel/blas/cublas_loader.h"
 #include "common/device_guard.h"
 #include "gptq/cusolver_loader.h"
 #include "gptq/gptq_kernels.h"

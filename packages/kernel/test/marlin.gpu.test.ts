@@ -2,7 +2,7 @@
 // shapes and every m, a real layer shape for the main variant, poisoned outputs, repeat
 // bit-identity, the kernel's self-resetting workspace, CUDA streams and validation before launch.
 // The full large-shape matrix (8192 x 57344, 28672 x 8192, ...) runs in the native harness
-// (native/src/marlin/standalone, `harness test`), which is quicker at packing huge layers.
+// (native/src/kernel/marlin/standalone, `harness test`), which is quicker at packing huge layers.
 import { AlignmentError, DisposedError, Rng, runSeed, ShapeError } from "@marlin/core";
 import { describe, expect, it } from "vitest";
 import { DenseLayer, DeviceBuffer, hasGpu, MarlinLayer, MarlinWorkspace, marlinMatmul, noGpuReason, Stream } from "../src/index.js";

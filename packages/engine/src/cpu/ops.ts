@@ -1,4 +1,4 @@
-/** Typed access to the engine's CPU ops in the addon (native/src/ops/cpu_*.cpp). */
+/** Typed access to the engine's CPU ops in the addon (native/src/engine/cpu_*.cpp). */
 
 import { NativeLoadError } from "@marlin/core";
 import { native, typedError } from "@marlin/kernel";

@@ -1,4 +1,4 @@
-/** Typed access to the engine's CUDA ops (native/src/ops/cuda_*.cu) with typed errors. */
+/** Typed access to the engine's CUDA ops (native/src/engine/cuda_*.cu) with typed errors. */
 import { NativeLoadError, NoDeviceError } from "@marlin/core";
 import { type DeviceBuffer, native, type Stream, typedError } from "@marlin/kernel";
 

@@ -1,0 +1,174 @@
+#pragma once
+// Chooses a tile configuration for one launch and starts the matching kernel instantiation.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernel/marlin/gemm.h"
+#include "kernel/marlin/kernel.cuh"
+
+namespace marlin {
+namespace gpu {
+
+#ifndef MARLIN_STAGES
+#define MARLIN_STAGES 4
+#endif
+constexpr int kStages = MARLIN_STAGES;
+#ifndef MARLIN_MB4_TK
+#define MARLIN_MB4_TK 8
+#endif
+
+inline int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+// Tuning overrides from the environment, read once per process (benchmarks and experiments).
+// MARLIN_SMEM_LIMIT caps the shared memory a block may use (tests the choices of smaller GPUs).
+struct EnvTuning {
+  int bps, tk, tn, mb64, debug, smem_limit;
+};
+inline const EnvTuning& Env() {
+  static const EnvTuning e{EnvInt("MARLIN_BPS", 0), EnvInt("MARLIN_TK", 0), EnvInt("MARLIN_TN", 0), EnvInt("MARLIN_MB64", 0),
+                           EnvInt("MARLIN_DEBUG", 0), EnvInt("MARLIN_SMEM_LIMIT", 0)};
+  return e;
+}
+
+// Shared memory one block may opt in to on this device (227 KiB on sm_90, 163 on sm_80, 99 on
+// sm_86 / sm_89), cached per device.
+inline int SmemOptin(int dev) {
+  static int cache[64] = {0};
+  int& v = cache[dev & 63];
+  if (v == 0) {
+    int x = 0;
+    if (cudaDeviceGetAttribute(&x, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess || x <= 0) x = 48 * 1024;
+    if (Env().smem_limit > 0) x = std::min(x, Env().smem_limit);
+    v = x;
+  }
+  return v;
+}
+
+template <int BITS, bool ZP, int MB, int TN, int TK>
+bool Fits(int dev) {
+  return Shape<BITS, ZP, MB, TN, TK>::SmemBytes(kStages) <= static_cast<size_t>(SmemOptin(dev));
+}
+
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK>
+cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
+  using Sh = Shape<BITS, ZP, MB, TN, TK>;
+  auto kernel = MarlinKernel<T, BITS, ZP, MB, TN, TK, kStages>;
+  const size_t smem = Sh::SmemBytes(kStages);
+  const int dev = s.device;
+  cudaError_t err = cudaSuccess;
+  // Raising the dynamic shared-memory limit and asking occupancy are per device; cache both.
+  static int occupancy[64] = {0};
+  int& occ = occupancy[dev & 63];
+  if (occ == 0) {
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (err != cudaSuccess) return err;
+    int nb = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, Sh::kThreads, smem);
+    if (err != cudaSuccess) return err;
+    occ = std::max(nb, 1);
+  }
+  const GemmArgs& g = *s.g;
+  KernelArgs p{};
+  p.a = static_cast<const char*>(s.a) + static_cast<size_t>(s.row0) * g.k * 2;
+  p.b = static_cast<const int4*>(g.b);
+  p.scales = g.scales;
+  p.zeros = static_cast<const uint32_t*>(g.zeros);
+  p.bias = g.bias;
+  p.c = static_cast<char*>(g.c) + static_cast<size_t>(s.row0) * g.n * 2;
+  p.partial = s.partial;
+  p.counters = s.counters;
+  p.m = s.rows;
+  p.n = g.n;
+  p.k = g.k;
+  p.lda = g.k;
+  p.ldc = g.n;
+  const bool per_channel = g.group_size == -1 || g.group_size >= g.k;
+  p.per_channel = per_channel ? 1 : 0;
+  p.group_size = per_channel ? g.k : g.group_size;
+  p.group_shift = 0;
+  if (!per_channel)
+    while ((1 << p.group_shift) < g.group_size) p.group_shift++;
+  p.problems = (s.rows + Sh::kARows - 1) / Sh::kARows;
+  const int ntiles = g.n / (TN * 16), ktiles = g.k / (TK * 16);
+  const int total = p.problems * ntiles * ktiles;
+  int iters;
+  if (g.tuning.batch_invariant) {
+    iters = ktiles;  // whole columns per block: no split-k
+  } else {
+    int bps = g.tuning.blocks_per_sm > 0 ? g.tuning.blocks_per_sm : Env().bps;
+    if (bps <= 0) bps = occ;
+    bps = std::min(bps, occ);
+    const int target = std::max(1, s.sms * bps);
+    iters = (total + target - 1) / target;
+    // Two partial slots per block must fit the workspace.
+    const size_t max_blocks = s.partial_floats / (2 * static_cast<size_t>(Sh::kTileFloats));
+    while (static_cast<size_t>((total + iters - 1) / iters) > max_blocks) iters++;
+  }
+  p.iters = iters;
+  const int grid = (total + iters - 1) / iters;
+  if (Env().debug)
+    std::fprintf(stderr, "marlin launch: MB=%d TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, TN,
+                 TK, smem, occ, p.problems, ntiles, ktiles, total, iters, grid);
+  return LaunchPdl(kernel, dim3(grid), dim3(Sh::kThreads), smem, stream, p);
+}
+
+// Tile choice: m <= 16 / 32 use 128 x 128 (k x n) tiles, larger m 64 x 256 (k x n: 128 x 256 for
+// 4-bit), narrowing n when n does not divide or when too few columns would leave SMs idle. A tile
+// that does not fit the device's shared memory gives way to the next smaller one (fewer rows per
+// problem, more problems), down to 16 rows, which fits every supported GPU.
+template <typename T, int BITS, bool ZP>
+cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
+  const GemmArgs& g = *s.g;
+  const int rows = s.rows;
+  const int dev = s.device;
+  int tk = g.tuning.tk ? g.tuning.tk : Env().tk;
+  int tn = g.tuning.tn ? g.tuning.tn : Env().tn;
+  int mb = rows <= 16 ? 1 : rows <= 32 ? 2 : 4;
+  // 33..64 rows on a small layer run as two 32-row problems (twice the blocks' work in flight;
+  // the second read of each weight tile hits L2). Measured on H100: 4096 x 4096 at m = 64 is 18%
+  // faster so, 8192 x 57344 11% slower; the cut is at 32 units of 64 x 256 per SM.
+  if (mb == 4 && rows <= 64 && !g.tuning.batch_invariant && tn == 0 && tk == 0) {
+    const long units = static_cast<long>(g.n / 256 > 0 ? g.n / 256 : 1) * (g.k / 64);
+    const int pick = Env().mb64;  // 2 or 4 forces the choice
+    if (pick == 2 || (pick != 4 && g.n % 128 == 0 && units < 32L * s.sms)) mb = 2;
+  }
+  if (mb < 4) {
+    tk = 8;
+    if (tn != 4 && tn != 8) tn = 8;
+  } else {
+    if (tn != 4 && tn != 8 && tn != 16) tn = g.tuning.batch_invariant ? 8 : 16;
+    tk = tn == 16 ? (tk == 4 ? 4 : MARLIN_MB4_TK) : 8;
+  }
+  while (g.n % (tn * 16) != 0) tn /= 2;
+  if (mb == 4 && tn < 16) tk = 8;
+  if (mb == 4 && tn == 16 && tk == 8) {
+    if constexpr (BITS == 4) {
+      if (!Fits<BITS, ZP, 4, 16, 8>(dev)) tk = 4;
+    } else {
+      tk = 4;  // 8-bit 128 x 256 stages do not fit four deep
+    }
+  }
+  if (mb == 4 && !(tn == 16 ? Fits<BITS, ZP, 4, 16, 4>(dev) : tn == 8 ? Fits<BITS, ZP, 4, 8, 8>(dev) : Fits<BITS, ZP, 4, 4, 8>(dev))) {
+    mb = 2;
+    tn = tn == 4 ? 4 : 8;
+    tk = 8;
+  }
+  if (mb == 2 && !(tn == 8 ? Fits<BITS, ZP, 2, 8, 8>(dev) : Fits<BITS, ZP, 2, 4, 8>(dev))) mb = 1;
+  if (mb == 1) return tn == 8 ? Launch<T, BITS, ZP, 1, 8, 8>(s, stream) : Launch<T, BITS, ZP, 1, 4, 8>(s, stream);
+  if (mb == 2) return tn == 8 ? Launch<T, BITS, ZP, 2, 8, 8>(s, stream) : Launch<T, BITS, ZP, 2, 4, 8>(s, stream);
+  if (tn == 16) {
+    if constexpr (BITS == 4)
+      if (tk == 8) return Launch<T, BITS, ZP, 4, 16, 8>(s, stream);
+    return Launch<T, BITS, ZP, 4, 16, 4>(s, stream);
+  }
+  if (tn == 8) return Launch<T, BITS, ZP, 4, 8, 8>(s, stream);
+  return Launch<T, BITS, ZP, 4, 4, 8>(s, stream);
+}
+
+}  // namespace gpu
+}  // namespace marlin
+

@@ -1,8 +1,0 @@
-// One weight/activation type per translation unit keeps the CUDA build parallel.
-#include "marlin/launch.cuh"
-
-namespace marlin {
-namespace gpu {
-template cudaError_t LaunchTyped<__half, 4, false>(const LaunchSpec& s, cudaStream_t stream);
-}  // namespace gpu
-}  // namespace marlin
