@@ -1,6 +1,14 @@
 import { type DeviceTarget, describeDevice } from "./device.js";
 import type { ActivationDType, MatmulShape, WeightType } from "./dtypes.js";
 import { DuplicateImplementationError, InvalidArgumentError, NoKernelError } from "./errors.js";
+import {
+  type DispatchedLinear,
+  type LinearWeights,
+  type PlanRange,
+  type PrepareLinearOptions,
+  planLinearWith,
+  prepareLinearWith,
+} from "./linear.js";
 
 /**
  * What a caller asks the registry for. `op` names the operation (e.g. "w4a16.matmul");
@@ -165,6 +173,16 @@ export class Registry {
     return this.impls.get(row.id)!;
   }
 
+  /** Which implementation serves which m range of a linear layer, and why the others did not. */
+  planLinear(w: LinearWeights, opts: PrepareLinearOptions): PlanRange[] {
+    return planLinearWith(this, w, opts);
+  }
+
+  /** The layer planned and prepared: forward(x, out, m, stream) runs the pick for m (see linear.ts). */
+  prepareLinear<X = unknown, S = unknown>(w: LinearWeights, opts: PrepareLinearOptions): DispatchedLinear<X, S> {
+    return prepareLinearWith<X, S>(this, w, opts);
+  }
+
   private fit(impl: Implementation, query: KernelQuery, disabled: Set<string>): Fit {
     if (disabled.has(impl.id)) return refuse(`disabled by ${DISABLE_ENV}`);
     const dev = deviceFit(impl.devices, query.device);
@@ -199,3 +217,6 @@ export const select = (query: KernelQuery, options?: RegistryOptions): Implement
   registry.select(query, options);
 export const explain = (query: KernelQuery, options?: RegistryOptions): ExplainRow[] =>
   registry.explain(query, options);
+export const planLinear = (w: LinearWeights, opts: PrepareLinearOptions): PlanRange[] => registry.planLinear(w, opts);
+export const prepareLinear = <X = unknown, S = unknown>(w: LinearWeights, opts: PrepareLinearOptions): DispatchedLinear<X, S> =>
+  registry.prepareLinear<X, S>(w, opts);

@@ -19,11 +19,17 @@ export { patternHost, writePattern } from "./pattern.js";
 export {
   cublasFp16,
   DENSE_MATMUL_OP,
+  type DeviceArg,
+  type DeviceLinear,
   denseCpu,
+  dequantDense,
+  dequantDenseCuda,
+  dequantizedNk,
+  type HostLinear,
   marlinCpu,
   marlinCuda,
   QUANT_MATMUL_OP,
-  registerKernels,
-} from "./register.js";
+} from "./linear-impls.js";
+export { registerKernels } from "./register.js";
 export { CudaEvent, holdDevice, Stream } from "./stream.js";
 export { MarlinWorkspace } from "./workspace.js";

@@ -167,7 +167,11 @@ describe("registry", () => {
   it("refuses bad shapes with a reason naming the rule", () => {
     const rows = explain({ ...q, shape: { m: 1, n: 4000, k: 4096 }, device: CPU });
     expect(rows.find((r) => r.id === "marlin.cpu")?.reason).toMatch(/multiple of 64/);
-    expect(() => select({ ...q, groupSize: 48, device: CPU })).toThrow(NoKernelError);
+    // Nothing quantized takes group 48: the dequantized fallback serves it, and says why it was picked.
+    const g48 = explain({ ...q, groupSize: 48, device: CPU });
+    expect(g48.find((r) => r.id === "marlin.cpu")?.reason).toMatch(/group size 48/);
+    expect(select({ ...q, groupSize: 48, device: CPU }).id).toBe("dequant.dense");
+    expect(() => select({ ...q, groupSize: 48, device: CPU }, { disabled: ["dequant.dense"] })).toThrow(NoKernelError);
     const r8 = explain({ ...q, weight: { bits: 8, zeroPoints: true }, device: CPU });
     expect(r8.find((r) => r.id === "marlin.cpu")?.reason).toMatch(/8-bit/);
   });

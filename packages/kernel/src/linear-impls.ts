@@ -1,0 +1,334 @@
+/**
+ * This package's linear-layer implementations for @marlin/core's registry, each able to prepare a
+ * layer once and run it (see core's linear.ts for the interface):
+ *  - "quant.matmul": "marlin.cuda" (our Marlin kernel, sm_80+), "marlin.cpu" (its multi-threaded CPU
+ *    path over the same packed layout), and "dequant.dense" (lowest priority: the layer dequantized
+ *    once and served by the best "dense.matmul" implementation, for shapes no quantized kernel takes);
+ *  - "dense.matmul": "cublas.fp16" (cuBLAS, loaded at run time) and "dense.cpu" (fp32 panel GEMM).
+ * Host implementations take and return fp32 Float32Array rows; CUDA ones device buffers (or
+ * [buffer, byteOffset] views) of the activation dtype, on a stream.
+ */
+import {
+  type ActivationDType,
+  type DenseLinearWeights,
+  FITS,
+  type Fit,
+  InvalidArgumentError,
+  type KernelQuery,
+  type LinearImplementation,
+  type LinearWeights,
+  type PrepareContext,
+  type PreparedLinear,
+  type QuantizedLinearWeights,
+  refuse,
+  registry,
+  ShapeError,
+} from "@marlin/core";
+import { dequantize, f16ToF32, f32ToBf16, f32ToF16, packMarlin } from "@marlin/format";
+import { DeviceBuffer } from "./buffer.js";
+import { cublasStatus, denseMatmul } from "./dense.js";
+import { type DeviceMarlinWeights, type HostMarlinWeights, marlinMatmul, marlinShapeRefusal } from "./marlin.js";
+import { native } from "./native.js";
+import type { Stream } from "./stream.js";
+import { MarlinWorkspace } from "./workspace.js";
+
+export const QUANT_MATMUL_OP = "quant.matmul";
+export const DENSE_MATMUL_OP = "dense.matmul";
+
+/** A device operand of a CUDA linear: a whole buffer, or rows starting at a byte offset. */
+export type DeviceArg = DeviceBuffer | readonly [DeviceBuffer, number];
+/** What CUDA implementations prepare: apply(x, out, m, stream). */
+export type DeviceLinear = PreparedLinear<DeviceArg, Stream>;
+/** What host implementations prepare: fp32 rows in and out. */
+export type HostLinear = PreparedLinear<Float32Array, unknown>;
+
+const view = (a: DeviceArg): [DeviceBuffer, number] => (a instanceof DeviceBuffer ? [a, 0] : [a[0], a[1]]);
+
+function builtWithCuda(): boolean {
+  try {
+    return native().builtWithCuda === true;
+  } catch {
+    return false;
+  }
+}
+
+/** What every matmul needs from a query: a shape and a 16-bit activation dtype. */
+function matmulFit(q: KernelQuery): Fit {
+  if (!q.shape) return refuse("the query has no shape");
+  if (q.activation && q.activation !== "float16" && q.activation !== "bfloat16")
+    return refuse(`activation ${q.activation} is not supported (float16, bfloat16)`);
+  return FITS;
+}
+
+/** CUDA implementations: the addon must have CUDA, and bf16 tensor-core math needs sm_80. */
+function cudaFit(q: KernelQuery): Fit {
+  if (!builtWithCuda()) return refuse("the addon was built without CUDA");
+  if (q.activation === "bfloat16" && q.device.kind === "cuda" && q.device.capability < 80) return refuse("bf16 needs sm_80");
+  return FITS;
+}
+
+function marlinFit(q: KernelQuery): Fit {
+  const base = matmulFit(q);
+  if (!base.ok) return base;
+  if (!q.weight) return refuse("the query has no weight type");
+  const shape = q.shape!;
+  if (!Number.isSafeInteger(shape.m) || shape.m < 1) return refuse(`m = ${shape.m} must be >= 1`);
+  const why = marlinShapeRefusal({ n: shape.n, k: shape.k, bits: q.weight.bits, groupSize: q.groupSize ?? -1, zeroPoints: q.weight.zeroPoints });
+  if (why) return refuse(why);
+  if (q.actOrder && (q.groupSize ?? -1) === -1) return refuse("act-order needs a group size");
+  return FITS;
+}
+
+function deviceIndex(ctx: PrepareContext): number {
+  return ctx.device.kind === "cuda" ? (ctx.device.index ?? 0) : 0;
+}
+
+/** fp32 bias as bits of the activation dtype. */
+function biasBits(bias: Float32Array, dtype: ActivationDType): Uint16Array {
+  return dtype === "bfloat16" ? f32ToBf16(bias) : f32ToF16(bias);
+}
+
+function quantized(w: LinearWeights): QuantizedLinearWeights {
+  if (w.kind !== "quantized") throw new InvalidArgumentError(`expected quantized weights, got kind "${w.kind}"`);
+  return w as QuantizedLinearWeights;
+}
+
+function dense(w: LinearWeights): DenseLinearWeights {
+  if (w.kind !== "dense") throw new InvalidArgumentError(`expected dense weights, got kind "${w.kind}"`);
+  return w as DenseLinearWeights;
+}
+
+/** Uploads host arrays, freeing what was uploaded when one fails. */
+function uploadAll<T extends Record<string, ArrayBufferView | undefined>>(arrays: T, device: number): { [K in keyof T]: T[K] extends undefined ? undefined : DeviceBuffer } {
+  const done: DeviceBuffer[] = [];
+  const out: Record<string, DeviceBuffer | undefined> = {};
+  try {
+    for (const [key, a] of Object.entries(arrays)) {
+      if (!a) continue;
+      const b = DeviceBuffer.from(a, device);
+      done.push(b);
+      out[key] = b;
+    }
+  } catch (e) {
+    for (const b of done) b.free();
+    throw e;
+  }
+  return out as { [K in keyof T]: T[K] extends undefined ? undefined : DeviceBuffer };
+}
+
+function marlinWeightBytes(w: { k: number; n: number; bits: number; groupSize: number; zeros?: unknown }): number {
+  const groups = w.groupSize === -1 || w.groupSize >= w.k ? 1 : w.k / w.groupSize;
+  return (w.k * w.n * w.bits) / 8 + groups * w.n * 2 + (w.zeros ? (groups * w.n * w.bits) / 8 : 0);
+}
+
+/** The layer packed in the Marlin layout and placed on its device, once per layer (shared by name). */
+function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareContext): DeviceMarlinWeights {
+  const dev = deviceIndex(ctx);
+  return ctx.shared.get(`marlin-device:${dev}:${ctx.activation}`, () => {
+    const p = packMarlin(w.layer);
+    const scales = ctx.activation === "bfloat16" ? f32ToBf16(f16ToF32(p.scales)) : p.scales;
+    const b = uploadAll(
+      { qweight: p.qweight, scales, zeros: p.zeros, perm: p.perm, bias: w.bias ? biasBits(w.bias, ctx.activation) : undefined },
+      dev,
+    );
+    const value: DeviceMarlinWeights = {
+      k: p.k,
+      n: p.n,
+      bits: p.bits,
+      groupSize: p.groupSize === p.k ? -1 : p.groupSize,
+      qweight: b.qweight,
+      scales: b.scales,
+      zeros: b.zeros,
+      perm: b.perm,
+      bias: b.bias,
+    };
+    return { value, dispose: () => Object.values(b).forEach((x) => (x as DeviceBuffer | undefined)?.free()) };
+  });
+}
+
+export const marlinCuda: LinearImplementation<DeviceArg, Stream> = {
+  id: "marlin.cuda",
+  op: QUANT_MATMUL_OP,
+  priority: 100,
+  devices: { kind: "cuda", minCapability: 80 },
+  description: "Marlin FP16/BF16 x INT4/INT8 tensor-core kernel (mma.sync, cp.async pipeline, striped split-k)",
+  canImplement(q) {
+    const cuda = cudaFit(q);
+    return cuda.ok ? marlinFit(q) : cuda;
+  },
+  prepare(weights, ctx): DeviceLinear {
+    const w = quantized(weights);
+    const dw = marlinDeviceWeights(w, ctx);
+    const dtype = ctx.activation;
+    // One workspace per device, sized here for the largest call (growing inside a CUDA graph would allocate).
+    const ws = MarlinWorkspace.forDevice(deviceIndex(ctx));
+    ws.ensure(ctx.maxRows, dw.n, dw.k, !!dw.perm);
+    return {
+      n: dw.n,
+      k: dw.k,
+      weightBytes: marlinWeightBytes(dw),
+      apply(x, out, m, stream) {
+        const [xb, xo] = view(x);
+        const [ob, oo] = view(out);
+        marlinMatmul({ x: xb, xByteOffset: xo, out: ob, outByteOffset: oo, m, weights: dw, dtype, workspace: ws, stream });
+      },
+      dispose() {},
+    };
+  },
+};
+
+export const marlinCpu: LinearImplementation<Float32Array> = {
+  id: "marlin.cpu",
+  op: QUANT_MATMUL_OP,
+  priority: 10,
+  devices: { kind: "cpu" },
+  description: "multi-threaded C++ path over the same packed layout (fp16 inputs, fp32 accumulation, batch invariant)",
+  canImplement: marlinFit,
+  prepare(weights): HostLinear {
+    const w = quantized(weights);
+    const p = packMarlin(w.layer);
+    const hw: HostMarlinWeights = { k: p.k, n: p.n, bits: p.bits, groupSize: p.groupSize === p.k ? -1 : p.groupSize, qweight: p.qweight, scales: p.scales, zeros: p.zeros, perm: p.perm };
+    const bias = w.bias;
+    const { n, k } = w;
+    return {
+      n,
+      k,
+      weightBytes: marlinWeightBytes(hw),
+      apply(x, out, m) {
+        if (x.length < m * k || out.length < m * n) throw new ShapeError(`x needs ${m}x${k} and out ${m}x${n} elements`);
+        const y = new Uint16Array(m * n);
+        marlinMatmul({ x: f32ToF16(x.subarray(0, m * k)), out: y, m, weights: hw });
+        out.set(f16ToF32(y));
+        if (bias) for (let r = 0; r < m; r++) for (let j = 0; j < n; j++) out[r * n + j] += bias[j];
+      },
+      dispose() {},
+    };
+  },
+};
+
+/** W [n, k] as fp16 bits (fp16 weights as they are; fp32 rounded). */
+function denseF16(w: DenseLinearWeights): Uint16Array {
+  return w.data instanceof Uint16Array ? w.data : f32ToF16(w.data);
+}
+
+export const cublasFp16: LinearImplementation<DeviceArg, Stream> = {
+  id: "cublas.fp16",
+  op: DENSE_MATMUL_OP,
+  priority: 100,
+  devices: { kind: "cuda", minCapability: 70 },
+  description: "cuBLAS GemmEx over fp16/bf16 W [n, k], fp32 accumulation",
+  canImplement(q) {
+    const cuda = cudaFit(q);
+    if (!cuda.ok) return cuda;
+    const s = cublasStatus();
+    if (!s.available) return refuse(s.reason ?? "cuBLAS is not available");
+    if (q.shape && (q.shape.n % 8 !== 0 || q.shape.k % 8 !== 0)) return refuse("n and k must be multiples of 8");
+    return matmulFit(q);
+  },
+  prepare(weights, ctx): DeviceLinear {
+    const w = dense(weights);
+    const { n, k } = w;
+    const dtype = ctx.activation;
+    const host = dtype === "bfloat16" ? f32ToBf16(w.data instanceof Float32Array ? w.data : f16ToF32(w.data)) : denseF16(w);
+    if (host.length !== n * k) throw new ShapeError(`dense weight has ${host.length} elements, expected ${n}x${k}`);
+    const b = uploadAll({ w: host, bias: w.bias ? biasBits(w.bias, dtype) : undefined }, deviceIndex(ctx));
+    return {
+      n,
+      k,
+      weightBytes: n * k * 2,
+      apply(x, out, m, stream) {
+        const [xb, xo] = view(x);
+        const [ob, oo] = view(out);
+        denseMatmul({ x: xb, xByteOffset: xo, w: b.w, bias: b.bias, out: ob, outByteOffset: oo, m, k, n, dtype, stream, wLayout: "nk" });
+      },
+      dispose() {
+        b.w.free();
+        b.bias?.free();
+      },
+    };
+  },
+};
+
+interface PanelOps {
+  linear(x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array, m: number, n: number, k: number): void;
+  packLinear(w: Float32Array, n: number, k: number, out: Float32Array): void;
+  packedLinearSize(n: number, k: number): number;
+}
+
+/** The addon's fp32 panel GEMM (native/src/engine/cpu_linear.cpp, shared with the engine's ops). */
+function panelOps(): PanelOps {
+  const ops = native().engineCpu as PanelOps | undefined;
+  if (!ops) throw new InvalidArgumentError("marlin.node has no CPU panel GEMM (rebuild @marlin/kernel)");
+  return ops;
+}
+
+export const denseCpu: LinearImplementation<Float32Array> = {
+  id: "dense.cpu",
+  op: DENSE_MATMUL_OP,
+  priority: 10,
+  devices: { kind: "cpu" },
+  description: "multi-threaded fp32 panel GEMM (AVX2 when present, batch invariant)",
+  canImplement: matmulFit,
+  prepare(weights): HostLinear {
+    const w = dense(weights);
+    const { n, k } = w;
+    const f32 = w.data instanceof Float32Array ? w.data : f16ToF32(w.data);
+    if (f32.length !== n * k) throw new ShapeError(`dense weight has ${f32.length} elements, expected ${n}x${k}`);
+    const ops = panelOps();
+    const packed = new Float32Array(ops.packedLinearSize(n, k));
+    ops.packLinear(f32, n, k, packed);
+    const bias = w.bias ?? null;
+    return {
+      n,
+      k,
+      weightBytes: n * k * 4,
+      apply(x, out, m) {
+        ops.linear(x, packed, bias, out, m, n, k);
+      },
+      dispose() {},
+    };
+  },
+};
+
+/** W [n, k] fp32 of a quantized layer (stored [k, n]). */
+export function dequantizedNk(w: QuantizedLinearWeights): Float32Array {
+  const { k, n } = w.layer;
+  const kn = dequantize(w.layer as Parameters<typeof dequantize>[0]);
+  const out = new Float32Array(n * k);
+  for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) out[j * k + i] = kn[i * n + j];
+  return out;
+}
+
+export const dequantDense: LinearImplementation = {
+  id: "dequant.dense",
+  op: QUANT_MATMUL_OP,
+  priority: 1,
+  devices: { kind: "cpu" },
+  description: "fallback: the layer dequantized once, then served by the best dense.matmul implementation",
+  canImplement: matmulFit,
+  prepare(weights, ctx) {
+    const w = quantized(weights);
+    const inner = registry.prepareLinear({ kind: "dense", n: w.n, k: w.k, data: dequantizedNk(w), bias: w.bias, name: w.name }, {
+      device: ctx.device,
+      activation: ctx.activation,
+      maxRows: ctx.maxRows,
+    });
+    return {
+      n: w.n,
+      k: w.k,
+      weightBytes: inner.weightBytes(),
+      apply: (x, out, m, stream) => inner.forward(x, out, m, stream),
+      dispose: () => inner.dispose(),
+    };
+  },
+};
+/** The same fallback on CUDA devices (the device rule is per implementation). */
+export const dequantDenseCuda: LinearImplementation = {
+  ...dequantDense,
+  id: "dequant.dense.cuda",
+  devices: { kind: "cuda", minCapability: 70 },
+  canImplement(q) {
+    const cuda = cudaFit(q);
+    return cuda.ok ? matmulFit(q) : cuda;
+  },
+};
