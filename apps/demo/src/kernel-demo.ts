@@ -1,12 +1,13 @@
 /**
- * One real layer through the Marlin kernel: layer 0's up_proj of the model (as stored when the
- * checkpoint is quantized, else quantized here to 4 bits, group 128, round to nearest), applied to
- * the token embeddings of a prompt, checked against an fp64 reference of the same quantized weights.
+ * One real layer through the registry's pick: layer 0's up_proj of the model (as stored when the
+ * checkpoint is quantized, else quantized here to 4 bits, group 128, round to nearest), prepared
+ * once for this machine's device and applied to the token embeddings of a prompt, checked against
+ * an fp64 reference of the same quantized weights.
  */
-import { explain, formatExplain, type KernelQuery } from "@marlin/core";
+import { explain, formatExplain, formatPlan, type LinearWeights, linearQuery, planLinear, prepareLinear, quantizedWeights } from "@marlin/core";
 import { linearToF32, type ModelSources } from "@marlin/engine";
 import { dequantize, f16ToF32, f32ToF16, type QuantizedLayer, quantizeRtn } from "@marlin/format";
-import { DeviceBuffer, defaultTarget, hasGpu, MarlinLayer, QUANT_MATMUL_OP, synchronize } from "@marlin/kernel";
+import { type DeviceArg, DeviceBuffer, defaultTarget, hasGpu, type Stream, synchronize } from "@marlin/kernel";
 
 export interface KernelDemoResult {
   m: number;
@@ -39,47 +40,46 @@ export async function kernelDemo(sources: ModelSources, tokenIds: number[], log:
   const x = f32ToF16(x32);
 
   const target = defaultTarget();
-  const query: KernelQuery = {
-    op: QUANT_MATMUL_OP,
-    device: target,
-    shape: { m, n, k },
-    weight: { bits: q.bits, zeroPoints: !q.symmetric },
-    groupSize: q.groupSize,
-    actOrder: !!q.gIdx,
-    activation: "float16",
-  };
-  const rows = explain(query);
+  const weights: LinearWeights = quantizedWeights(q, { name: "model.layers.0.mlp.up_proj" });
+  const rows = explain(linearQuery(weights, m, target));
   log(formatExplain(rows));
+  log(`plan by rows:\n${formatPlan(planLinear(weights, { device: target, maxRows: 4096 }))}`);
 
-  const layer = MarlinLayer.fromQuantized(q, { device: hasGpu() ? "cuda" : "cpu" });
-  let y: Uint16Array;
+  let y: Float32Array;
   let ms: number;
-  try {
-    if (hasGpu()) {
-      const xd = DeviceBuffer.from(x);
-      const out = DeviceBuffer.alloc(m * n * 2);
-      layer.forward(xd, { m, out }); // warm-up
+  if (hasGpu()) {
+    const layer = prepareLinear<DeviceArg, Stream>(weights, { device: target, maxRows: m });
+    const xd = DeviceBuffer.from(x);
+    const out = DeviceBuffer.alloc(m * n * 2);
+    try {
+      layer.forward(xd, out, m); // warm-up
       synchronize();
       const t0 = performance.now();
-      layer.forward(xd, { m, out });
+      layer.forward(xd, out, m);
       synchronize();
       ms = performance.now() - t0;
-      y = out.download(new Uint16Array(m * n));
+      y = f16ToF32(out.download(new Uint16Array(m * n)));
+    } finally {
       xd.free();
       out.free();
-    } else {
-      const t0 = performance.now();
-      y = layer.forward(x, { m }) as Uint16Array;
-      ms = performance.now() - t0;
+      layer.dispose();
     }
-  } finally {
-    layer.dispose();
+  } else {
+    const layer = prepareLinear<Float32Array>(weights, { device: target, maxRows: m });
+    try {
+      y = new Float32Array(m * n);
+      const t0 = performance.now();
+      layer.forward(f16ToF32(x), y, m);
+      ms = performance.now() - t0;
+    } finally {
+      layer.dispose();
+    }
   }
 
   // fp64 reference over the fp16-rounded inputs and the dequantized weights.
   const wq = dequantize(q);
   const xr = f16ToF32(x);
-  const got = f16ToF32(y);
+  const got = y;
   let num = 0;
   let den = 0;
   for (let i = 0; i < m; i++)

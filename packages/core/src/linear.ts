@@ -43,20 +43,67 @@ interface LinearWeightsBase {
   bias?: Float32Array;
   /** For messages and explain (e.g. "layers.3.qkv"). */
   name?: string;
+  /**
+   * The weights already in some implementation's own layout, possibly on a device (a Marlin
+   * checkpoint's packed tensors, or weights made on the GPU): `format` names the layout, and only
+   * implementations that read it accept the layer (e.g. "marlin", "marlin-device", "fp16-device").
+   */
+  placed?: PlacedWeights;
+}
+export interface PlacedWeights {
+  format: string;
+  data: unknown;
 }
 export interface DenseLinearWeights extends LinearWeightsBase {
   kind: "dense";
-  /** W [n, k]: fp32 values, or fp16 bits. */
-  data: Float32Array | Uint16Array;
+  /** W [n, k]: fp32 values, or fp16 bits (absent when `placed` holds them). */
+  data?: Float32Array | Uint16Array;
 }
 export interface QuantizedLinearWeights extends LinearWeightsBase {
   kind: "quantized";
-  layer: QuantizedWeights;
+  bits: 4 | 8;
+  /** -1: one group over all of k. */
+  groupSize: number;
+  symmetric: boolean;
+  actOrder: boolean;
+  /** The values unpacked (absent when `placed` holds them). */
+  layer?: QuantizedWeights;
 }
 /** Weight kinds other packages define (e.g. "sparse24"): served by the op `${kind}.matmul`. */
 export interface OtherLinearWeights extends LinearWeightsBase {
   kind: string;
   [field: string]: unknown;
+}
+
+/** Quantized linear weights of an unpacked layer (its facts copied to the top level). */
+export function quantizedWeights(layer: QuantizedWeights, extra: { bias?: Float32Array; name?: string } = {}): QuantizedLinearWeights {
+  return { kind: "quantized", n: layer.n, k: layer.k, bits: layer.bits, groupSize: layer.groupSize, symmetric: layer.symmetric, actOrder: !!layer.gIdx, layer, ...extra };
+}
+
+/**
+ * What the engine needs of a weight kind beyond running it: fusing layers that share an input
+ * (q/k/v, gate/up) along n, and dense values (when fused with layers of another kind). "dense" and
+ * "quantized" are built into the engine; other kinds register theirs (e.g. @marlin/sparse).
+ */
+export interface WeightKindHooks {
+  /** The parts concatenated along n (same k, same kind). */
+  concat?(parts: LinearWeights[], name: string): LinearWeights;
+  /** W [n, k] as fp32 values. */
+  toDense?(w: LinearWeights): Float32Array;
+}
+
+const KIND_KEY = Symbol.for("@marlin/core/weight-kinds");
+const kindGlobal = globalThis as Record<symbol, Map<string, WeightKindHooks> | undefined>;
+kindGlobal[KIND_KEY] ??= new Map();
+const kindTable: Map<string, WeightKindHooks> = kindGlobal[KIND_KEY];
+
+export function registerWeightKind(kind: string, hooks: WeightKindHooks): void {
+  if (kind === "dense" || kind === "quantized") throw new InvalidArgumentError(`weight kind "${kind}" is built in`);
+  kindTable.set(kind, hooks);
+}
+
+export function weightKindHooks(kind: string): WeightKindHooks | undefined {
+  return kindTable.get(kind);
 }
 
 /** The op that serves a weight kind. */
@@ -73,13 +120,20 @@ export interface LinearDescription {
 }
 
 function describeWeights(w: LinearWeights): LinearDescription {
-  if (w.kind === "quantized") {
-    const l = (w as QuantizedLinearWeights).layer;
-    return { weight: { bits: l.bits, zeroPoints: !l.symmetric }, groupSize: l.groupSize, actOrder: !!l.gIdx, extra: { bias: !!w.bias } };
-  }
   const extra: Record<string, unknown> = { bias: !!w.bias };
-  if (w.kind !== "dense") for (const [key, v] of Object.entries(w)) if (typeof v !== "object" && typeof v !== "function") extra[key] = v;
+  if (w.placed) extra.placed = w.placed.format;
+  if (w.kind === "quantized") {
+    const q = w as QuantizedLinearWeights;
+    return { weight: { bits: q.bits, zeroPoints: !q.symmetric }, groupSize: q.groupSize, actOrder: q.actOrder, extra };
+  }
+  if (w.kind !== "dense") for (const [key, v] of Object.entries(w)) if (v !== undefined && typeof v !== "object" && typeof v !== "function") extra[key] = v;
   return { extra };
+}
+
+/** The `placed` format a query's weights come in (undefined: host values). */
+export function placedFormat(q: KernelQuery): string | undefined {
+  const f = q.extra?.placed;
+  return typeof f === "string" ? f : undefined;
 }
 
 /** The registry query for a layer at m rows. */
@@ -100,6 +154,8 @@ export interface PrepareContext {
   maxRows: number;
   /** The smallest and largest m this preparation serves. */
   mRange: readonly [number, number];
+  /** The stream calls will run on (GPU), so per-stream scratch can be sized before any graph capture. */
+  stream?: unknown;
   shared: SharedResources;
 }
 
@@ -169,6 +225,8 @@ export interface PrepareLinearOptions {
   activation?: ActivationDType;
   /** Most rows a call will take (default 1): the plan covers m in [1, maxRows]. */
   maxRows?: number;
+  /** The stream calls will run on (see PrepareContext). */
+  stream?: unknown;
   disabled?: RegistryOptions["disabled"];
 }
 
@@ -287,6 +345,7 @@ export function prepareLinearWith<X = unknown, S = unknown>(reg: Registry, w: Li
             activation: opts.activation ?? "float16",
             maxRows: opts.maxRows ?? 1,
             mRange: [r.from, r.to],
+            stream: opts.stream,
             shared,
           }) as PreparedLinear<X, S>;
         } catch (e) {

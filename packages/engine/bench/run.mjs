@@ -1,24 +1,30 @@
 // Engine benchmark (GPU machine): a Llama-2-7B-shaped model with random weights made on the device
-// (never committed), dense fp16 (cuBLAS) and Marlin 4-bit g128. Measures decode tokens/s at batch
-// 1, 16 and 64, each decode step against the time to stream the weights once (the floor), and an
-// offline run of 256 requests (time to first token, time per output token). Writes JSON and an SVG
-// chart under the repo's bench/results/.
+// (never committed), dense fp16 and Marlin 4-bit g128, each linear prepared through the registry.
+// Measures, for both side by side: decode at batch 1, 16, 64 (context 128) against the time to
+// stream the weights once (the floor); the GPU time of each op of a decode step at batch 1 and 16;
+// decode at contexts 1024 and 4096; prefill tokens/s for 512- and 2048-token prompts; an offline
+// run of 256 requests (TTFT, TPOT, output tokens/s). With --hf FILE it also runs Hugging Face
+// transformers on the same shape (../shared/peers/hf_decode_peer.py) in the same call. Writes
+// JSON and an SVG chart under the repo's bench/results/.
 //
-//   node bench/run.mjs [--layers 32] [--requests 256] [--quick]
-import { mkdirSync, writeFileSync } from "node:fs";
+//   node bench/run.mjs [--layers 32] [--requests 256] [--quick] [--hf path/to/hf_decode_peer.py]
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CudaEvent, DeviceBuffer, deviceReport, hasGpu, MarlinWorkspace, noGpuReason, writePattern } from "@marlin/kernel";
-import { DenseGpuLinear, GpuModelRunner, gpuOps, LLMEngine, MarlinGpuLinear } from "../dist/index.js";
+import { prepareLinear } from "@marlin/core";
+import { CudaEvent, DeviceBuffer, deviceReport, gpuTarget, hasGpu, noGpuReason, Stream, writePattern } from "@marlin/kernel";
+import { describePlans, GpuModelRunner, gpuOps, LLMEngine, OpTimer } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../../..");
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
+  return i >= 0 ? args[i + 1] : dflt;
 };
 const quick = args.includes("--quick");
+const hfScript = opt("hf", undefined);
 
 if (!hasGpu()) {
   console.log(`engine bench needs a GPU: ${noGpuReason()}`);
@@ -32,14 +38,14 @@ const config = {
   vocabSize: 32000,
   hiddenSize: 4096,
   intermediateSize: 11008,
-  numLayers: opt("layers", quick ? 4 : 32),
+  numLayers: Number(opt("layers", quick ? 4 : 32)),
   numHeads: 32,
   numKvHeads: 32,
   headDim: 128,
   rmsNormEps: 1e-5,
   ropeTheta: 10000,
   ropeScaling: null,
-  maxPositionEmbeddings: 4096,
+  maxPositionEmbeddings: 8192,
   tieWordEmbeddings: false,
   qkvBias: false,
   oBias: false,
@@ -47,8 +53,9 @@ const config = {
   eosTokenIds: [],
   dtype: "float16",
 };
-const MAX_LEN = 2048;
+const MAX_LEN = 4352; // context 4096 + decode steps
 const MAX_SEQS = 64;
+const BUDGET = 2048; // tokens per step (chunked prefill)
 let seedCounter = 1;
 
 function randomHalf(count, scale) {
@@ -57,11 +64,13 @@ function randomHalf(count, scale) {
   return b;
 }
 
-function denseLinear(n, k) {
-  return new DenseGpuLinear(randomHalf(n * k, Math.sqrt(3 / k)), n, k);
-}
-
-function marlinLinear(n, k, ws) {
+/** Random weights made on the device, placed in the layout an implementation reads (no host copy). */
+function placedLinear(kind, n, k, owned) {
+  if (kind === "dense") {
+    const w = randomHalf(n * k, Math.sqrt(3 / k));
+    owned.push(w);
+    return { kind: "dense", n, k, placed: { format: "fp16-device", data: w } };
+  }
   const qweight = DeviceBuffer.alloc((k * n) / 2);
   writePattern(qweight, 0, (k * n) / 8, seedCounter++); // any nibble is a valid 4-bit weight
   const groups = k / 128;
@@ -69,23 +78,40 @@ function marlinLinear(n, k, ws) {
   const s = 1 / (4.6 * Math.sqrt(k));
   const scales = DeviceBuffer.alloc(groups * n * 2);
   gpuOps().fillUniform(scales, groups * n, seedCounter++, 0.5 * s, 1.5 * s);
-  return new MarlinGpuLinear({ k, n, bits: 4, groupSize: 128, qweight, scales }, ws);
+  owned.push(qweight, scales);
+  const data = { k, n, bits: 4, groupSize: 128, qweight, scales };
+  return { kind: "quantized", n, k, bits: 4, groupSize: 128, symmetric: true, actOrder: false, placed: { format: "marlin-device", data } };
 }
 
 function buildRunner(kind) {
-  const ws = new MarlinWorkspace(0);
   const H = config.hiddenSize;
   const I = config.intermediateSize;
-  const lin = (n, k) => (kind === "marlin" ? marlinLinear(n, k, ws) : denseLinear(n, k));
+  const stream = new Stream(0);
+  const owned = [];
+  const device = gpuTarget(0);
+  const maxRows = Math.max(BUDGET, MAX_SEQS);
+  const lin = (n, k, name) => prepareLinear({ ...placedLinear(kind, n, k, owned), name }, { device, maxRows, stream });
   const ones = () => DeviceBuffer.from(new Float32Array(H).fill(1));
   const layers = [];
   for (let i = 0; i < config.numLayers; i++)
-    layers.push({ inputNorm: ones(), postNorm: ones(), qkv: lin(3 * H, H), o: lin(H, H), gateUp: lin(2 * I, H), down: lin(H, I) });
-  const weights = { embed: randomHalf(config.vocabSize * H, 1), norm: ones(), lmHead: denseLinear(config.vocabSize, H), layers };
-  return new GpuModelRunner(config, weights, { maxModelLen: MAX_LEN, maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: 4096, gpuMemoryFraction: 0.85 }, ws, {
-    linear: kind === "marlin" ? "marlin.cuda" : "cublas.fp16",
-    lm_head: "cublas.fp16",
-  });
+    layers.push({
+      inputNorm: ones(),
+      postNorm: ones(),
+      qkv: lin(3 * H, H, "q_proj+k_proj+v_proj"),
+      o: lin(H, H, "o_proj"),
+      gateUp: lin(2 * I, H, "gate_proj+up_proj"),
+      down: lin(H, I, "down_proj"),
+    });
+  const weights = { embed: randomHalf(config.vocabSize * H, 1), norm: ones(), lmHead: randomHalf(config.vocabSize * H, Math.sqrt(3 / H)), layers };
+  const kernels = describePlans(["qkv", "o", "gateUp", "down"].map((s) => [layers[0][s].name, layers[0][s].plan]));
+  const runner = new GpuModelRunner(config, weights, { maxModelLen: MAX_LEN, maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: BUDGET, gpuMemoryFraction: 0.85 }, stream, kernels);
+  runner.benchOwned = owned; // the placed device weights: the caller owns them
+  return runner;
+}
+
+function disposeRunner(runner) {
+  runner.dispose();
+  for (const b of runner.benchOwned) b.free();
 }
 
 /** Device copy bandwidth (read + write bytes per second) with a 2 GiB buffer. */
@@ -135,54 +161,90 @@ const PHASES = ["prepMs", "launchMs", "gpuMs", "syncMs", "downloadMs", "totalMs"
 function breakdown(samples) {
   const out = {};
   for (const k of [...PHASES, "stepMs"]) out[k] = median(samples.map((x) => x[k]));
-  // Host time of the engine outside execute() (scheduler, batch building, output processing).
   out.engineHostMs = median(samples.map((x) => x.stepMs - x.totalMs));
-  // Everything in the step that is not the device running the decode graph.
   out.hostOverheadMs = median(samples.map((x) => x.stepMs - x.gpuMs));
   return out;
 }
 
-async function decodeThroughput(runner, batch, bw, maxSteps) {
+function newEngine(runner, seed, prefixCaching = false) {
+  return new LLMEngine(runner, undefined, { eosTokenIds: [] }, { maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: BUDGET, prefixCaching, seed });
+}
+
+/** Decode steps of `batch` sequences at a context of `context` tokens; optional per-op timing of a few steps. */
+async function decode(runner, batch, bw, { context = 128, steps = quick ? 24 : 48, opSteps = 0 } = {}) {
   runner.profile = true;
-  const engine = new LLMEngine(runner, undefined, { eosTokenIds: [] }, { maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: 4096, prefixCaching: false, seed: 1 });
-  const rng = mulberry(batch);
-  const steps = maxSteps ?? (quick ? 24 : 64);
-  for (let i = 0; i < batch; i++) await engine.addRequest(randPrompt(128, rng), { maxTokens: steps + 8, ignoreEos: true });
+  const engine = newEngine(runner, batch + context);
+  const rng = mulberry(batch * 7 + context);
+  for (let i = 0; i < batch; i++) await engine.addRequest(randPrompt(context, rng), { maxTokens: steps + opSteps + 8, ignoreEos: true });
   const times = [];
   const samples = [];
+  const ops = [];
+  let decodeSteps = 0;
   while (engine.hasUnfinished) {
+    const pure = engine.scheduler.running.length === batch && engine.scheduler.waiting.length === 0;
+    if (opSteps && pure && decodeSteps >= steps && ops.length < opSteps) runner.opTimer ??= new OpTimer(runner.stream);
     const t0 = performance.now();
     await engine.step();
     const dt = performance.now() - t0;
-    // Pure decode steps of the full batch, after the first few (graph warm-up and capture).
     if (engine.lastStep.numBatchedTokens === batch && engine.lastStep.numScheduled === batch) {
-      times.push(dt);
-      samples.push({ ...runner.lastTimings, stepMs: dt });
+      decodeSteps++;
+      if (runner.opTimer) ops.push(runner.opTimer.collect());
+      else {
+        times.push(dt);
+        samples.push({ ...runner.lastTimings, stepMs: dt });
+      }
     }
+    if (runner.opTimer && ops.length >= opSteps) runner.opTimer = undefined;
   }
+  runner.opTimer = undefined;
   const steady = times.slice(4);
-  const steadySamples = samples.slice(4);
   const stepMs = median(steady);
   const floorMs = (runner.weightBytes / bw) * 1000;
-  return {
+  const r = {
     batch,
+    context,
     stepMs,
     stepP90Ms: pct(steady, 90),
     tokensPerSecond: (batch * 1000) / stepMs,
     floorMs,
     floorFraction: floorMs / stepMs,
     steps: steady.length,
-    breakdown: breakdown(steadySamples),
-    graphSteps: steadySamples.filter((x) => x.graph).length,
+    breakdown: breakdown(samples.slice(4)),
     cudaGraphs: runner.useGraphs,
     graphFailure: runner.graphFailure,
     leakedBlocks: engine.blocks.numBlocks - engine.blocks.numFreeBlocks,
   };
+  if (ops.length) {
+    const names = Object.keys(ops[0]);
+    r.opGpuMs = Object.fromEntries(names.map((n) => [n, median(ops.map((o) => o[n] ?? 0))]));
+    r.opGpuMs.linearTotal = Object.entries(r.opGpuMs).filter(([n]) => n.startsWith("linear ")).reduce((a, [, v]) => a + v, 0);
+    r.opGpuMs.otherTotal = Object.entries(r.opGpuMs).filter(([n]) => !n.startsWith("linear ") && !n.endsWith("Total")).reduce((a, [, v]) => a + v, 0);
+  }
+  return r;
+}
+
+/** Prefill throughput: `n` prompts of `len` tokens, one output token each. */
+async function prefill(runner, len, n) {
+  runner.profile = false;
+  const engine = newEngine(runner, len);
+  const rng = mulberry(len);
+  // warm-up at this shape
+  await engine.addRequest(randPrompt(len, rng), { maxTokens: 1, ignoreEos: true });
+  while (engine.hasUnfinished) await engine.step();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await engine.addRequest(randPrompt(len, rng), { maxTokens: 1, ignoreEos: true });
+  let steps = 0;
+  while (engine.hasUnfinished) {
+    await engine.step();
+    steps++;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { promptTokens: len, requests: n, steps, seconds, tokensPerSecond: (len * n) / seconds };
 }
 
 async function offline(runner, n) {
   runner.profile = false;
-  const engine = new LLMEngine(runner, undefined, { eosTokenIds: [] }, { maxNumSeqs: MAX_SEQS, maxNumBatchedTokens: 2048, prefixCaching: true, seed: 2 });
+  const engine = newEngine(runner, 2, true);
   const rng = mulberry(7);
   const finals = [];
   const t0 = performance.now();
@@ -198,7 +260,6 @@ async function offline(runner, n) {
   }
   const seconds = (performance.now() - t0) / 1000;
   const outTokens = finals.reduce((a, o) => a + o.tokenIds.length, 0);
-  const promptTokens = finals.reduce((a, o) => a + o.promptTokenIds.length, 0);
   const ttft = finals.map((o) => o.metrics.ttftMs);
   const tpot = finals.map((o) => o.metrics.tpotMs).filter((x) => x !== undefined);
   return {
@@ -206,7 +267,7 @@ async function offline(runner, n) {
     completed: finals.length,
     seconds,
     steps,
-    promptTokens,
+    promptTokens: finals.reduce((a, o) => a + o.promptTokenIds.length, 0),
     outputTokens: outTokens,
     outputTokensPerSecond: outTokens / seconds,
     ttftMs: { mean: ttft.reduce((a, b) => a + b, 0) / ttft.length, p50: median(ttft), p90: pct(ttft, 90) },
@@ -219,50 +280,89 @@ async function offline(runner, n) {
 const bw = copyBandwidth();
 console.log(`copy bandwidth ${(bw / 1e12).toFixed(2)} TB/s (read + write)`);
 const results = { date: new Date().toISOString(), commit: process.env.MARLIN_COMMIT ?? "unknown", device: deviceReport(), copyBandwidthBytesPerSecond: bw, config, runs: {} };
+const kvBytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * 2;
 for (const kind of ["dense", "marlin"]) {
   const t = performance.now();
   const runner = buildRunner(kind);
-  console.log(`${kind}: weights ${(runner.weightBytes / 2 ** 30).toFixed(2)} GiB streamed per step, ${runner.numBlocks} KV blocks, built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-  const decode = [];
+  console.log(`${kind}: weights ${(runner.weightBytes / 2 ** 30).toFixed(2)} GiB per step, ${runner.numBlocks} KV blocks, kernels ${JSON.stringify(runner.kernels)}, built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  const run = { weightBytes: runner.weightBytes, kernels: runner.kernels, decode: [], contexts: [], prefill: [] };
   for (const b of [1, 16, 64]) {
-    const r = await decodeThroughput(runner, b, bw);
+    const r = await decode(runner, b, bw, { opSteps: b <= 16 ? 6 : 0 });
     console.log(`  decode batch ${b}: ${r.stepMs.toFixed(2)} ms/step, ${r.tokensPerSecond.toFixed(0)} tok/s, floor ${r.floorMs.toFixed(2)} ms (${(r.floorFraction * 100).toFixed(0)}% of floor speed)${r.graphFailure ? `, graphs off: ${r.graphFailure}` : ""}`);
-    decode.push(r);
+    if (r.opGpuMs) console.log(`    GPU per op (eager, ms/step): ${Object.entries(r.opGpuMs).map(([n, v]) => `${n} ${v.toFixed(3)}`).join(", ")}`);
+    run.decode.push(r);
   }
-  // Device time of the decode graph with only the linear layers (lm_head included) and with only
-  // the other ops (norms, RoPE, KV store, attention, SiLU-mul, embedding, sampling).
-  for (const r of decode) {
-    if (r.batch > 16) continue;
+  // Graph replays with only the linear layers, and with only the other ops.
+  for (const r of run.decode.filter((x) => x.batch <= 16)) {
     r.gpuSplit = {};
     for (const skip of ["other", "linear"]) {
       runner.setProfileSkip(skip);
-      const x = await decodeThroughput(runner, r.batch, bw, 24);
+      const x = await decode(runner, r.batch, bw, { steps: 20 });
       r.gpuSplit[skip === "other" ? "linearOnlyGpuMs" : "otherOpsGpuMs"] = x.breakdown.gpuMs;
     }
     runner.setProfileSkip(undefined);
+    console.log(`  graph GPU time batch ${r.batch}: all ${r.breakdown.gpuMs.toFixed(3)} ms, only linear ${r.gpuSplit.linearOnlyGpuMs.toFixed(3)}, only other ops ${r.gpuSplit.otherOpsGpuMs.toFixed(3)}`);
   }
-  for (const r of decode) {
-    const b = r.breakdown;
-    const split = r.gpuSplit ? `; graph with only linear ${r.gpuSplit.linearOnlyGpuMs.toFixed(2)} ms, only other ops ${r.gpuSplit.otherOpsGpuMs.toFixed(2)} ms` : "";
-    console.log(
-      `  breakdown batch ${r.batch}: step ${b.stepMs.toFixed(2)} ms = engine host ${b.engineHostMs.toFixed(2)} + execute ${b.totalMs.toFixed(2)} (prep/upload ${b.prepMs.toFixed(2)}, launch ${b.launchMs.toFixed(2)}, sync wait ${b.syncMs.toFixed(2)}, download ${b.downloadMs.toFixed(2)}); GPU ${b.gpuMs.toFixed(2)} ms, host overhead ${b.hostOverheadMs.toFixed(2)} ms${split}`,
-    );
+  for (const context of quick ? [1024] : [1024, 4096])
+    for (const b of [1, 16]) {
+      const r = await decode(runner, b, bw, { context, steps: 16, opSteps: 4 });
+      const kvMs = ((b * (context + 8) * kvBytesPerToken) / bw) * 1000;
+      r.attentionKvFloorMs = kvMs;
+      console.log(`  decode batch ${b} context ${context}: ${r.stepMs.toFixed(2)} ms/step; attention ${r.opGpuMs?.attention?.toFixed(3)} ms vs ${kvMs.toFixed(3)} ms to read its KV once`);
+      run.contexts.push(r);
+    }
+  for (const len of [512, 2048]) {
+    const r = await prefill(runner, len, quick ? 2 : 8);
+    console.log(`  prefill ${r.requests} x ${len} tokens: ${r.tokensPerSecond.toFixed(0)} tok/s (${r.steps} steps, ${r.seconds.toFixed(2)} s)`);
+    run.prefill.push(r);
   }
-  const off = await offline(runner, opt("requests", quick ? 64 : 256));
+  const off = await offline(runner, Number(opt("requests", quick ? 64 : 256)));
   console.log(`  offline ${off.requests} requests: ${off.seconds.toFixed(1)} s, ${off.outputTokensPerSecond.toFixed(0)} output tok/s, TTFT p50 ${off.ttftMs.p50.toFixed(0)} ms, TPOT p50 ${off.tpotMs.p50.toFixed(1)} ms, leaked blocks ${off.leakedBlocks}`);
-  results.runs[kind] = { weightBytes: runner.weightBytes, decode, offline: off };
-  runner.dispose();
+  run.offline = off;
+  results.runs[kind] = run;
+  disposeRunner(runner);
 }
-const d = results.runs.dense.decode;
-const m = results.runs.marlin.decode;
-results.speedup = Object.fromEntries(d.map((x, i) => [`batch${x.batch}`, x.stepMs / m[i].stepMs]));
-results.targets = { batch1: 2.5, batch16: 2.0 };
-console.log(`Marlin / dense decode speedup: ${Object.entries(results.speedup).map(([k, v]) => `${k} ${v.toFixed(2)}x`).join(", ")} (targets 2.5x at 1, 2x at 16)`);
+
+// Hugging Face transformers on the same shape, same call.
+if (hfScript && existsSync(hfScript)) {
+  const out = process.env.OUT ?? "/tmp";
+  console.log(`running ${hfScript} (Hugging Face transformers, same GPU)`);
+  const r = spawnSync("python3", [hfScript], { stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, OUT: out }, timeout: 600_000 });
+  const f = join(out, "hf_decode_anchor.json");
+  if (r.status === 0 && existsSync(f)) results.huggingFace = JSON.parse(readFileSync(f, "utf8"));
+  else console.log(`Hugging Face peer failed (status ${r.status})`);
+}
+
+const D = results.runs.dense;
+const M = results.runs.marlin;
+results.speedup = {
+  decode: Object.fromEntries(D.decode.map((x, i) => [`batch${x.batch}`, x.stepMs / M.decode[i].stepMs])),
+  contexts: Object.fromEntries(D.contexts.map((x, i) => [`batch${x.batch}-ctx${x.context}`, x.stepMs / M.contexts[i].stepMs])),
+  prefill: Object.fromEntries(D.prefill.map((x, i) => [`len${x.promptTokens}`, M.prefill[i].tokensPerSecond / x.tokensPerSecond])),
+  offlineOutputTokens: M.offline.outputTokensPerSecond / D.offline.outputTokensPerSecond,
+};
+results.targets = { batch1Ms: 1.3, batch1: 3, batch16: 2.5, batch64: 1.5, otherOpsBatch1Ms: 0.12, offline: 1.5, prefill: 0.9 };
+
+// The table.
+const hf = (b) => results.huggingFace?.rows?.find((r) => r.cache === "static" && r.batch === b)?.ms_per_step;
+const row = (label, d, m, unit, ratio) => console.log(`${label.padEnd(34)} ${d.padStart(12)} ${m.padStart(12)} ${ratio.padStart(9)}  ${unit}`);
+console.log(`\n${"".padEnd(34)} ${"dense fp16".padStart(12)} ${"Marlin 4-bit".padStart(12)} ${"ratio".padStart(9)}`);
+D.decode.forEach((x, i) => {
+  const h = hf(x.batch);
+  row(`decode batch ${x.batch} (ctx 128)`, x.stepMs.toFixed(2), M.decode[i].stepMs.toFixed(2), `ms/step (floor ${x.floorMs.toFixed(2)} / ${M.decode[i].floorMs.toFixed(2)})${h ? `; HF static ${h.toFixed(2)}` : ""}`, `${(x.stepMs / M.decode[i].stepMs).toFixed(2)}x`);
+});
+D.decode.forEach((x, i) => {
+  if (!x.opGpuMs) return;
+  row(`  other ops, batch ${x.batch} (eager)`, x.opGpuMs.otherTotal.toFixed(3), M.decode[i].opGpuMs.otherTotal.toFixed(3), "ms GPU per step", "");
+});
+D.contexts.forEach((x, i) => void row(`decode batch ${x.batch} ctx ${x.context}`, x.stepMs.toFixed(2), M.contexts[i].stepMs.toFixed(2), `ms/step; attention ${M.contexts[i].opGpuMs?.attention?.toFixed(3)} ms vs KV read ${x.attentionKvFloorMs.toFixed(3)}`, `${(x.stepMs / M.contexts[i].stepMs).toFixed(2)}x`));
+D.prefill.forEach((x, i) => void row(`prefill ${x.promptTokens}-token prompts`, x.tokensPerSecond.toFixed(0), M.prefill[i].tokensPerSecond.toFixed(0), "tok/s", `${(M.prefill[i].tokensPerSecond / x.tokensPerSecond).toFixed(2)}x`));
+row(`offline ${D.offline.requests} requests`, D.offline.outputTokensPerSecond.toFixed(0), M.offline.outputTokensPerSecond.toFixed(0), `output tok/s; TTFT p50 ${D.offline.ttftMs.p50.toFixed(0)} / ${M.offline.ttftMs.p50.toFixed(0)} ms`, `${results.speedup.offlineOutputTokens.toFixed(2)}x`);
 
 function chart() {
   const W = 760;
   const Hh = 340;
-  const rows = d.map((x, i) => ({ b: x.batch, dense: x.tokensPerSecond, marlin: m[i].tokensPerSecond, fd: (x.batch * 1000) / x.floorMs, fm: (x.batch * 1000) / m[i].floorMs }));
+  const rows = D.decode.map((x, i) => ({ b: x.batch, dense: x.tokensPerSecond, marlin: M.decode[i].tokensPerSecond, fd: (x.batch * 1000) / x.floorMs, fm: (x.batch * 1000) / M.decode[i].floorMs }));
   const max = Math.max(...rows.flatMap((r) => [r.dense, r.marlin, r.fm]));
   const bar = (x, v, color, label) => {
     const h = (v / max) * 220;
@@ -277,11 +377,11 @@ function chart() {
     const x = 80 + i * 230;
     body += bar(x, r.dense, "#8899aa", r.dense.toFixed(0)) + bar(x + 56, r.marlin, "#2a7ab8", r.marlin.toFixed(0));
     body += tick(x, r.fd) + tick(x + 56, r.fm);
-    body += `<text x="${x + 50}" y="292" font-size="13" text-anchor="middle">batch ${r.b}: Marlin ${(d[i].stepMs / m[i].stepMs).toFixed(2)}x</text>`;
+    body += `<text x="${x + 50}" y="292" font-size="13" text-anchor="middle">batch ${r.b}: Marlin ${(D.decode[i].stepMs / M.decode[i].stepMs).toFixed(2)}x</text>`;
   });
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" font-family="sans-serif">
 <text x="20" y="24" font-size="15">Llama-2-7B shape (${config.numLayers} layers, random weights): decode tokens/s, dense fp16 (grey) vs Marlin 4-bit g128 (blue)</text>
-<text x="20" y="42" font-size="11">dashed: the floor (time to stream the step's weights once at ${(bw / 1e12).toFixed(2)} TB/s copy bandwidth)</text>
+<text x="20" y="42" font-size="11">dashed: the floor (time to stream the step's weights once at ${(bw / 1e12).toFixed(2)} TB/s copy bandwidth); commit ${results.commit}, ${results.date.slice(0, 10)}</text>
 ${body}
 <text x="20" y="325" font-size="11">${results.device.split("\n").slice(-1)[0].slice(0, 110)}</text>
 </svg>`;

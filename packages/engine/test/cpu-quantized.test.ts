@@ -1,13 +1,14 @@
 import { Rng, relativeError, runSeed } from "@marlin/core";
+import { denseCpu, marlinCpu } from "@marlin/kernel";
 import { describe, expect, test } from "vitest";
-import { CpuLinear, CpuLlama, CpuMarlinLinear, LINEAR_NAMES, type LinearSource, linearToF32, loadModelDir, type ModelSources, quantizeSourcesRtn } from "../src/index.js";
+import { CpuLlama, LINEAR_NAMES, type LinearSource, linearToF32, loadModelDir, type ModelSources, quantizeSourcesRtn } from "../src/index.js";
 import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
-// Quantized layers on the CPU model run packed through the Marlin CPU path (registry pick
-// "marlin.cpu"), not as dequantized fp32 copies; the result must match the dequantized model up to
+// Quantized layers on the CPU model run packed through the Marlin CPU path (the registry's pick,
+// marlinCpu), not as dequantized fp32 copies; the result must match the dequantized model up to
 // the fp16 rounding of activations the quantized path does (as the GPU does).
 describe.skipIf(!hasTinyLlama())("CpuLlama with quantized layers", () => {
-  test("runs marlin.cpu with packed weights and matches the dequantized fp32 model", async () => {
+  test("runs the Marlin CPU path with packed weights and matches the dequantized fp32 model", async () => {
     const seed = runSeed();
     console.log(`cpu-quantized seed ${seed} (MARLIN_SEED replays)`);
     const rng = new Rng(seed);
@@ -32,10 +33,12 @@ describe.skipIf(!hasTinyLlama())("CpuLlama with quantized layers", () => {
       };
       const qm = new CpuLlama(m.config, q);
       const dm = new CpuLlama(m.config, dense);
-      expect(Object.values(qm.kernels).every((id) => id === "marlin.cpu")).toBe(true);
-      expect(qm.layers[0].qkv).toBeInstanceOf(CpuMarlinLinear);
-      expect(dm.layers[0].qkv).toBeInstanceOf(CpuLinear);
-      expect(() => qm.getLinearWeight(0, "o_proj")).toThrow(/quantized/);
+      for (const slot of ["qkv", "o", "gateUp", "down"] as const) {
+        expect(qm.layers[0][slot].implementationFor(1)).toBe(marlinCpu.id);
+        expect(qm.layers[0][slot].implementationFor(4096)).toBe(marlinCpu.id);
+        expect(dm.layers[0][slot].implementationFor(1)).toBe(denseCpu.id);
+      }
+      expect(qm.getLinearWeight(0, "o_proj")).toEqual(linearToF32(q.layers[0].linears.o_proj));
 
       const lens = [rng.int(1, 41), rng.int(1, 41)];
       const tokens = Int32Array.from({ length: lens[0] + lens[1] }, () => rng.int(0, m.config.vocabSize));

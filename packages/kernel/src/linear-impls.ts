@@ -7,6 +7,10 @@
  *  - "dense.matmul": "cublas.fp16" (cuBLAS, loaded at run time) and "dense.cpu" (fp32 panel GEMM).
  * Host implementations take and return fp32 Float32Array rows; CUDA ones device buffers (or
  * [buffer, byteOffset] views) of the activation dtype, on a stream.
+ *
+ * Weights may come as host values or `placed` in a layout: "marlin" (a @marlin/format MarlinLayer,
+ * e.g. from a Marlin checkpoint), "marlin-device" (DeviceMarlinWeights already on the GPU), and
+ * "fp16-device" (a dense W [n, k] fp16 DeviceBuffer). The caller keeps owning placed device data.
  */
 import {
   type ActivationDType,
@@ -19,12 +23,13 @@ import {
   type LinearWeights,
   type PrepareContext,
   type PreparedLinear,
+  placedFormat,
   type QuantizedLinearWeights,
   refuse,
   registry,
   ShapeError,
 } from "@marlin/core";
-import { dequantize, f16ToF32, f32ToBf16, f32ToF16, packMarlin } from "@marlin/format";
+import { dequantize, f16ToF32, f32ToBf16, f32ToF16, type MarlinLayer, packMarlin, type QuantizedLayer } from "@marlin/format";
 import { DeviceBuffer } from "./buffer.js";
 import { cublasStatus, denseMatmul } from "./dense.js";
 import { type DeviceMarlinWeights, type HostMarlinWeights, marlinMatmul, marlinShapeRefusal } from "./marlin.js";
@@ -93,6 +98,19 @@ function quantized(w: LinearWeights): QuantizedLinearWeights {
   return w as QuantizedLinearWeights;
 }
 
+/** Refuses weights placed in a layout the implementation does not read. */
+function placedFit(q: KernelQuery, formats: readonly string[]): Fit {
+  const f = placedFormat(q);
+  return f === undefined || formats.includes(f) ? FITS : refuse(`reads host values${formats.length ? ` or the ${formats.join(" / ")} layout` : ""}, not "${f}"`);
+}
+
+/** The layer in the Marlin layout on the host: as placed, or packed from its values. */
+function marlinHost(w: QuantizedLinearWeights): MarlinLayer {
+  if (w.placed?.format === "marlin") return w.placed.data as MarlinLayer;
+  if (!w.layer) throw new InvalidArgumentError(`${w.name ?? "layer"}: no values and no Marlin-layout weights`);
+  return packMarlin(w.layer as QuantizedLayer);
+}
+
 function dense(w: LinearWeights): DenseLinearWeights {
   if (w.kind !== "dense") throw new InvalidArgumentError(`expected dense weights, got kind "${w.kind}"`);
   return w as DenseLinearWeights;
@@ -123,9 +141,10 @@ function marlinWeightBytes(w: { k: number; n: number; bits: number; groupSize: n
 
 /** The layer packed in the Marlin layout and placed on its device, once per layer (shared by name). */
 function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareContext): DeviceMarlinWeights {
+  if (w.placed?.format === "marlin-device") return w.placed.data as DeviceMarlinWeights;
   const dev = deviceIndex(ctx);
   return ctx.shared.get(`marlin-device:${dev}:${ctx.activation}`, () => {
-    const p = packMarlin(w.layer);
+    const p = marlinHost(w);
     const scales = ctx.activation === "bfloat16" ? f32ToBf16(f16ToF32(p.scales)) : p.scales;
     const b = uploadAll(
       { qweight: p.qweight, scales, zeros: p.zeros, perm: p.perm, bias: w.bias ? biasBits(w.bias, ctx.activation) : undefined },
@@ -142,7 +161,10 @@ function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareContext): De
       perm: b.perm,
       bias: b.bias,
     };
-    return { value, dispose: () => Object.values(b).forEach((x) => (x as DeviceBuffer | undefined)?.free()) };
+    const dispose = () => {
+      for (const x of Object.values(b)) (x as DeviceBuffer | undefined)?.free();
+    };
+    return { value, dispose };
   });
 }
 
@@ -153,16 +175,17 @@ export const marlinCuda: LinearImplementation<DeviceArg, Stream> = {
   devices: { kind: "cuda", minCapability: 80 },
   description: "Marlin FP16/BF16 x INT4/INT8 tensor-core kernel (mma.sync, cp.async pipeline, striped split-k)",
   canImplement(q) {
-    const cuda = cudaFit(q);
-    return cuda.ok ? marlinFit(q) : cuda;
+    for (const f of [cudaFit(q), placedFit(q, ["marlin", "marlin-device"])]) if (!f.ok) return f;
+    return marlinFit(q);
   },
   prepare(weights, ctx): DeviceLinear {
     const w = quantized(weights);
     const dw = marlinDeviceWeights(w, ctx);
     const dtype = ctx.activation;
-    // One workspace per device, sized here for the largest call (growing inside a CUDA graph would allocate).
-    const ws = MarlinWorkspace.forDevice(deviceIndex(ctx));
-    ws.ensure(ctx.maxRows, dw.n, dw.k, !!dw.perm);
+    const dev = deviceIndex(ctx);
+    // The workspace of the stream calls will use, sized now for the largest call (growing inside a
+    // CUDA graph capture would allocate).
+    MarlinWorkspace.forStream(dev, ctx.stream as Stream | undefined).ensure(ctx.maxRows, dw.n, dw.k, !!dw.perm);
     return {
       n: dw.n,
       k: dw.k,
@@ -170,7 +193,7 @@ export const marlinCuda: LinearImplementation<DeviceArg, Stream> = {
       apply(x, out, m, stream) {
         const [xb, xo] = view(x);
         const [ob, oo] = view(out);
-        marlinMatmul({ x: xb, xByteOffset: xo, out: ob, outByteOffset: oo, m, weights: dw, dtype, workspace: ws, stream });
+        marlinMatmul({ x: xb, xByteOffset: xo, out: ob, outByteOffset: oo, m, weights: dw, dtype, workspace: MarlinWorkspace.forStream(dev, stream), stream });
       },
       dispose() {},
     };
@@ -183,10 +206,13 @@ export const marlinCpu: LinearImplementation<Float32Array> = {
   priority: 10,
   devices: { kind: "cpu" },
   description: "multi-threaded C++ path over the same packed layout (fp16 inputs, fp32 accumulation, batch invariant)",
-  canImplement: marlinFit,
+  canImplement: (q) => {
+    const f = placedFit(q, ["marlin"]);
+    return f.ok ? marlinFit(q) : f;
+  },
   prepare(weights): HostLinear {
     const w = quantized(weights);
-    const p = packMarlin(w.layer);
+    const p = marlinHost(w);
     const hw: HostMarlinWeights = { k: p.k, n: p.n, bits: p.bits, groupSize: p.groupSize === p.k ? -1 : p.groupSize, qweight: p.qweight, scales: p.scales, zeros: p.zeros, perm: p.perm };
     const bias = w.bias;
     const { n, k } = w;
@@ -206,9 +232,10 @@ export const marlinCpu: LinearImplementation<Float32Array> = {
   },
 };
 
-/** W [n, k] as fp16 bits (fp16 weights as they are; fp32 rounded). */
-function denseF16(w: DenseLinearWeights): Uint16Array {
-  return w.data instanceof Uint16Array ? w.data : f32ToF16(w.data);
+/** W [n, k] host values (fp32 or fp16 bits). */
+function denseData(w: DenseLinearWeights): Float32Array | Uint16Array {
+  if (!w.data) throw new InvalidArgumentError(`${w.name ?? "dense layer"}: no host values`);
+  return w.data;
 }
 
 export const cublasFp16: LinearImplementation<DeviceArg, Stream> = {
@@ -223,15 +250,24 @@ export const cublasFp16: LinearImplementation<DeviceArg, Stream> = {
     const s = cublasStatus();
     if (!s.available) return refuse(s.reason ?? "cuBLAS is not available");
     if (q.shape && (q.shape.n % 8 !== 0 || q.shape.k % 8 !== 0)) return refuse("n and k must be multiples of 8");
+    const placed = placedFit(q, ["fp16-device"]);
+    if (!placed.ok) return placed;
+    if (placedFormat(q) && q.activation === "bfloat16") return refuse("fp16-device weights need fp16 activations");
     return matmulFit(q);
   },
   prepare(weights, ctx): DeviceLinear {
     const w = dense(weights);
     const { n, k } = w;
     const dtype = ctx.activation;
-    const host = dtype === "bfloat16" ? f32ToBf16(w.data instanceof Float32Array ? w.data : f16ToF32(w.data)) : denseF16(w);
-    if (host.length !== n * k) throw new ShapeError(`dense weight has ${host.length} elements, expected ${n}x${k}`);
+    let host: Uint16Array | undefined;
+    if (w.placed?.format !== "fp16-device") {
+      const d = denseData(w);
+      host = dtype === "bfloat16" ? f32ToBf16(d instanceof Float32Array ? d : f16ToF32(d)) : d instanceof Uint16Array ? d : f32ToF16(d);
+      if (host.length !== n * k) throw new ShapeError(`dense weight has ${host.length} elements, expected ${n}x${k}`);
+    }
     const b = uploadAll({ w: host, bias: w.bias ? biasBits(w.bias, dtype) : undefined }, deviceIndex(ctx));
+    const wd = host ? (b.w as DeviceBuffer) : (w.placed!.data as DeviceBuffer);
+    if (wd.byteLength < n * k * 2) throw new ShapeError(`dense weight buffer holds ${wd.byteLength} bytes, needs ${n * k * 2}`);
     return {
       n,
       k,
@@ -239,10 +275,10 @@ export const cublasFp16: LinearImplementation<DeviceArg, Stream> = {
       apply(x, out, m, stream) {
         const [xb, xo] = view(x);
         const [ob, oo] = view(out);
-        denseMatmul({ x: xb, xByteOffset: xo, w: b.w, bias: b.bias, out: ob, outByteOffset: oo, m, k, n, dtype, stream, wLayout: "nk" });
+        denseMatmul({ x: xb, xByteOffset: xo, w: wd, bias: b.bias, out: ob, outByteOffset: oo, m, k, n, dtype, stream, wLayout: "nk" });
       },
       dispose() {
-        b.w.free();
+        (b.w as DeviceBuffer | undefined)?.free();
         b.bias?.free();
       },
     };
@@ -268,11 +304,15 @@ export const denseCpu: LinearImplementation<Float32Array> = {
   priority: 10,
   devices: { kind: "cpu" },
   description: "multi-threaded fp32 panel GEMM (AVX2 when present, batch invariant)",
-  canImplement: matmulFit,
+  canImplement: (q) => {
+    const f = placedFit(q, []);
+    return f.ok ? matmulFit(q) : f;
+  },
   prepare(weights): HostLinear {
     const w = dense(weights);
     const { n, k } = w;
-    const f32 = w.data instanceof Float32Array ? w.data : f16ToF32(w.data);
+    const d = denseData(w);
+    const f32 = d instanceof Float32Array ? d : f16ToF32(d);
     if (f32.length !== n * k) throw new ShapeError(`dense weight has ${f32.length} elements, expected ${n}x${k}`);
     const ops = panelOps();
     const packed = new Float32Array(ops.packedLinearSize(n, k));
@@ -292,8 +332,9 @@ export const denseCpu: LinearImplementation<Float32Array> = {
 
 /** W [n, k] fp32 of a quantized layer (stored [k, n]). */
 export function dequantizedNk(w: QuantizedLinearWeights): Float32Array {
+  if (!w.layer) throw new InvalidArgumentError(`${w.name ?? "layer"}: no unpacked values to dequantize`);
   const { k, n } = w.layer;
-  const kn = dequantize(w.layer as Parameters<typeof dequantize>[0]);
+  const kn = dequantize(w.layer as QuantizedLayer);
   const out = new Float32Array(n * k);
   for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) out[j * k + i] = kn[i * n + j];
   return out;
@@ -305,13 +346,17 @@ export const dequantDense: LinearImplementation = {
   priority: 1,
   devices: { kind: "cpu" },
   description: "fallback: the layer dequantized once, then served by the best dense.matmul implementation",
-  canImplement: matmulFit,
+  canImplement: (q) => {
+    const f = placedFit(q, []);
+    return f.ok ? matmulFit(q) : f;
+  },
   prepare(weights, ctx) {
     const w = quantized(weights);
     const inner = registry.prepareLinear({ kind: "dense", n: w.n, k: w.k, data: dequantizedNk(w), bias: w.bias, name: w.name }, {
       device: ctx.device,
       activation: ctx.activation,
       maxRows: ctx.maxRows,
+      stream: ctx.stream,
     });
     return {
       n: w.n,
@@ -328,7 +373,7 @@ export const dequantDenseCuda: LinearImplementation = {
   id: "dequant.dense.cuda",
   devices: { kind: "cuda", minCapability: 70 },
   canImplement(q) {
-    const cuda = cudaFit(q);
-    return cuda.ok ? matmulFit(q) : cuda;
+    for (const f of [cudaFit(q), placedFit(q, [])]) if (!f.ok) return f;
+    return matmulFit(q);
   },
 };

@@ -65,6 +65,18 @@ export class MarlinWorkspace {
     this.dispose();
   }
 
+  private static perStream = new WeakMap<object, MarlinWorkspace>();
+  /** The workspace of a stream (kernels on one stream run in order, so they may share one); the device's for none. */
+  static forStream(device = 0, stream?: Stream): MarlinWorkspace {
+    if (!stream) return MarlinWorkspace.forDevice(device);
+    let w = MarlinWorkspace.perStream.get(stream);
+    if (!w || w.disposed) {
+      w = new MarlinWorkspace(device);
+      MarlinWorkspace.perStream.set(stream, w);
+    }
+    return w;
+  }
+
   private static shared = new Map<number, MarlinWorkspace>();
   /** The process-wide workspace of a device, used when a call names none (legacy default stream). */
   static forDevice(device = 0): MarlinWorkspace {

@@ -1,63 +1,22 @@
 /**
- * A Llama-family model on the CPU: fp32 activations; dense weights in fp32 (fp16 / bf16 converted
- * once at load), quantized ones kept packed and run by the Marlin CPU path (or dequantized when
- * no quantized CPU implementation fits the shape); C++ ops from the addon, batch-invariant.
+ * A Llama-family model on the CPU: the decoder of model/llama.ts over fp32 host arrays, C++ ops
+ * from the addon (batch invariant), and linear layers prepared through the registry (quantized
+ * ones stay packed when a quantized CPU implementation takes them).
  *
  * Besides the paged forward pass the engine uses, it exposes the pieces a GPTQ pass needs: the
  * embedding, one decoder layer's forward over plain (unpaged) sequences with a hook on every linear
  * layer's input, and reading or replacing one linear layer's weights.
  */
-import { CPU, InvalidArgumentError, ShapeError } from "@marlin/core";
+import { CPU, type DispatchedLinear, InvalidArgumentError, ShapeError } from "@marlin/core";
 import { layerDims, type ModelConfig } from "../model/config.js";
-import { selectLinearKernel } from "../model/linear-kernel.js";
+import { describePlans, disposeLinears, FUSED_LINEARS, prepareLayerLinears, prepareSource } from "../model/linears.js";
+import { decoderLayer, decoderStack, type LayerBuffers, type LayerOps, type LayerParams } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
 import { fuseLinears, LINEAR_NAMES, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
-import { CpuMarlinLinear } from "./cpu-marlin-linear.js";
 import { type CpuOps, cpuOps } from "./ops.js";
 
-/** A linear layer packed for the CPU op: W [n, k] in 16-column panels. */
-export class CpuLinear {
-  readonly n: number;
-  readonly k: number;
-  packed: Float32Array;
-  bias: Float32Array | null;
-  constructor(w: Float32Array, n: number, k: number, bias: Float32Array | null = null) {
-    if (w.length !== n * k) throw new ShapeError(`weight has ${w.length} elements, expected ${n}x${k}`);
-    const ops = cpuOps();
-    this.n = n;
-    this.k = k;
-    this.packed = new Float32Array(ops.packedLinearSize(n, k));
-    ops.packLinear(w, n, k, this.packed);
-    this.bias = bias;
-  }
-  /** out[m, n] = x[m, k] W^T + b */
-  forward(x: Float32Array, m: number, out: Float32Array): Float32Array {
-    cpuOps().linear(x, this.packed, this.bias, out, m, this.n, this.k);
-    return out;
-  }
-  /** W back as [n, k]. */
-  unpack(): Float32Array {
-    const { n, k } = this;
-    const w = new Float32Array(n * k);
-    for (let j = 0; j < n; j++) {
-      const base = Math.floor(j / 16) * k * 16 + (j % 16);
-      for (let i = 0; i < k; i++) w[j * k + i] = this.packed[base + i * 16];
-    }
-    return w;
-  }
-}
-
-/** What a CPU layer's linears do: dense fp32 (CpuLinear) or quantized (CpuMarlinLinear). */
-export type CpuMatmul = CpuLinear | CpuMarlinLinear;
-
-export interface CpuLayer {
-  inputNorm: Float32Array;
-  postNorm: Float32Array;
-  qkv: CpuMatmul;
-  o: CpuMatmul;
-  gateUp: CpuMatmul;
-  down: CpuMatmul;
-}
+/** A linear layer on the CPU: fp32 rows in and out. */
+export type CpuLinear = DispatchedLinear<Float32Array>;
 
 /** Where each row of a forward pass reads and writes the paged cache. */
 export interface PagedBatch {
@@ -88,46 +47,78 @@ export class CpuKvCache {
 
 export type LinearHook = (layer: number, name: LinearName, x: Float32Array, rows: number, k: number) => void;
 
+/** The per-op primitives of llama.ts over fp32 host rows, for one batch and cache. */
+class CpuLayerOps implements LayerOps<Float32Array> {
+  constructor(
+    private readonly m: CpuLlama,
+    private readonly b: PagedBatch,
+    private readonly k: Float32Array[],
+    private readonly v: Float32Array[],
+    private readonly blockSize: number,
+  ) {}
+  rmsnorm(x: Float32Array, w: Float32Array, out: Float32Array, rows: number): void {
+    this.m.ops.rmsnorm(x, w, this.m.config.rmsNormEps, rows, this.m.config.hiddenSize, out);
+  }
+  addRmsnorm(h: Float32Array, x: Float32Array, w: Float32Array, rows: number): void {
+    this.m.ops.addRmsnorm(x, h, w, this.m.config.rmsNormEps, rows, this.m.config.hiddenSize);
+  }
+  ropeStoreKv(qkv: Float32Array, rows: number, li: number): void {
+    const c = this.m.config;
+    const { qd, kvd, qkvN } = layerDims(c);
+    this.m.ops.rope(qkv, rows, qkvN, c.numHeads + c.numKvHeads, c.headDim, c.headDim, this.b.positions, this.m.cos, this.m.sin, this.m.maxPositions);
+    this.m.ops.storeKv(qkv, rows, qkvN, qd, qd + kvd, kvd, this.b.slots, this.k[li], this.v[li]);
+  }
+  attention(qkv: Float32Array, out: Float32Array, rows: number, li: number): void {
+    const c = this.m.config;
+    const b = this.b;
+    this.m.ops.pagedAttention(qkv, rows, layerDims(c).qkvN, c.numHeads, c.numKvHeads, c.headDim, this.k[li], this.v[li], b.blockTables, b.maxBlocks, this.blockSize, b.seqOfRow, b.positions, 1 / Math.sqrt(c.headDim), out);
+  }
+  siluMul(gu: Float32Array, out: Float32Array, rows: number): void {
+    this.m.ops.siluMul(gu, rows, this.m.config.intermediateSize, out);
+  }
+  linear(l: CpuLinear, x: Float32Array, out: Float32Array, rows: number): void {
+    l.forward(x, out, rows);
+  }
+}
+
 export class CpuLlama {
   readonly config: ModelConfig;
-  readonly layers: CpuLayer[];
+  readonly layers: LayerParams<Float32Array>[];
   readonly embed: Float32Array;
   readonly norm: Float32Array;
   readonly lmHead: CpuLinear;
   /** Implementation per fused linear layer (as the GPU runner reports them). */
-  readonly kernels: Record<string, string> = {};
+  readonly kernels: Record<string, string>;
   readonly maxPositions: number;
-  private readonly cos: Float32Array;
-  private readonly sin: Float32Array;
-  private readonly ops: CpuOps;
+  readonly cos: Float32Array;
+  readonly sin: Float32Array;
+  readonly ops: CpuOps;
+  /** The linear sources per layer (this model's copy: setLinearWeight replaces entries here). */
+  private readonly linearSources: Record<LinearName, LinearSource>[];
 
   constructor(config: ModelConfig, src: ModelSources, maxPositions = config.maxPositionEmbeddings) {
+    if (src.layers.length !== config.numLayers) throw new ShapeError(`${src.layers.length} layers of weights for ${config.numLayers} in the config`);
     this.config = config;
     this.ops = cpuOps();
     this.embed = src.embed;
     this.norm = src.norm;
     this.maxPositions = maxPositions;
     const H = config.hiddenSize;
-    this.lmHead = src.lmHead
-      ? new CpuLinear(linearToF32(src.lmHead), config.vocabSize, H)
-      : new CpuLinear(src.embed, config.vocabSize, H);
-    this.layers = src.layers.map((l) => {
-      const fuse = (names: LinearName[]): CpuMatmul => {
-        const { source, bias } = fuseLinears(names, l.linears);
-        const id = this.pickKernel(source);
-        this.kernels[source.name] = id;
-        if (source.kind === "quantized" && id === "marlin.cpu") return new CpuMarlinLinear(source.layer, bias ?? null);
-        return new CpuLinear(linearToF32(source), source.n, source.k, bias ?? null);
-      };
-      return {
-        inputNorm: l.inputNorm,
-        postNorm: l.postNorm,
-        qkv: fuse(["q_proj", "k_proj", "v_proj"]),
-        o: fuse(["o_proj"]),
-        gateUp: fuse(["gate_proj", "up_proj"]),
-        down: fuse(["down_proj"]),
-      };
-    });
+    const opts = { device: CPU, maxRows: 1 << 20 };
+    this.linearSources = src.layers.map((l) => ({ ...l.linears }));
+    this.lmHead = prepareSource<Float32Array, unknown>(
+      src.lmHead ?? { kind: "dense", n: config.vocabSize, k: H, weight: { dtype: "float32", shape: [config.vocabSize, H], data: src.embed }, name: "lm_head" },
+      undefined,
+      opts,
+    );
+    this.layers = src.layers.map((l) => ({ inputNorm: l.inputNorm, postNorm: l.postNorm, ...prepareLayerLinears<Float32Array, unknown>(l, opts) }));
+    const first = this.layers[0];
+    this.kernels = first
+      ? describePlans([
+          ...(Object.keys(FUSED_LINEARS) as (keyof typeof FUSED_LINEARS)[]).map((s) => [FUSED_LINEARS[s].join("+"), first[s].plan] as [string, typeof first.qkv.plan]),
+          ["lm_head", this.lmHead.plan],
+        ])
+      : {};
     const t = ropeTables(config, maxPositions);
     this.cos = t.cos;
     this.sin = t.sin;
@@ -141,53 +132,53 @@ export class CpuLlama {
     return out;
   }
 
+  /** Scratch rows of a pass over T rows, h the given residual stream. */
+  private buffers(h: Float32Array, T: number): LayerBuffers<Float32Array> {
+    const { H, qd, qkvN, I } = layerDims(this.config);
+    return { h, x: new Float32Array(T * H), qkv: new Float32Array(T * qkvN), attn: new Float32Array(T * qd), gu: new Float32Array(T * 2 * I), act: new Float32Array(T * I) };
+  }
+
   /**
    * One decoder layer, in place on the residual stream h [T, H] (h_out = h + attn + mlp), reading
    * and writing the layer's paged cache.
    */
   runLayer(li: number, h: Float32Array, b: PagedBatch, kCache: Float32Array, vCache: Float32Array, blockSize: number, hook?: LinearHook): void {
-    const c = this.config;
-    const L = this.layers[li];
     const T = b.tokens.length;
-    const { H, qd, kvd, qkvN, I } = layerDims(c);
-    const ops = this.ops;
-
-    const x = new Float32Array(T * H);
-    ops.rmsnorm(h, L.inputNorm, c.rmsNormEps, T, H, x);
-    if (hook) for (const n of ["q_proj", "k_proj", "v_proj"] as const) hook(li, n, x, T, H);
-    const qkv = L.qkv.forward(x, T, new Float32Array(T * qkvN));
-    ops.rope(qkv, T, qkvN, c.numHeads + c.numKvHeads, c.headDim, c.headDim, b.positions, this.cos, this.sin, this.maxPositions);
-    ops.storeKv(qkv, T, qkvN, qd, qd + kvd, kvd, b.slots, kCache, vCache);
-    const attn = new Float32Array(T * qd);
-    ops.pagedAttention(qkv, T, qkvN, c.numHeads, c.numKvHeads, c.headDim, kCache, vCache, b.blockTables, b.maxBlocks, blockSize, b.seqOfRow, b.positions, 1 / Math.sqrt(c.headDim), attn);
-    hook?.(li, "o_proj", attn, T, qd);
-    const o = L.o.forward(attn, T, x); // x is free again
-    ops.addRmsnorm(o, h, L.postNorm, c.rmsNormEps, T, H); // h += o; o = norm(h)
-    if (hook) for (const n of ["gate_proj", "up_proj"] as const) hook(li, n, o, T, H);
-    const gu = L.gateUp.forward(o, T, new Float32Array(T * 2 * I));
-    const act = new Float32Array(T * I);
-    ops.siluMul(gu, T, I, act);
-    hook?.(li, "down_proj", act, T, I);
-    const d = L.down.forward(act, T, o);
-    for (let i = 0; i < h.length; i++) h[i] += d[i];
+    const k: Float32Array[] = [];
+    const v: Float32Array[] = [];
+    k[li] = kCache;
+    v[li] = vCache;
+    const buf = this.buffers(h, T);
+    const widths: Record<LinearName, number> = this.linearWidths();
+    decoderLayer(new CpuLayerOps(this, b, k, v, blockSize), this.layers[li], li, buf, T, {
+      fresh: true,
+      hook:
+        hook &&
+        ((names, x, rows) => {
+          for (const n of names) hook(li, n, x, rows, widths[n]);
+        }),
+    });
+    for (let i = 0; i < h.length; i++) h[i] += buf.x[i];
   }
 
-  /** Logits [rows.length, vocab] of the final hidden states of the given rows. */
-  logitsOf(h: Float32Array, rows: Int32Array): Float32Array {
+  /** Logits [rows.length, vocab] of the final (normed) hidden states of the given rows. */
+  private headOf(x: Float32Array, rows: Int32Array): Float32Array {
     const H = this.config.hiddenSize;
     const V = this.config.vocabSize;
     const sel = new Float32Array(rows.length * H);
-    for (let r = 0; r < rows.length; r++) sel.set(h.subarray(rows[r] * H, rows[r] * H + H), r * H);
-    this.ops.rmsnorm(sel, this.norm, this.config.rmsNormEps, rows.length, H, sel);
-    return this.lmHead.forward(sel, rows.length, new Float32Array(rows.length * V));
+    for (let r = 0; r < rows.length; r++) sel.set(x.subarray(rows[r] * H, rows[r] * H + H), r * H);
+    const out = new Float32Array(rows.length * V);
+    this.lmHead.forward(sel, out, rows.length);
+    return out;
   }
 
   /** The paged forward pass of the engine: logits of `logitRows`. */
   forward(b: PagedBatch, cache: CpuKvCache, logitRows: Int32Array): Float32Array {
     this.checkBatch(b, cache);
-    const h = this.embedTokens(b.tokens);
-    for (let i = 0; i < this.layers.length; i++) this.runLayer(i, h, b, cache.k[i], cache.v[i], cache.blockSize);
-    return this.logitsOf(h, logitRows);
+    const T = b.tokens.length;
+    const buf = this.buffers(this.embedTokens(b.tokens), T);
+    decoderStack(new CpuLayerOps(this, b, cache.k, cache.v, cache.blockSize), this.layers, this.norm, buf, T);
+    return this.headOf(buf.x, logitRows);
   }
 
   private checkBatch(b: PagedBatch, cache: CpuKvCache): void {
@@ -233,7 +224,7 @@ export class CpuLlama {
     const H = this.config.hiddenSize;
     const T = seqLens.reduce((a, b) => a + b, 0);
     if (hidden.length !== T * H) throw new ShapeError(`hidden has ${hidden.length} elements, expected ${T}x${H}`);
-    if (li < 0 || li >= this.layers.length) throw new InvalidArgumentError(`layer ${li} does not exist`);
+    if (!Number.isInteger(li) || li < 0 || li >= this.layers.length) throw new InvalidArgumentError(`layer ${li} does not exist`);
     const { batch, numBlocks } = CpuLlama.plainBatch(seqLens);
     const kvd = this.config.numKvHeads * this.config.headDim;
     const k = new Float32Array(numBlocks * 16 * kvd);
@@ -260,68 +251,41 @@ export class CpuLlama {
 
   /** Final norm + lm_head over hidden states [T, H]: logits [T, vocab]. */
   headForward(hidden: Float32Array, rows: number): Float32Array {
-    return this.logitsOf(hidden, Int32Array.from({ length: rows }, (_, i) => i));
+    const x = new Float32Array(rows * this.config.hiddenSize);
+    this.ops.rmsnorm(hidden, this.norm, this.config.rmsNormEps, rows, this.config.hiddenSize, x);
+    return this.headOf(x, Int32Array.from({ length: rows }, (_, i) => i));
   }
 
-  /**
-   * The registry's CPU pick for a linear layer: quantized ones run packed (marlin.cpu) when a
-   * quantized CPU implementation fits, dense ones (and quantized ones nothing fits, dequantized)
-   * through the fp32 panel GEMM.
-   */
-  private pickKernel(src: LinearSource): string {
-    if (src.kind === "dense") return "dense.cpu";
-    try {
-      return selectLinearKernel(src, 1, CPU);
-    } catch (e) {
-      if ((e as { code?: string }).code !== "ERR_MARLIN_NO_KERNEL") throw e;
-      return `dense.cpu (dequantized: ${(e as Error).message.split("\n").slice(1).join("; ").trim()})`;
-    }
+  private linearWidths(): Record<LinearName, number> {
+    const { H, qd, I } = layerDims(this.config);
+    return { q_proj: H, k_proj: H, v_proj: H, o_proj: qd, gate_proj: H, up_proj: H, down_proj: I };
   }
 
-  private fused(li: number, name: LinearName): { lin: CpuLinear; from: number; n: number } {
-    const c = this.config;
-    const L = this.layers[li];
-    if (!L) throw new InvalidArgumentError(`layer ${li} does not exist`);
-    const qd = c.numHeads * c.headDim;
-    const kvd = c.numKvHeads * c.headDim;
-    const I = c.intermediateSize;
-    const dense = (lin: CpuMatmul): CpuLinear => {
-      if (lin instanceof CpuLinear) return lin;
-      throw new InvalidArgumentError(`layer ${li} ${name} is quantized: its weights are not editable on the CPU model`);
-    };
-    switch (name) {
-      case "q_proj":
-        return { lin: dense(L.qkv), from: 0, n: qd };
-      case "k_proj":
-        return { lin: dense(L.qkv), from: qd, n: kvd };
-      case "v_proj":
-        return { lin: dense(L.qkv), from: qd + kvd, n: kvd };
-      case "o_proj":
-        return { lin: dense(L.o), from: 0, n: c.hiddenSize };
-      case "gate_proj":
-        return { lin: dense(L.gateUp), from: 0, n: I };
-      case "up_proj":
-        return { lin: dense(L.gateUp), from: I, n: I };
-      case "down_proj":
-        return { lin: dense(L.down), from: 0, n: c.hiddenSize };
-      default:
-        throw new InvalidArgumentError(`unknown linear layer ${name}; one of ${LINEAR_NAMES.join(", ")}`);
-    }
+  private source(li: number, name: LinearName): LinearSource {
+    if (!Number.isInteger(li) || !this.linearSources[li]) throw new InvalidArgumentError(`layer ${li} does not exist`);
+    if (!LINEAR_NAMES.includes(name)) throw new InvalidArgumentError(`unknown linear layer ${name}; one of ${LINEAR_NAMES.join(", ")}`);
+    return this.linearSources[li][name];
   }
 
-  /** A linear layer's weight W [n, k] (a copy). */
+  /** A linear layer's weight W [n, k] (a copy; quantized layers dequantized). */
   getLinearWeight(li: number, name: LinearName): Float32Array {
-    const { lin, from, n } = this.fused(li, name);
-    return lin.unpack().slice(from * lin.k, (from + n) * lin.k);
+    return linearToF32(this.source(li, name)).slice();
   }
 
-  /** Replaces a linear layer's weight W [n, k] (e.g. with its dequantized GPTQ result). */
+  /** Replaces a linear layer's weight W [n, k] (e.g. with its dequantized GPTQ result); its fused layer is prepared again. */
   setLinearWeight(li: number, name: LinearName, w: Float32Array): void {
-    const { lin, from, n } = this.fused(li, name);
-    if (w.length !== n * lin.k) throw new ShapeError(`${name} weight needs ${n}x${lin.k} elements, got ${w.length}`);
-    const all = lin.unpack();
-    all.set(w, from * lin.k);
-    cpuOps().packLinear(all, lin.n, lin.k, lin.packed);
+    const src = this.source(li, name);
+    if (w.length !== src.n * src.k) throw new ShapeError(`${name} weight needs ${src.n}x${src.k} elements, got ${w.length}`);
+    this.linearSources[li][name] = { kind: "dense", n: src.n, k: src.k, weight: { dtype: "float32", shape: [src.n, src.k], data: w.slice() }, bias: src.bias, name: src.name };
+    const slot = (Object.keys(FUSED_LINEARS) as (keyof typeof FUSED_LINEARS)[]).find((s) => FUSED_LINEARS[s].includes(name))!;
+    const { source, bias } = fuseLinears(FUSED_LINEARS[slot], this.linearSources[li]);
+    const next = prepareSource<Float32Array, unknown>(source, bias, { device: CPU, maxRows: 1 << 20 });
+    this.layers[li][slot].dispose();
+    this.layers[li][slot] = next;
+  }
+
+  dispose(): void {
+    for (const l of this.layers) disposeLinears(l);
+    this.lmHead.dispose();
   }
 }
-

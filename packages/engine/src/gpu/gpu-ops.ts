@@ -1,9 +1,9 @@
 /** Typed access to the engine's CUDA ops (native/src/engine/cuda_*.cu) with typed errors. */
 import { NativeLoadError, NoDeviceError } from "@marlin/core";
-import { type DeviceBuffer, native, type Stream, typedError } from "@marlin/kernel";
+import { type DeviceArg, native, type Stream, typedError } from "@marlin/kernel";
 
 /** A device argument: a whole buffer or [buffer, byteOffset]. */
-export type DRef = DeviceBuffer | [DeviceBuffer, number];
+export type DRef = DeviceArg;
 
 export interface CudaGraph {
   launch(stream: unknown): void;
@@ -41,7 +41,7 @@ export interface GpuOps {
 }
 
 const unwrap = (v: unknown): unknown => {
-  if (Array.isArray(v) && v.length === 2 && typeof v[1] === "number") return [(v[0] as DeviceBuffer).handle, v[1]];
+  if (Array.isArray(v) && v.length === 2 && typeof v[1] === "number") return [(v[0] as { handle: unknown }).handle, v[1]];
   if (v && typeof v === "object" && "handle" in (v as object)) return (v as { handle: unknown }).handle;
   return v;
 };

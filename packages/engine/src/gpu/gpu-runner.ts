@@ -1,36 +1,30 @@
 /**
- * The GPU model runner: fp16 activations on one CUDA device, our own CUDA ops for everything but
- * the linear layers, which go through the registry's "dense.matmul" (cuBLAS) and "quant.matmul"
- * (Marlin) implementations. Pure decode steps are captured once per batch-size bucket into CUDA
- * graphs and replayed; every buffer a graph touches is allocated up front at a fixed address.
+ * The GPU model runner: fp16 activations on one CUDA device, the decoder of model/llama.ts over our
+ * CUDA ops (gpu-layer-ops.ts), linear layers prepared through the registry with one implementation
+ * per m range. Pure decode steps are captured once per batch-size bucket into CUDA graphs and
+ * replayed; every buffer a graph touches is allocated up front at a fixed address.
  */
-import { InvalidArgumentError, NoDeviceError } from "@marlin/core";
+import { InvalidArgumentError, NoDeviceError, type PlanRange } from "@marlin/core";
 import { f32ToF16 } from "@marlin/format";
-import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, memInfo, noGpuReason, Stream } from "@marlin/kernel";
+import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, memInfo, noGpuReason, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import { layerDims, type ModelConfig } from "../model/config.js";
-import { selectLinearKernel } from "../model/linear-kernel.js";
+import { describePlans, disposeLinears, FUSED_LINEARS, prepareLayerLinears } from "../model/linears.js";
+import { decoderStack, type LayerBuffers, type LayerOps, type LayerParams } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
-import { fuseLinears, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
-import { DenseGpuLinear, type GpuLinear, MarlinGpuLinear } from "./gpu-linear.js";
+import { linearToF32, type ModelSources } from "../model/weights.js";
+import { type AttentionContext, GpuLayerOps, type OpTimer, skipping, timedOps } from "./gpu-layer-ops.js";
 import { type CudaGraph, gpuOps } from "./gpu-ops.js";
 
-export interface GpuLayerWeights {
-  inputNorm: DeviceBuffer;
-  postNorm: DeviceBuffer;
-  qkv: GpuLinear;
-  o: GpuLinear;
-  gateUp: GpuLinear;
-  down: GpuLinear;
-}
+export type GpuLayerWeights = LayerParams<DeviceBuffer | readonly [DeviceBuffer, number], Stream>;
 
 export interface GpuWeights {
   /** fp16 [vocab, hidden] */
   embed: DeviceBuffer;
   /** fp32 [hidden] */
   norm: DeviceBuffer;
-  /** Dense fp16; its output (the logits) is fp32. */
-  lmHead: DenseGpuLinear;
+  /** fp16 [vocab, hidden]: the sampling head (fp32 logits out, for sampling and log-probs). */
+  lmHead: DeviceBuffer;
   layers: GpuLayerWeights[];
 }
 
@@ -45,49 +39,40 @@ export interface GpuRunnerOptions {
   cudaGraphs?: boolean;
 }
 
-/** Which implementation the registry picks for a linear layer on GPU 0. */
-export function selectGpuLinearKernel(src: LinearSource, m: number): string {
-  return selectLinearKernel(src, m, gpuTarget(0));
-}
 
-function uploadF32(a: Float32Array): DeviceBuffer {
-  return DeviceBuffer.from(a);
-}
-
-/** Host weights (from a checkpoint) to device weights; quantized layers stay quantized (Marlin). */
-export function uploadWeights(config: ModelConfig, src: ModelSources, workspace: MarlinWorkspace, maxRows: number): { weights: GpuWeights; kernels: Record<string, string> } {
-  const kernels: Record<string, string> = {};
-  const fuse = (names: LinearName[], lin: Record<LinearName, LinearSource>): GpuLinear => {
-    const { source: fused, bias } = fuseLinears(names, lin);
-    const { n, k } = fused;
-    let id: string;
-    try {
-      id = selectGpuLinearKernel(fused, maxRows);
-    } catch (e) {
-      // No quantized kernel fits this layer (shape, device): serve it dequantized through cuBLAS.
-      if (fused.kind !== "quantized" || (e as { code?: string }).code !== "ERR_MARLIN_NO_KERNEL") throw e;
-      id = `cublas.fp16 (dequantized: ${(e as Error).message.split("\n").slice(1).join("; ").trim()})`;
-      kernels[names.join("+")] = id;
-      return DenseGpuLinear.fromF32(linearToF32(fused), n, k, bias);
-    }
-    kernels[names.join("+")] = id;
-    if (fused.kind === "quantized" && id.startsWith("marlin")) return MarlinGpuLinear.fromQuantized(fused.layer, workspace, bias);
-    if (fused.kind === "quantized") return DenseGpuLinear.fromF32(linearToF32(fused), n, k, bias);
-    const w = fused.weight.dtype === "float16" ? (fused.weight.data as Uint16Array) : f32ToF16(linearToF32(fused));
-    return DenseGpuLinear.fromF16(w, n, k, bias);
+/** Host weights (from a checkpoint) to device weights, each linear prepared through the registry for up to maxRows rows. */
+export function uploadWeights(config: ModelConfig, src: ModelSources, maxRows: number, stream?: Stream): { weights: GpuWeights; kernels: Record<string, string> } {
+  const device = gpuTarget(0);
+  const layers: GpuLayerWeights[] = [];
+  const owned: DeviceBuffer[] = [];
+  const up = (a: Float32Array | Uint16Array) => {
+    const b = DeviceBuffer.from(a);
+    owned.push(b);
+    return b;
   };
-  const layers = src.layers.map((l) => ({
-    inputNorm: uploadF32(l.inputNorm),
-    postNorm: uploadF32(l.postNorm),
-    qkv: fuse(["q_proj", "k_proj", "v_proj"], l.linears),
-    o: fuse(["o_proj"], l.linears),
-    gateUp: fuse(["gate_proj", "up_proj"], l.linears),
-    down: fuse(["down_proj"], l.linears),
-  }));
-  const H = config.hiddenSize;
-  const lmHead = src.lmHead ? DenseGpuLinear.fromF32(linearToF32(src.lmHead), config.vocabSize, H) : DenseGpuLinear.fromF32(src.embed, config.vocabSize, H);
-  kernels.lm_head = "cublas.fp16";
-  return { weights: { embed: DeviceBuffer.from(f32ToF16(src.embed)), norm: uploadF32(src.norm), lmHead, layers }, kernels };
+  try {
+    for (const l of src.layers) {
+      const inputNorm = up(l.inputNorm);
+      const postNorm = up(l.postNorm);
+      layers.push({ inputNorm, postNorm, ...prepareLayerLinears<DeviceBuffer | readonly [DeviceBuffer, number], Stream>(l, { device, maxRows, stream }) });
+    }
+    const H = config.hiddenSize;
+    const lmHead = up(f32ToF16(src.lmHead ? linearToF32(src.lmHead) : src.embed));
+    if (lmHead.byteLength !== config.vocabSize * H * 2) throw new InvalidArgumentError(`lm_head holds ${lmHead.byteLength / 2} values, expected ${config.vocabSize}x${H}`);
+    const weights = { embed: up(f32ToF16(src.embed)), norm: up(src.norm), lmHead, layers };
+    return { weights, kernels: linearPlans(layers) };
+  } catch (e) {
+    for (const l of layers) disposeLinears(l as never);
+    for (const b of owned) b.free();
+    throw e;
+  }
+}
+
+/** Implementation per m range of each fused linear (layer 0's; every layer has the same shapes). */
+function linearPlans(layers: GpuLayerWeights[]): Record<string, string> {
+  const first = layers[0];
+  if (!first) return {};
+  return describePlans((Object.keys(FUSED_LINEARS) as (keyof typeof FUSED_LINEARS)[]).map((s) => [FUSED_LINEARS[s].join("+"), first[s].plan] as [string, readonly PlanRange[]]));
 }
 
 /** Byte equality, 4 bytes at a time where both views allow. */
@@ -139,8 +124,7 @@ export class GpuModelRunner implements ModelRunner {
   readonly maxSeqs: number;
   readonly maxBlocksPerSeq: number;
   readonly stream: Stream;
-  readonly workspace: MarlinWorkspace;
-  /** Registry choice per fused linear layer. */
+  /** Registry choice per fused linear layer (implementation per m range). */
   readonly kernels: Record<string, string>;
   useGraphs: boolean;
   graphFailure?: string;
@@ -156,20 +140,27 @@ export class GpuModelRunner implements ModelRunner {
   readonly lastTimings: StepTimings = { prepMs: 0, gpuMs: 0, launchMs: 0, syncMs: 0, downloadMs: 0, totalMs: 0, graph: false };
   private events?: [CudaEvent, CudaEvent];
   private skip: ProfileSkip;
+  /** Benchmark aid: when set, steps run eagerly (no graphs) with every op timed (see OpTimer). */
+  opTimer?: OpTimer;
   private readonly uploaded = new Map<string, Uint8Array>();
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
-    const workspace = new MarlinWorkspace(0);
-    const maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
-    const { weights, kernels } = uploadWeights(config, sources, workspace, maxRows);
-    return new GpuModelRunner(config, weights, { ...opts }, workspace, kernels);
+    const stream = new Stream(0);
+    try {
+      const maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
+      const { weights, kernels } = uploadWeights(config, sources, maxRows, stream);
+      return new GpuModelRunner(config, weights, { ...opts }, stream, kernels);
+    } catch (e) {
+      stream.destroy();
+      throw e;
+    }
   }
 
-  constructor(config: ModelConfig, weights: GpuWeights, opts: GpuRunnerOptions, workspace: MarlinWorkspace, kernels: Record<string, string> = {}) {
+  constructor(config: ModelConfig, weights: GpuWeights, opts: GpuRunnerOptions, stream: Stream, kernels: Record<string, string> = {}) {
     this.config = config;
     this.weights = weights;
-    this.workspace = workspace;
+    this.stream = stream;
     this.kernels = kernels;
     this.blockSize = opts.blockSize ?? 16;
     this.maxModelLen = Math.min(opts.maxModelLen ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
@@ -177,7 +168,6 @@ export class GpuModelRunner implements ModelRunner {
     this.maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, this.maxSeqs);
     this.maxBlocksPerSeq = Math.ceil(this.maxModelLen / this.blockSize);
     this.useGraphs = opts.cudaGraphs ?? true;
-    this.stream = new Stream(0);
     const c = config;
     const { H, qd, kvd, qkvN, I } = layerDims(c);
     const R = this.maxRows;
@@ -202,10 +192,6 @@ export class GpuModelRunner implements ModelRunner {
     const t = ropeTables(c, this.maxModelLen);
     this.bufs.cos = DeviceBuffer.from(t.cos);
     this.bufs.sin = DeviceBuffer.from(t.sin);
-    // Marlin workspace sized for the largest call before any graph capture (growing allocates).
-    for (const l of weights.layers)
-      for (const lin of [l.qkv, l.o, l.gateUp, l.down])
-        if (lin.kind === "marlin") workspace.ensure(R, lin.n, lin.k, !!(lin as MarlinGpuLinear).weights.perm, this.stream);
     // KV cache: what was asked, else a fraction of the free memory.
     const perBlock = 2 * c.numLayers * this.blockSize * kvd * 2;
     let blocks = opts.numBlocks ?? (opts.kvCacheTokens ? Math.ceil(opts.kvCacheTokens / this.blockSize) : 0);
@@ -218,14 +204,14 @@ export class GpuModelRunner implements ModelRunner {
     }
   }
 
-  /** Bytes of weights one forward pass streams (linear layers, lm_head, embedding rows aside). */
   get maxBatchRows(): number {
     return this.maxRows;
   }
 
+  /** Bytes of weights one decode step streams (linear layers at m = 1 and lm_head; embedding rows aside). */
   get weightBytes(): number {
-    let b = this.weights.lmHead.weightBytes;
-    for (const l of this.weights.layers) b += l.qkv.weightBytes + l.o.weightBytes + l.gateUp.weightBytes + l.down.weightBytes;
+    let b = this.weights.lmHead.byteLength;
+    for (const l of this.weights.layers) b += l.qkv.weightBytes(1) + l.o.weightBytes(1) + l.gateUp.weightBytes(1) + l.down.weightBytes(1);
     return b;
   }
 
@@ -279,51 +265,34 @@ export class GpuModelRunner implements ModelRunner {
     return P;
   }
 
+  /** The layer ops of a pass over the uploaded rows of `numSeqs` sequences. */
+  private layerOps(numSeqs: number): LayerOps<DeviceBuffer | readonly [DeviceBuffer, number], Stream> {
+    const b = this.bufs;
+    const ctx: AttentionContext = {
+      positions: b.positions,
+      slots: b.slots,
+      seqOfRow: b.seqOfRow,
+      blockTables: b.blockTables,
+      k: (li) => this.k[li],
+      v: (li) => this.v[li],
+      numSeqs,
+      maxBlocks: this.maxBlocksPerSeq,
+      blockSize: this.blockSize,
+      numBlocks: this.numBlocks,
+      maxContext: this.maxModelLen,
+    };
+    const ops = new GpuLayerOps(this.config, b.cos, b.sin, ctx, this.stream);
+    const sk = this.skip ? skipping(ops, this.skip) : ops;
+    return this.opTimer ? timedOps(sk, this.opTimer) : sk;
+  }
+
   /** The forward pass over `T` uploaded rows, leaving the final normed hidden state in x. */
   private forwardRows(T: number, numSeqs: number): void {
-    const c = this.config;
-    const ops = gpuOps();
-    const s = this.stream;
     const b = this.bufs;
-    const { H, qkvN, I } = layerDims(c);
-    const eps = c.rmsNormEps;
-    const W = this.weights;
-    const lin = this.skip !== "linear";
-    if (this.skip === "other") {
-      for (const L of W.layers) {
-        L.qkv.forward(b.x, T, b.qkv, s);
-        L.o.forward(b.attn, T, b.x, s);
-        L.gateUp.forward(b.x, T, b.gu, s);
-        L.down.forward(b.act, T, b.x, s);
-      }
-      return;
-    }
-    ops.embedding(b.tokens, W.embed, b.h, T, H, c.vocabSize, s);
-    W.layers.forEach((L, i) => {
-      if (i === 0) ops.rmsnorm(b.h, L.inputNorm, b.x, T, H, eps, s);
-      else ops.addRmsnorm(b.x, b.h, L.inputNorm, T, H, eps, s);
-      if (lin) L.qkv.forward(b.x, T, b.qkv, s);
-      ops.ropeStoreKv(b.qkv, b.positions, b.cos, b.sin, b.slots, this.k[i], this.v[i], T, qkvN, c.numHeads, c.numKvHeads, c.headDim, this.maxModelLen, this.numBlocks * this.blockSize, s);
-      ops.pagedAttention(b.qkv, this.k[i], this.v[i], b.blockTables, b.seqOfRow, b.positions, b.attn, {
-        rows: T,
-        qStride: qkvN,
-        heads: c.numHeads,
-        kvHeads: c.numKvHeads,
-        headDim: c.headDim,
-        maxBlocks: this.maxBlocksPerSeq,
-        blockSize: this.blockSize,
-        numSeqs,
-        numBlocks: this.numBlocks,
-        maxContext: this.maxModelLen,
-        scale: 1 / Math.sqrt(c.headDim),
-      }, s);
-      if (lin) L.o.forward(b.attn, T, b.x, s);
-      ops.addRmsnorm(b.x, b.h, L.postNorm, T, H, eps, s);
-      if (lin) L.gateUp.forward(b.x, T, b.gu, s);
-      ops.siluMul(b.gu, b.act, T, I, s);
-      if (lin) L.down.forward(b.act, T, b.x, s);
-    });
-    ops.addRmsnorm(b.x, b.h, W.norm, T, H, eps, s);
+    const c = this.config;
+    if (this.skip !== "other") gpuOps().embedding(b.tokens, this.weights.embed, b.h, T, c.hiddenSize, c.vocabSize, this.stream);
+    const buf: LayerBuffers<DeviceBuffer> = { h: b.h, x: b.x, qkv: b.qkv, attn: b.attn, gu: b.gu, act: b.act };
+    decoderStack(this.layerOps(numSeqs), this.weights.layers, this.weights.norm, buf, T);
   }
 
   /**
@@ -331,10 +300,10 @@ export class GpuModelRunner implements ModelRunner {
    * (a decode step: row i is sequence i) lm_head reads x directly, without the gather.
    */
   private head(n: number, allRows = false): void {
-    const H = this.config.hiddenSize;
+    const c = this.config;
     this.ensureLogits(n);
-    if (!allRows && this.skip !== "other") gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, H, this.stream);
-    if (this.skip !== "linear") this.weights.lmHead.forwardF32(allRows ? this.bufs.x : this.bufs.sel, n, this.logits, this.stream);
+    if (!allRows && this.skip !== "other") gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, c.hiddenSize, this.stream);
+    if (this.skip !== "linear") gpuOps().denseGemmF32(allRows ? this.bufs.x : this.bufs.sel, this.weights.lmHead, this.logits, n, c.vocabSize, c.hiddenSize, this.stream);
   }
 
   private ensureLogits(n: number): void {
@@ -370,7 +339,7 @@ export class GpuModelRunner implements ModelRunner {
     if (S > this.maxSeqs) throw new InvalidArgumentError(`${S} sequences exceed the runner's ${this.maxSeqs}`);
     const numSeqs = batch.blockTables.length / batch.maxBlocks;
     const pureDecode = S === T && numSeqs === T;
-    const bucket = pureDecode && this.useGraphs ? GRAPH_BUCKETS.find((x) => x >= T && x <= this.maxSeqs) : undefined;
+    const bucket = pureDecode && this.useGraphs && !this.opTimer ? GRAPH_BUCKETS.find((x) => x >= T && x <= this.maxSeqs) : undefined;
     const rows = this.uploadRows(batch, bucket ?? 0);
     const n = bucket ?? S;
     const padI = (a: Int32Array, fill: number) => {
@@ -496,13 +465,12 @@ export class GpuModelRunner implements ModelRunner {
     const W = this.weights;
     W.embed.free();
     W.norm.free();
-    W.lmHead.dispose();
+    W.lmHead.free();
     for (const l of W.layers) {
-      l.inputNorm.free();
-      l.postNorm.free();
-      for (const lin of [l.qkv, l.o, l.gateUp, l.down]) lin.dispose();
+      (l.inputNorm as DeviceBuffer).free();
+      (l.postNorm as DeviceBuffer).free();
+      disposeLinears(l as never);
     }
-    this.workspace.dispose();
     this.stream.destroy();
   }
 }

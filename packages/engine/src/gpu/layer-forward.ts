@@ -6,18 +6,22 @@
  *
  * Sequences are processed in chunks of whole sequences (causal attention within each, positions
  * from 0), so the scratch memory (q/k/v, the MLP intermediate, the chunk's K/V) is bounded by the
- * chunk, not the batch. The math is the engine's GPU forward (gpu-runner.ts) and the CPU path's
- * CpuLlama.runLayer: h1 = h + o(attn(norm1(h))), out = h1 + down(silu(gate) * up)(norm2(h1)).
+ * chunk, not the batch. The math is model/llama.ts's decoder layer (what the engine's runners
+ * run), over GpuLayerOps; the linears are prepared through the registry (dense fp16: GPTQ replaces
+ * a linear's weight by its dequantized values once quantized, and the fused linear is prepared anew).
  *
  * Every op is queued on the device's default stream, like DeviceBuffer copies and @marlin/gptq's
  * HessianGpu, so a hook may queue work on the views it is given without any synchronization.
  */
 import { InvalidArgumentError, NoDeviceError, ShapeError } from "@marlin/core";
 import { f16ToF32, f32ToF16 } from "@marlin/format";
-import { DeviceBuffer, hasGpu, noGpuReason } from "@marlin/kernel";
+import { type DeviceArg, DeviceBuffer, gpuTarget, hasGpu, noGpuReason, type Stream } from "@marlin/kernel";
 import { layerDims, type ModelConfig } from "../model/config.js";
+import { FUSED_LINEARS, prepareSource } from "../model/linears.js";
+import { attentionBlock, attentionOutput, type LayerBuffers, type LayerParams, type LayerPass, mlpBlock, STOP_STEP } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
 import { LINEAR_NAMES, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
+import { GpuLayerOps, type GpuLinear } from "./gpu-layer-ops.js";
 import { gpuOps } from "./gpu-ops.js";
 
 /** Rows of a linear layer's input in device memory: fp16 [rows, k] at `byteOffset` of `buffer`. */
@@ -65,14 +69,15 @@ const FUSED: Record<LinearName, "qkv" | "o" | "gateUp" | "down"> = {
   down_proj: "down",
 };
 
-/** Order of the points a pass can stop at. */
-const STEP: Record<LinearName, number> = { q_proj: 0, k_proj: 0, v_proj: 0, o_proj: 1, gate_proj: 2, up_proj: 2, down_proj: 3 };
+type Slot = "qkv" | "o" | "gateUp" | "down";
 
-interface DenseWeights {
-  w: DeviceBuffer;
+/** A fused linear as this pass holds it: W [n, k] fp16 on the host (editable), prepared for the device. */
+interface HeldLinear {
+  w: Uint16Array;
   n: number;
   k: number;
-  bias?: DeviceBuffer;
+  bias?: Float32Array;
+  run: GpuLinear;
 }
 
 /** Where each chunk's rows read and write its contiguous K/V cache. */
@@ -99,7 +104,7 @@ export class GpuLayerForward {
   private layerIndex = -1;
   private inputNorm?: DeviceBuffer;
   private postNorm?: DeviceBuffer;
-  private readonly lin: Partial<Record<"qkv" | "o" | "gateUp" | "down", DenseWeights>> = {};
+  private readonly lin: Partial<Record<Slot, HeldLinear>> = {};
   private embedTable?: DeviceBuffer;
   private readonly cos: DeviceBuffer;
   private readonly sin: DeviceBuffer;
@@ -171,42 +176,43 @@ export class GpuLayerForward {
     if (!Number.isInteger(li) || li < 0 || li >= c.numLayers) throw new InvalidArgumentError(`layer ${li} does not exist (${c.numLayers} layers)`);
     const L = this.sources.layers[li];
     this.freeLayer();
-    const fuse = (names: LinearName[]): DenseWeights => {
+    const fuse = (names: LinearName[]): HeldLinear => {
       const parts = names.map((n) => L.linears[n]);
       const k = parts[0].k;
       const n = parts.reduce((a, p) => a + p.n, 0);
-      const w = DeviceBuffer.alloc(n * k * 2);
+      const w = new Uint16Array(n * k);
       let row = 0;
       for (const p of parts) {
         if (p.k !== k) throw new ShapeError(`${names.join("+")}: fused layers must share k`);
-        w.upload(fp16Of(p), row * k * 2);
+        w.set(fp16Of(p), row * k);
         row += p.n;
       }
-      let bias: DeviceBuffer | undefined;
+      let bias: Float32Array | undefined;
       if (parts.some((p) => p.bias)) {
-        const b = new Float32Array(n);
+        bias = new Float32Array(n);
         let at = 0;
         for (const p of parts) {
-          if (p.bias) b.set(p.bias, at);
+          if (p.bias) bias.set(p.bias, at);
           at += p.n;
         }
-        bias = DeviceBuffer.from(b);
       }
-      return { w, n, k, bias };
+      return { w, n, k, bias, run: this.prepare(names.join("+"), w, n, k, bias) };
     };
     this.inputNorm = DeviceBuffer.from(L.inputNorm);
     this.postNorm = DeviceBuffer.from(L.postNorm);
-    this.lin.qkv = fuse(["q_proj", "k_proj", "v_proj"]);
-    this.lin.o = fuse(["o_proj"]);
-    this.lin.gateUp = fuse(["gate_proj", "up_proj"]);
-    this.lin.down = fuse(["down_proj"]);
+    for (const slot of Object.keys(FUSED_LINEARS) as Slot[]) this.lin[slot] = fuse(FUSED_LINEARS[slot]);
     this.layerIndex = li;
     this.qkvVersion++;
     this.oVersion++;
   }
 
+  /** A dense fp16 linear prepared for the device, for up to chunkTokens rows. */
+  private prepare(name: string, w: Uint16Array, n: number, k: number, bias?: Float32Array): GpuLinear {
+    return prepareSource<DeviceArg, Stream>({ kind: "dense", n, k, weight: { dtype: "float16", shape: [n, k], data: w }, name }, bias, { device: gpuTarget(0), maxRows: this.chunkTokens });
+  }
+
   /** Rows [from, from + n) of the fused buffer that holds `name`. */
-  private slice(name: LinearName): { d: DenseWeights; from: number; n: number } {
+  private slice(name: LinearName): { d: HeldLinear; slot: Slot; from: number; n: number } {
     const c = this.config;
     if (!Object.hasOwn(FUSED, name)) throw new InvalidArgumentError(`unknown linear layer ${name}; one of ${LINEAR_NAMES.join(", ")}`);
     const d = this.lin[FUSED[name]];
@@ -224,25 +230,28 @@ export class GpuLayerForward {
       down_proj: [0, c.hiddenSize],
     };
     const [from, n] = at[name];
-    return { d, from, n };
+    return { d, slot: FUSED[name], from, n };
   }
 
   /** Replaces a linear layer's weight W [n, k]: fp32 values, or fp16 bits (Uint16Array). */
   setLinearWeight(name: LinearName, w: Float32Array | Uint16Array): void {
     this.live();
-    const { d, from, n } = this.slice(name);
+    const { d, slot, from, n } = this.slice(name);
     if (w.length !== n * d.k) throw new ShapeError(`${name} weight needs ${n}x${d.k} elements, got ${w.length}`);
-    const h = w instanceof Uint16Array ? w : f32ToF16(w);
-    d.w.upload(h, from * d.k * 2);
-    if (FUSED[name] === "qkv") this.qkvVersion++;
-    if (FUSED[name] === "o") this.oVersion++;
+    d.w.set(w instanceof Uint16Array ? w : f32ToF16(w), from * d.k);
+    // cudaFree in dispose waits for queued work, so the old weights outlive the calls that read them.
+    const next = this.prepare(slot, d.w, d.n, d.k, d.bias);
+    d.run.dispose();
+    d.run = next;
+    if (slot === "qkv") this.qkvVersion++;
+    if (slot === "o") this.oVersion++;
   }
 
   /** A linear layer's weight W [n, k] as the device holds it (fp16 values as fp32). */
   getLinearWeight(name: LinearName): Float32Array {
     this.live();
     const { d, from, n } = this.slice(name);
-    return f16ToF32(d.w.download(new Uint16Array(n * d.k), from * d.k * 2));
+    return f16ToF32(d.w.subarray(from * d.k, (from + n) * d.k));
   }
 
   /** Forgets the kept intermediates (call after rewriting a pass's input buffer in place). */
@@ -350,15 +359,14 @@ export class GpuLayerForward {
     const c = this.config;
     if (this.layerIndex < 0) throw new InvalidArgumentError("no layer loaded (call loadLayer first)");
     const { out, hook, stopAfter } = opts;
-    if (stopAfter !== undefined && !Object.hasOwn(STEP, stopAfter)) throw new InvalidArgumentError(`unknown linear layer ${stopAfter}; one of ${LINEAR_NAMES.join(", ")}`);
+    if (stopAfter !== undefined && !Object.hasOwn(STOP_STEP, stopAfter)) throw new InvalidArgumentError(`unknown linear layer ${stopAfter}; one of ${LINEAR_NAMES.join(", ")}`);
     if (stopAfter === undefined && !out) throw new InvalidArgumentError("forward: an output buffer is needed unless the pass stops early");
     const plan = this.planFor(seqLens);
-    const { H, qd, qkvN, I } = layerDims(c);
-    const eps = c.rmsNormEps;
+    const { H, qd, I } = layerDims(c);
     const T = plan.total;
     if (hidden.byteLength < T * H * 2) throw new ShapeError(`hidden holds ${hidden.byteLength} bytes, needs ${T}x${H} fp16`);
     if (out && out.byteLength < T * H * 2) throw new ShapeError(`out holds ${out.byteLength} bytes, needs ${T}x${H} fp16`);
-    const last = stopAfter === undefined ? 4 : STEP[stopAfter];
+    const last = stopAfter === undefined ? 4 : STOP_STEP[stopAfter];
     const b = this.ensureScratch(
       plan.chunks.reduce((a, ch) => Math.max(a, ch.rows), 0),
       plan.chunks.reduce((a, ch) => Math.max(a, ch.cacheRows), 0),
@@ -371,68 +379,72 @@ export class GpuLayerForward {
     const haveMid = keep && this.midKey === midKey;
     const haveAttn = haveMid || (keep && this.attnKey === attnKey);
 
-    const ops = gpuOps();
     const L = this.lin as Required<typeof this.lin>;
-    const show = (names: LinearName[], buf: DeviceBuffer, byteOffset: number, rows: number, k: number, row0: number) => {
-      if (hook) for (const n of names) hook(n, { buffer: buf, byteOffset, rows, k, row0 });
+    const params: LayerParams<DeviceArg, Stream> = {
+      inputNorm: this.inputNorm!,
+      postNorm: this.postNorm!,
+      qkv: L.qkv.run,
+      o: L.o.run,
+      gateUp: L.gateUp.run,
+      down: L.down.run,
     };
-    const gemm = (d: DenseWeights, x: [DeviceBuffer, number], m: number, y: DeviceBuffer) => {
-      ops.denseGemm(x, d.w, y, m, d.n, d.k);
-      if (d.bias) ops.addBias(y, d.bias, m, d.n);
-    };
+    const widths: Record<LinearName, number> = { q_proj: H, k_proj: H, v_proj: H, o_proj: qd, gate_proj: H, up_proj: H, down_proj: I };
 
     for (const ch of plan.chunks) {
       const R = ch.rows;
       const hOff = ch.row0 * H * 2;
       const at = ch.row0 * 4; // byte offset of the chunk's rows in the int32 row tables
-      // 0: the attention input (skipped when attention was kept and nobody looks at it)
-      if (!haveAttn || hook || last === 0) {
-        ops.rmsnorm([hidden, hOff], this.inputNorm!, b.x, R, H, eps);
-        show(["q_proj", "k_proj", "v_proj"], b.x, 0, R, H, ch.row0);
+      const ops = new GpuLayerOps(c, this.cos, this.sin, {
+        positions: [plan.positions, at],
+        slots: [plan.slots, at],
+        seqOfRow: [plan.seqOfRow, at],
+        blockTables: [plan.tables, ch.seq0 * 4],
+        k: () => b.k,
+        v: () => b.v,
+        numSeqs: ch.seqs,
+        maxBlocks: 1,
+        blockSize: plan.stride,
+        numBlocks: ch.seqs,
+        maxContext: plan.maxLen,
+        ropeRows: this.maxSeqLen,
+      });
+      const pass: LayerPass<DeviceArg> = {
+        fresh: true,
+        stopAt: last < 4 ? last : undefined,
+        hook:
+          hook &&
+          ((names, x, rows) => {
+            const [buffer, byteOffset] = x instanceof DeviceBuffer ? [x, 0] : x;
+            for (const n of names) hook(n, { buffer, byteOffset, rows, k: widths[n], row0: ch.row0 });
+          }),
+      };
+      // The residual after attention: kept over the whole batch, or in out / scratch.
+      const res: [DeviceBuffer, number] = keep ? [this.midAll!, hOff] : out && last === 4 ? [out, hOff] : [b.res, 0];
+      const attn: [DeviceBuffer, number] = keep ? [this.attnAll!, ch.row0 * qd * 2] : [b.attn, 0];
+      const buf: LayerBuffers<DeviceArg> = { h: [hidden, hOff], x: b.x, qkv: b.qkv, attn, gu: b.gu, act: b.act };
+      // 0-1: norm1, q/k/v and attention (kept: only what a hook or the stop point needs)
+      if (!haveAttn) {
+        if (!attentionBlock(ops, params, 0, buf, R, pass)) continue;
+      } else if (hook || last === 0) {
+        ops.rmsnorm(buf.h, params.inputNorm, buf.x, R);
+        pass.hook?.(["q_proj", "k_proj", "v_proj"], buf.x, R);
         if (last === 0) continue;
       }
-      // 1: attention, kept over the whole batch or per chunk
-      const attn: [DeviceBuffer, number] = keep ? [this.attnAll!, ch.row0 * qd * 2] : [b.attn, 0];
-      if (!haveAttn) {
-        gemm(L.qkv, [b.x, 0], R, b.qkv);
-        ops.ropeStoreKv(b.qkv, [plan.positions, at], this.cos, this.sin, [plan.slots, at], b.k, b.v, R, qkvN, c.numHeads, c.numKvHeads, c.headDim, this.maxSeqLen, ch.cacheRows);
-        ops.pagedAttention(b.qkv, b.k, b.v, [plan.tables, ch.seq0 * 4], [plan.seqOfRow, at], [plan.positions, at], attn, {
-          rows: R,
-          qStride: qkvN,
-          heads: c.numHeads,
-          kvHeads: c.numKvHeads,
-          headDim: c.headDim,
-          maxBlocks: 1,
-          blockSize: plan.stride,
-          numSeqs: ch.seqs,
-          numBlocks: ch.seqs,
-          maxContext: plan.maxLen,
-          scale: 1 / Math.sqrt(c.headDim),
-        });
-      }
-      show(["o_proj"], attn[0], attn[1], R, qd, ch.row0);
-      if (last === 1) continue;
-      // 2: the residual after attention (kept, or in out / scratch) and the MLP input
-      const res: [DeviceBuffer, number] = keep ? [this.midAll!, hOff] : out && last === 4 ? [out, hOff] : [b.res, 0];
+      // 1-2: h1 = h + o(attn) and the MLP input x = norm2(h1)
+      buf.h = res;
       if (!haveMid) {
-        gemm(L.o, attn, R, b.x);
         if (res[0] !== hidden || res[1] !== hOff) res[0].copyFrom(hidden, hOff, res[1], R * H * 2);
-        ops.addRmsnorm(b.x, res, this.postNorm!, R, H, eps); // res = h + o; x = norm(res)
+        if (!attentionOutput(ops, params, buf, R, pass)) continue;
       } else {
-        ops.rmsnorm(res, this.postNorm!, b.x, R, H, eps);
+        pass.hook?.(["o_proj"], attn, R);
+        if (last === 1) continue;
+        ops.rmsnorm(res, params.postNorm, buf.x, R);
       }
-      show(["gate_proj", "up_proj"], b.x, 0, R, H, ch.row0);
-      if (last === 2) continue;
-      // 3: the down_proj input
-      gemm(L.gateUp, [b.x, 0], R, b.gu);
-      ops.siluMul(b.gu, b.act, R, I);
-      show(["down_proj"], b.act, 0, R, I, ch.row0);
-      if (last === 3) continue;
-      // 4: out = res + down(act). addRmsnorm does the add; the normed copy it leaves in x is unused.
-      gemm(L.down, [b.act, 0], R, b.x);
+      // 2-4: the MLP, then out = h1 + down(...) (addRmsnorm does the add; the normed copy it leaves in x is unused)
+      if (!mlpBlock(ops, params, buf, R, pass)) continue;
       const o = out!;
       if (res[0] !== o || res[1] !== hOff) o.copyFrom(res[0], res[1], hOff, R * H * 2);
-      ops.addRmsnorm(b.x, [o, hOff], this.postNorm!, R, H, eps);
+      ops.addRmsnorm([o, hOff], buf.x, params.postNorm, R);
     }
     if (keep && last >= 1) {
       this.attnKey = attnKey;
@@ -452,10 +464,7 @@ export class GpuLayerForward {
   private freeLayer(): void {
     this.inputNorm?.free();
     this.postNorm?.free();
-    for (const d of Object.values(this.lin)) {
-      d.w.free();
-      d.bias?.free();
-    }
+    for (const d of Object.values(this.lin)) d.run.dispose();
     this.inputNorm = this.postNorm = undefined;
     for (const k of Object.keys(this.lin)) delete this.lin[k as keyof typeof this.lin];
     this.layerIndex = -1;

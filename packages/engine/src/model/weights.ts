@@ -3,17 +3,35 @@
  * checkpoints, GPTQ, AWQ through @marlin/format). Each linear layer is described by a
  * LinearSource that a device backend turns into what it runs.
  */
-import { FormatError, InvalidArgumentError } from "@marlin/core";
+import { FormatError, InvalidArgumentError, type LinearWeights, type OtherLinearWeights, quantizedWeights, weightKindHooks } from "@marlin/core";
 import { bf16ToF32, type Checkpoint, dequantize, f16ToF32, loadQuantizedLayer, type QuantizedLayer, type Tensor } from "@marlin/format";
 import type { ModelConfig } from "./config.js";
 
 export const LINEAR_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 export type LinearName = (typeof LINEAR_NAMES)[number];
 
-/** A linear layer y = x W^T + b with W [n (out), k (in)]. */
+/**
+ * A linear layer y = x W^T + b with W [n (out), k (in)]: dense (a checkpoint tensor), quantized,
+ * or an extension: weights of a kind another package defines (e.g. "sparse24"), as its
+ * LinearWeights, served by that kind's registered implementations.
+ */
 export type LinearSource =
   | { kind: "dense"; n: number; k: number; weight: Tensor; bias?: Float32Array; name: string }
-  | { kind: "quantized"; n: number; k: number; layer: QuantizedLayer; bias?: Float32Array; name: string };
+  | { kind: "quantized"; n: number; k: number; layer: QuantizedLayer; bias?: Float32Array; name: string }
+  | { kind: "extension"; n: number; k: number; weights: OtherLinearWeights; bias?: Float32Array; name: string };
+
+type QuantizedSource = Extract<LinearSource, { kind: "quantized" }>;
+
+/** The registry's view of a source (@marlin/core LinearWeights): dense fp16 bits stay fp16. */
+export function toLinearWeights(src: LinearSource, bias = src.bias): LinearWeights {
+  if (src.kind === "dense") {
+    const t = src.weight;
+    const data = t.dtype === "float16" ? (t.data as Uint16Array) : tensorToF32(t, src.name);
+    return { kind: "dense", n: src.n, k: src.k, data, bias, name: src.name };
+  }
+  if (src.kind === "quantized") return quantizedWeights(src.layer, { bias, name: src.name });
+  return { ...src.weights, n: src.n, k: src.k, bias, name: src.name };
+}
 
 export function tensorToF32(t: Tensor, name: string): Float32Array {
   switch (t.dtype) {
@@ -31,8 +49,14 @@ export function tensorToF32(t: Tensor, name: string): Float32Array {
 /** W as fp32 [n, k] (quantized layers are dequantized: correct, slow, meant for the CPU path). */
 export function linearToF32(src: LinearSource): Float32Array {
   if (src.kind === "dense") return tensorToF32(src.weight, src.name);
-  const { k, n } = src.layer;
-  const kn = dequantize(src.layer); // [k, n]
+  if (src.kind === "extension") {
+    const toDense = weightKindHooks(src.weights.kind)?.toDense;
+    if (!toDense) throw new InvalidArgumentError(`${src.name}: weight kind "${src.weights.kind}" has no dense form registered`);
+    return toDense(toLinearWeights(src));
+  }
+  const layer = src.layer;
+  const { k, n } = layer;
+  const kn = dequantize(layer); // [k, n]
   const out = new Float32Array(n * k);
   for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) out[j * k + i] = kn[i * n + j];
   return out;
@@ -154,7 +178,7 @@ export function concatQuantized(layers: QuantizedLayer[]): QuantizedLayer {
 
 /**
  * One linear layer from several that share their input (q/k/v, gate/up), concatenated along n:
- * quantized if they all are (so a quantized kernel can serve it), else dense fp32.
+ * of the parts' kind if they share one that can be fused (so its kernels serve it), else dense fp32.
  */
 export function fuseLinears(names: LinearName[], lin: Record<LinearName, LinearSource>): { source: LinearSource; bias?: Float32Array } {
   const parts = names.map((n) => lin[n]);
@@ -162,8 +186,15 @@ export function fuseLinears(names: LinearName[], lin: Record<LinearName, LinearS
   const k = parts[0].k;
   const bias = parts.some((p) => p.bias) ? concatF32(parts.map((p) => p.bias ?? new Float32Array(p.n))) : undefined;
   const name = names.join("+");
+  if (parts.length === 1) return { source: { ...parts[0], name }, bias };
   if (parts.every((p) => p.kind === "quantized"))
-    return { source: { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as Extract<LinearSource, { kind: "quantized" }>).layer)), name }, bias };
-  const data = parts.length === 1 ? linearToF32(parts[0]) : concatF32(parts.map(linearToF32));
+    return { source: { kind: "quantized", n, k, layer: concatQuantized(parts.map((p) => (p as QuantizedSource).layer)), name }, bias };
+  const ext = parts.every((p) => p.kind === "extension") ? (parts as Extract<LinearSource, { kind: "extension" }>[]) : undefined;
+  const concat = ext?.every((p) => p.weights.kind === ext[0].weights.kind) ? weightKindHooks(ext[0].weights.kind)?.concat : undefined;
+  if (ext && concat) {
+    const weights = concat(ext.map((p) => toLinearWeights(p, undefined)), name) as OtherLinearWeights;
+    return { source: { kind: "extension", n, k, weights, name }, bias };
+  }
+  const data = concatF32(parts.map(linearToF32));
   return { source: { kind: "dense", n, k, weight: { dtype: "float32", shape: [n, k], data }, name }, bias };
 }
