@@ -206,9 +206,9 @@ export class GpuLayerForward {
     this.oVersion++;
   }
 
-  /** A dense fp16 linear prepared for the device, for up to chunkTokens rows. */
+  /** A dense fp16 linear prepared for the device, for the largest chunk (a sequence longer than chunkTokens is a chunk of its own). */
   private prepare(name: string, w: Uint16Array, n: number, k: number, bias?: Float32Array): GpuLinear {
-    return prepareSource<DeviceArg, Stream>({ kind: "dense", n, k, weight: { dtype: "float16", shape: [n, k], data: w }, name }, bias, { device: gpuTarget(0), maxRows: this.chunkTokens });
+    return prepareSource<DeviceArg, Stream>({ kind: "dense", n, k, weight: { dtype: "float16", shape: [n, k], data: w }, name }, bias, { device: gpuTarget(0), maxRows: Math.max(this.chunkTokens, this.maxSeqLen) });
   }
 
   /** Rows [from, from + n) of the fused buffer that holds `name`. */
