@@ -20,31 +20,36 @@ namespace {
 #ifdef MARLIN_WITH_CUDA
 constexpr int64_t kMax = int64_t{1} << 31;
 
-// A device pointer from a DeviceBuffer or [DeviceBuffer, byteOffset] argument.
+// A device pointer from a DeviceBuffer or [DeviceBuffer, byteOffset] value.
 template <typename T>
-T* Ref(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t elements, size_t align = 4) {
-  Napi::Env env = info.Env();
-  if (i >= info.Length()) ThrowTyped(env, kErrInvalidArgument, std::string(name) + " is missing");
-  Napi::Value v = info[i];
+T* RefValue(Napi::Env env, Napi::Value v, const std::string& name, int64_t elements, size_t align = 4) {
+  if (v.IsUndefined() || v.IsNull()) ThrowTyped(env, kErrInvalidArgument, name + " is missing");
   int64_t off = 0;
   Napi::Value buf = v;
   if (v.IsArray()) {
     Napi::Array arr = v.As<Napi::Array>();
     if (arr.Length() != 2 || !arr.Get(1u).IsNumber())
-      ThrowTyped(env, kErrInvalidArgument, std::string(name) + " must be a DeviceBuffer or [DeviceBuffer, byteOffset]");
+      ThrowTyped(env, kErrInvalidArgument, name + " must be a DeviceBuffer or [DeviceBuffer, byteOffset]");
     buf = arr.Get(0u);
     off = arr.Get(1u).As<Napi::Number>().Int64Value();
-    if (off < 0) ThrowTyped(env, kErrInvalidArgument, std::string(name) + ": negative byte offset");
+    if (off < 0) ThrowTyped(env, kErrInvalidArgument, name + ": negative byte offset");
   }
-  DeviceBuffer* b = DeviceBuffer::From(env, buf, name);
+  DeviceBuffer* b = DeviceBuffer::From(env, buf, name.c_str());
   const size_t need = static_cast<size_t>(elements) * sizeof(T);
   if (static_cast<size_t>(off) > b->bytes() || need > b->bytes() - static_cast<size_t>(off))
-    ThrowTyped(env, kErrShape, std::string(name) + ": needs " + std::to_string(need) + " bytes at offset " + std::to_string(off) +
+    ThrowTyped(env, kErrShape, name + ": needs " + std::to_string(need) + " bytes at offset " + std::to_string(off) +
                                    ", buffer holds " + std::to_string(b->bytes()));
   char* p = static_cast<char*>(b->data()) + off;
   if (reinterpret_cast<uintptr_t>(p) % align)
-    ThrowTyped(env, kErrAlignment, std::string(name) + ": offset " + std::to_string(off) + " is not " + std::to_string(align) + "-byte aligned");
+    ThrowTyped(env, kErrAlignment, name + ": offset " + std::to_string(off) + " is not " + std::to_string(align) + "-byte aligned");
   return reinterpret_cast<T*>(p);
+}
+
+// A device pointer from positional argument i.
+template <typename T>
+T* Ref(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t elements, size_t align = 4) {
+  if (i >= info.Length()) ThrowTyped(info.Env(), kErrInvalidArgument, std::string(name) + " is missing");
+  return RefValue<T>(info.Env(), info[i], name, elements, align);
 }
 
 int64_t I(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo = 0) { return ArgInt(info, i, name, lo, kMax); }
@@ -206,6 +211,64 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   a.pos_of_row = Ref<int32_t>(info, 5, "posOfRow", a.rows);
   a.out = Ref<half>(info, 6, "out", static_cast<int64_t>(a.rows) * a.heads * a.head_dim, 2);
   Check(env, ops::cuda::PagedAttention(a, ArgStream(info, 8)), "pagedAttention");
+  return env.Undefined();
+}
+
+// decodeAttention(qkv, kCache, vCache, blockTables, seqOfRow, posOfRow, out, shape, decode, stream?)
+//   shape as pagedAttention's (qStride: the qkv row width); decode = {chunk, partial, counters,
+//   fuse (0|1), cos?, sin?, slots?, ropeRows?}: one row per sequence; with fuse the kernel applies
+//   RoPE to q and the current k itself and stores the row's k and v at its slot.
+Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 9 || !info[7].IsObject() || !info[8].IsObject()) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: shape or decode object missing");
+  Napi::Object o = info[7].As<Napi::Object>();
+  Napi::Object dd = info[8].As<Napi::Object>();
+  auto get = [&](Napi::Object obj, const char* k, int64_t lo) {
+    Napi::Value v = obj.Get(k);
+    if (!v.IsNumber()) ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " must be a number");
+    int64_t x = v.As<Napi::Number>().Int64Value();
+    if (x < lo || x > kMax) ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " out of range");
+    return x;
+  };
+  ops::cuda::DecodeAttentionArgs d{};
+  ops::cuda::AttentionArgs& a = d.attn;
+  a.rows = get(o, "rows", 0);
+  a.q_stride = get(o, "qStride", 1);
+  a.heads = get(o, "heads", 1);
+  a.kv_heads = get(o, "kvHeads", 1);
+  a.head_dim = get(o, "headDim", 1);
+  a.max_blocks = get(o, "maxBlocks", 1);
+  a.block_size = get(o, "blockSize", 1);
+  const int64_t seqs = get(o, "numSeqs", 1), blocks = get(o, "numBlocks", 1);
+  a.max_context = get(o, "maxContext", 1);
+  a.scale = static_cast<float>(o.Get("scale").ToNumber().DoubleValue());
+  if (a.heads % a.kv_heads || !ops::cuda::DecodeAttentionSupports(a.head_dim) || (a.heads + 2 * a.kv_heads) * a.head_dim > a.q_stride || a.q_stride % 8)
+    ThrowTyped(env, kErrShape, "decodeAttention: heads must be a multiple of kvHeads, headDim 64, 128 or 256, qStride >= (heads + 2 kvHeads) * headDim and a multiple of 8");
+  if (a.rows > seqs) ThrowTyped(env, kErrShape, "decodeAttention: one row per sequence");
+  d.chunk = static_cast<int>(get(dd, "chunk", 16));
+  if (d.chunk % 16 || d.chunk > 4096) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: chunk must be a multiple of 16, at most 4096");
+  d.max_splits = ops::cuda::DecodeAttentionSplits(a.max_context, d.chunk);
+  d.fuse = static_cast<int>(get(dd, "fuse", 0));
+  if (d.fuse > 1) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: fuse must be 0 or 1");
+  const int64_t kv = static_cast<int64_t>(a.kv_heads) * a.head_dim;
+  a.q = Ref<half>(info, 0, "qkv", static_cast<int64_t>(a.rows) * a.q_stride, 16);
+  a.k_cache = Ref<half>(info, 1, "kCache", blocks * a.block_size * kv, 16);
+  a.v_cache = Ref<half>(info, 2, "vCache", blocks * a.block_size * kv, 16);
+  a.block_tables = Ref<int32_t>(info, 3, "blockTables", seqs * a.max_blocks);
+  a.seq_of_row = Ref<int32_t>(info, 4, "seqOfRow", a.rows);
+  a.pos_of_row = Ref<int32_t>(info, 5, "posOfRow", a.rows);
+  a.out = Ref<half>(info, 6, "out", static_cast<int64_t>(a.rows) * a.heads * a.head_dim, 2);
+  const int64_t rh = static_cast<int64_t>(a.rows) * a.heads;
+  d.partial = RefValue<float>(env, dd.Get("partial"), "decode.partial", rh * d.max_splits * (a.head_dim + 2));
+  d.counters = RefValue<int32_t>(env, dd.Get("counters"), "decode.counters", rh);
+  if (d.fuse) {
+    const int64_t rope_rows = get(dd, "ropeRows", 1);
+    if (rope_rows < a.max_context) ThrowTyped(env, kErrShape, "decodeAttention: the RoPE tables must cover maxContext positions");
+    d.cos_t = RefValue<float>(env, dd.Get("cos"), "decode.cos", rope_rows * (a.head_dim / 2));
+    d.sin_t = RefValue<float>(env, dd.Get("sin"), "decode.sin", rope_rows * (a.head_dim / 2));
+    d.slots = RefValue<int32_t>(env, dd.Get("slots"), "decode.slots", a.rows);
+  }
+  Check(env, ops::cuda::DecodeAttention(d, ArgStream(info, 9)), "decodeAttention");
   return env.Undefined();
 }
 
@@ -374,6 +437,7 @@ void InitEngineCuda(Napi::Env env, Napi::Object exports) {
   o.Set("pagedAttention", Napi::Function::New<PagedAttention>(env, "pagedAttention"));
   o.Set("sample", Napi::Function::New<Sample>(env, "sample"));
   o.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
+  o.Set("decodeAttention", Napi::Function::New<DecodeAttention>(env, "decodeAttention"));
   o.Set("denseGemm", Napi::Function::New<DenseGemm>(env, "denseGemm"));
   o.Set("denseGemmF32", Napi::Function::New<DenseGemmF32>(env, "denseGemmF32"));
   o.Set("beginCapture", Napi::Function::New<BeginCapture>(env, "beginCapture"));

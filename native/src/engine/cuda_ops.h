@@ -43,6 +43,22 @@ struct AttentionArgs {
 cudaError_t PagedAttention(const AttentionArgs& a, cudaStream_t s);
 size_t AttentionSmemBytes(int max_context);
 
+// Decode rows (one per sequence), split over chunks of the context (cuda_decode_attention.cu).
+struct DecodeAttentionArgs {
+  AttentionArgs attn;  // q = the qkv rows (q_stride = their width)
+  int chunk;           // context positions per block
+  int max_splits;      // ceil(max_context / chunk): partial slots per (row, head)
+  float* partial;      // [rows, heads, max_splits, head_dim + 2]
+  int* counters;       // [rows, heads], zero between launches
+  int fuse;            // 1: RoPE of q and the current k, and the KV store, done here
+  const float* cos_t;
+  const float* sin_t;
+  const int32_t* slots;
+};
+cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s);
+int DecodeAttentionSplits(int max_context, int chunk);
+bool DecodeAttentionSupports(int head_dim);
+
 struct SampleArgs {
   const float* logits;
   int rows, vocab;

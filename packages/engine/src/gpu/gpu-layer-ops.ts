@@ -28,6 +28,11 @@ export interface AttentionContext {
   maxContext: number;
   /** Rows of the RoPE tables (default maxContext). */
   ropeRows?: number;
+  /**
+   * A pure decode step (one row per sequence): attention split over context chunks, with RoPE and
+   * the KV store done inside it (ropeStoreKv does nothing then).
+   */
+  decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer };
 }
 
 export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
@@ -60,34 +65,31 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
 
   ropeStoreKv(qkv: DeviceArg, rows: number, li: number): void {
     const { c, ctx } = this;
+    if (ctx.decode) return; // done by the decode attention
+
     gpuOps().ropeStoreKv(qkv, ctx.positions, this.cos, this.sin, ctx.slots, ctx.k(li), ctx.v(li), rows, this.qkvN, c.numHeads, c.numKvHeads, c.headDim, ctx.ropeRows ?? ctx.maxContext, ctx.numBlocks * ctx.blockSize, this.s);
   }
 
   attention(qkv: DeviceArg, out: DeviceArg, rows: number, li: number): void {
     const { c, ctx } = this;
-    gpuOps().pagedAttention(
-      qkv,
-      ctx.k(li),
-      ctx.v(li),
-      ctx.blockTables,
-      ctx.seqOfRow,
-      ctx.positions,
-      out,
-      {
-        rows,
-        qStride: this.qkvN,
-        heads: c.numHeads,
-        kvHeads: c.numKvHeads,
-        headDim: c.headDim,
-        maxBlocks: ctx.maxBlocks,
-        blockSize: ctx.blockSize,
-        numSeqs: ctx.numSeqs,
-        numBlocks: ctx.numBlocks,
-        maxContext: ctx.maxContext,
-        scale: this.scale,
-      },
-      this.s,
-    );
+    const shape = {
+      rows,
+      qStride: this.qkvN,
+      heads: c.numHeads,
+      kvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      maxBlocks: ctx.maxBlocks,
+      blockSize: ctx.blockSize,
+      numSeqs: ctx.numSeqs,
+      numBlocks: ctx.numBlocks,
+      maxContext: ctx.maxContext,
+      scale: this.scale,
+    };
+    const d = ctx.decode;
+    if (d) {
+      const rope = { fuse: 1 as const, cos: this.cos, sin: this.sin, slots: ctx.slots, ropeRows: ctx.ropeRows ?? ctx.maxContext };
+      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, ...rope }, this.s);
+    } else gpuOps().pagedAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, this.s);
   }
 
   siluMul(gu: DeviceArg, out: DeviceArg, rows: number): void {

@@ -30,6 +30,13 @@ export interface GpuOps {
     shape: { rows: number; qStride: number; heads: number; kvHeads: number; headDim: number; maxBlocks: number; blockSize: number; numSeqs: number; numBlocks: number; maxContext: number; scale: number },
     s?: Stream,
   ): void;
+  /** Attention of decode rows (one per sequence), split over context chunks; with fuse also RoPE + KV store of the rows. */
+  decodeAttention(
+    qkv: DRef, k: DRef, v: DRef, blockTables: DRef, seqOfRow: DRef, posOfRow: DRef, out: DRef,
+    shape: { rows: number; qStride: number; heads: number; kvHeads: number; headDim: number; maxBlocks: number; blockSize: number; numSeqs: number; numBlocks: number; maxContext: number; scale: number },
+    decode: { chunk: number; partial: DRef; counters: DRef; fuse: 0 | 1; cos?: DRef; sin?: DRef; slots?: DRef; ropeRows?: number },
+    s?: Stream,
+  ): void;
   sample(logits: DRef, temperature: DRef, topK: DRef, topP: DRef, seeds: DRef, counters: DRef, out: DRef, rows: number, vocab: number, s?: Stream): void;
   logprobs(logits: DRef, targets: DRef, out: DRef, rows: number, vocab: number, s?: Stream): void;
   denseGemm(a: DRef, w: DRef, c: DRef, m: number, n: number, k: number, s?: Stream): void;
@@ -43,6 +50,9 @@ export interface GpuOps {
 const unwrap = (v: unknown): unknown => {
   if (Array.isArray(v) && v.length === 2 && typeof v[1] === "number") return [(v[0] as { handle: unknown }).handle, v[1]];
   if (v && typeof v === "object" && "handle" in (v as object)) return (v as { handle: unknown }).handle;
+  // Plain option objects may hold buffers too (decodeAttention's decode argument).
+  if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype)
+    return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, unwrap(x)]));
   return v;
 };
 

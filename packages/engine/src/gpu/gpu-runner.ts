@@ -37,7 +37,12 @@ export interface GpuRunnerOptions {
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
   cudaGraphs?: boolean;
+  /** Pure decode steps use the split decode attention with RoPE + KV store fused (default true; MARLIN_DECODE_ATTENTION=0 turns it off). */
+  decodeAttention?: boolean;
 }
+
+/** Context positions per block of the decode attention. */
+const DECODE_CHUNK = 256;
 
 
 /** Host weights (from a checkpoint) to device weights, each linear prepared through the registry for up to maxRows rows. */
@@ -143,6 +148,7 @@ export class GpuModelRunner implements ModelRunner {
   /** Benchmark aid: when set, steps run eagerly (no graphs) with every op timed (see OpTimer). */
   opTimer?: OpTimer;
   private readonly uploaded = new Map<string, Uint8Array>();
+  private readonly decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer };
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
@@ -189,6 +195,14 @@ export class GpuModelRunner implements ModelRunner {
     alloc("seeds", S * 8);
     this.logitRows = S;
     this.logits = DeviceBuffer.alloc(S * c.vocabSize * 4);
+    if ((opts.decodeAttention ?? process.env.MARLIN_DECODE_ATTENTION !== "0") && [64, 128, 256].includes(c.headDim)) {
+      const splits = Math.ceil(this.maxModelLen / DECODE_CHUNK);
+      const counters = DeviceBuffer.alloc(S * c.numHeads * 4);
+      counters.fillBytes(0);
+      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters };
+      this.bufs.decodePartial = this.decode.partial;
+      this.bufs.decodeCounters = counters;
+    }
     const t = ropeTables(c, this.maxModelLen);
     this.bufs.cos = DeviceBuffer.from(t.cos);
     this.bufs.sin = DeviceBuffer.from(t.sin);
@@ -265,8 +279,8 @@ export class GpuModelRunner implements ModelRunner {
     return P;
   }
 
-  /** The layer ops of a pass over the uploaded rows of `numSeqs` sequences. */
-  private layerOps(numSeqs: number): LayerOps<DeviceBuffer | readonly [DeviceBuffer, number], Stream> {
+  /** The layer ops of a pass over the uploaded rows of `numSeqs` sequences (`decode`: one row per sequence). */
+  private layerOps(numSeqs: number, decode: boolean): LayerOps<DeviceBuffer | readonly [DeviceBuffer, number], Stream> {
     const b = this.bufs;
     const ctx: AttentionContext = {
       positions: b.positions,
@@ -280,6 +294,7 @@ export class GpuModelRunner implements ModelRunner {
       blockSize: this.blockSize,
       numBlocks: this.numBlocks,
       maxContext: this.maxModelLen,
+      decode: decode ? this.decode : undefined,
     };
     const ops = new GpuLayerOps(this.config, b.cos, b.sin, ctx, this.stream);
     const sk = this.skip ? skipping(ops, this.skip) : ops;
@@ -287,12 +302,12 @@ export class GpuModelRunner implements ModelRunner {
   }
 
   /** The forward pass over `T` uploaded rows, leaving the final normed hidden state in x. */
-  private forwardRows(T: number, numSeqs: number): void {
+  private forwardRows(T: number, numSeqs: number, decode = false): void {
     const b = this.bufs;
     const c = this.config;
     if (this.skip !== "other") gpuOps().embedding(b.tokens, this.weights.embed, b.h, T, c.hiddenSize, c.vocabSize, this.stream);
     const buf: LayerBuffers<DeviceBuffer> = { h: b.h, x: b.x, qkv: b.qkv, attn: b.attn, gu: b.gu, act: b.act };
-    decoderStack(this.layerOps(numSeqs), this.weights.layers, this.weights.norm, buf, T);
+    decoderStack(this.layerOps(numSeqs, decode && T <= this.maxSeqs), this.weights.layers, this.weights.norm, buf, T);
   }
 
   /**
@@ -325,7 +340,7 @@ export class GpuModelRunner implements ModelRunner {
 
   /** The whole decode step for `bucket` rows: what a CUDA graph captures. */
   private decodeStep(bucket: number, numSeqs: number): void {
-    this.forwardRows(bucket, numSeqs);
+    this.forwardRows(bucket, numSeqs, true);
     this.head(bucket, true);
     this.sampleStep(bucket);
   }
@@ -370,7 +385,7 @@ export class GpuModelRunner implements ModelRunner {
     const graph = bucket !== undefined && this.graphs.has(bucket);
     if (bucket !== undefined) this.runGraph(bucket, numSeqs + (rows - T));
     else {
-      this.forwardRows(T, numSeqs);
+      this.forwardRows(T, numSeqs, pureDecode);
       if (S > 0) {
         this.head(S);
         this.sampleStep(S);

@@ -1,0 +1,251 @@
+// Decode attention (one query row per sequence), flash-decoding style: each (row, head) is split
+// over blocks of `chunk` context positions, so a long context or a small batch still fills the GPU.
+// Each block keeps its chunk's scores in shared memory, writes a partial (max, sum, weighted values)
+// when the row has several chunks, and the block that finishes last for a (row, head) combines them
+// and resets its counter (the workspace is zero again after every launch: CUDA-graph safe).
+//
+// With `fuse` (a pure decode step), the block also does what RoPE + KV store would: it rotates the
+// row's q (and, for the chunk holding the current position, the row's k) from the qkv row, uses the
+// current k and v straight from registers, and one block per kv head stores them in the cache. No
+// other block of the launch reads that cache slot: each sequence has one row.
+#include "common/pdl.cuh"
+#include "engine/cuda_common.cuh"
+#include "engine/cuda_ops.h"
+
+namespace marlin {
+namespace ops {
+namespace cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ void Unpack8h(const uint4& u, float* f) {
+  const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const float2 v = __half22float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+
+template <int L>
+__global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentionArgs d) {
+  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
+  PdlWait();
+  constexpr int D = 8 * L;
+  constexpr int G = kThreads / L;  // key groups per block
+  const AttentionArgs& a = d.attn;
+  const int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
+  const int n = a.pos_of_row[t] + 1;
+  const int lo = s * d.chunk;
+  if (lo >= n) return;
+  const int hi = min(n, lo + d.chunk);
+  const int splits = (n + d.chunk - 1) / d.chunk;
+  const int group = a.heads / a.kv_heads, kvh = h / group;
+  const int kv_dim = a.kv_heads * D;
+  const bool cur = d.fuse && hi == n;  // this block handles the current position from the qkv row
+
+  extern __shared__ float smem[];  // [chunk] scores, [chunk] slots, [G][D] partial outputs
+  float* scores = smem;
+  int* slots = reinterpret_cast<int*>(scores + d.chunk);
+  float* part = reinterpret_cast<float*>(slots + d.chunk);
+  __shared__ float qs[D], kc[D], vc[D];
+  __shared__ float scratch[32];
+  __shared__ int last;
+
+  const half* row = a.q + static_cast<size_t>(t) * a.q_stride;
+  const half* qh = row + h * D;
+  const half* kh = row + (a.heads + kvh) * D;
+  const half* vh = row + (a.heads + a.kv_heads + kvh) * D;
+  if (d.fuse) {  // rotate-half RoPE at the current position, fp16 rounding as the RoPE op does
+    const float* c = d.cos_t + static_cast<size_t>(n - 1) * (D / 2);
+    const float* sn = d.sin_t + static_cast<size_t>(n - 1) * (D / 2);
+    for (int i = threadIdx.x; i < D / 2; i += blockDim.x) {
+      const float q0 = __half2float(qh[i]), q1 = __half2float(qh[i + D / 2]);
+      qs[i] = __half2float(__float2half(q0 * c[i] - q1 * sn[i]));
+      qs[i + D / 2] = __half2float(__float2half(q1 * c[i] + q0 * sn[i]));
+      if (cur) {
+        const float k0 = __half2float(kh[i]), k1 = __half2float(kh[i + D / 2]);
+        kc[i] = __half2float(__float2half(k0 * c[i] - k1 * sn[i]));
+        kc[i + D / 2] = __half2float(__float2half(k1 * c[i] + k0 * sn[i]));
+      }
+    }
+    if (cur)
+      for (int i = threadIdx.x; i < D; i += blockDim.x) vc[i] = __half2float(vh[i]);
+  } else {
+    for (int i = threadIdx.x; i < D; i += blockDim.x) qs[i] = __half2float(qh[i]);
+  }
+  __syncthreads();
+  if (cur && h % group == 0) {  // one block per kv head stores the current k and v
+    const int slot = d.slots[t];
+    if (slot >= 0) {
+      half* kd = const_cast<half*>(a.k_cache) + static_cast<size_t>(slot) * kv_dim + kvh * D;
+      half* vd = const_cast<half*>(a.v_cache) + static_cast<size_t>(slot) * kv_dim + kvh * D;
+      for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        kd[i] = __float2half(kc[i]);
+        vd[i] = vh[i];
+      }
+    }
+  }
+
+  const int32_t* table = a.block_tables + static_cast<size_t>(a.seq_of_row[t]) * a.max_blocks;
+  const int g = threadIdx.x / L, l = threadIdx.x % L;
+  float qv[8];
+#pragma unroll
+  for (int j = 0; j < 8; j++) qv[j] = qs[l * 8 + j];
+  const half* kbase = a.k_cache + kvh * D + l * 8;
+  const half* vbase = a.v_cache + kvh * D + l * 8;
+  const int last_cached = cur ? n - 1 : n;  // positions below this come from the cache
+
+  constexpr int U = 4;
+  for (int base = lo; base < hi; base += U * G) {
+    int sl[U];
+    uint4 kv[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int p = base + u * G + g;
+      sl[u] = p < hi ? table[p / a.block_size] * a.block_size + p % a.block_size : 0;
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++)
+      if (base + u * G + g < min(hi, last_cached)) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(sl[u]) * kv_dim);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int p = base + u * G + g;
+      float sc = 0;
+      if (p < hi) {
+        float kf[8];
+        if (p < last_cached) Unpack8h(kv[u], kf);
+        else
+#pragma unroll
+          for (int j = 0; j < 8; j++) kf[j] = kc[l * 8 + j];
+#pragma unroll
+        for (int j = 0; j < 8; j++) sc += qv[j] * kf[j];
+      }
+#pragma unroll
+      for (int o = L / 2; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
+      if (l == 0 && p < hi) {
+        scores[p - lo] = sc * a.scale;
+        slots[p - lo] = sl[u];
+      }
+    }
+  }
+  // Softmax numerators of the chunk: its max, then exp(score - max) and their sum.
+  __syncthreads();
+  const int cn = hi - lo;
+  float mx = -FLT_MAX;
+  for (int p = threadIdx.x; p < cn; p += blockDim.x) mx = fmaxf(mx, scores[p]);
+  mx = BlockMax(mx, scratch);
+  float sum = 0;
+  for (int p = threadIdx.x; p < cn; p += blockDim.x) {
+    const float e = __expf(scores[p] - mx);
+    scores[p] = e;
+    sum += e;
+  }
+  sum = BlockSum(sum, scratch);
+  __syncthreads();
+
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int base = lo; base < hi; base += U * G) {
+    uint4 vv[U];
+    float w[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int p = base + u * G + g;
+      w[u] = p < hi ? scores[p - lo] : 0.f;
+      if (p < min(hi, last_cached)) vv[u] = *reinterpret_cast<const uint4*>(vbase + static_cast<size_t>(slots[p - lo]) * kv_dim);
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int p = base + u * G + g;
+      if (p >= hi) continue;
+      float vf[8];
+      if (p < last_cached) Unpack8h(vv[u], vf);
+      else
+#pragma unroll
+        for (int j = 0; j < 8; j++) vf[j] = vc[l * 8 + j];
+#pragma unroll
+      for (int j = 0; j < 8; j++) acc[j] += w[u] * vf[j];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 8; j++) part[g * D + l * 8 + j] = acc[j];
+  __syncthreads();
+  half* out = a.out + static_cast<size_t>(t) * a.heads * D + h * D;
+  if (splits == 1) {
+    const float inv = 1.f / sum;
+    for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
+      float o = 0;
+      for (int i = 0; i < G; i++) o += part[i * D + dd];
+      out[dd] = __float2half(o * inv);
+    }
+    return;
+  }
+  // Several chunks: store this one's (max, sum, values), then the last block of the (row, head) combines.
+  const size_t rh = static_cast<size_t>(t) * a.heads + h;
+  float* mine = d.partial + (rh * d.max_splits + s) * (D + 2);
+  if (threadIdx.x == 0) {
+    mine[0] = mx;
+    mine[1] = sum;
+  }
+  for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
+    float o = 0;
+    for (int i = 0; i < G; i++) o += part[i * D + dd];
+    mine[2 + dd] = o;
+  }
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int old = atomicAdd(d.counters + rh, 1);
+    last = old == splits - 1;
+    if (last) atomicExch(d.counters + rh, 0);  // back to zero for the next launch
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const float* all = d.partial + rh * d.max_splits * (D + 2);
+  float gmax = -FLT_MAX;
+  for (int i = 0; i < splits; i++) gmax = fmaxf(gmax, __ldcg(all + i * (D + 2)));
+  float den = 0;
+  for (int i = 0; i < splits; i++) den += __ldcg(all + i * (D + 2) + 1) * __expf(__ldcg(all + i * (D + 2)) - gmax);
+  const float inv = 1.f / den;
+  for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
+    float o = 0;
+    for (int i = 0; i < splits; i++) o += __ldcg(all + i * (D + 2) + 2 + dd) * __expf(__ldcg(all + i * (D + 2)) - gmax);
+    out[dd] = __float2half(o * inv);
+  }
+}
+
+template <int L>
+cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
+  constexpr int D = 8 * L;
+  const size_t smem = static_cast<size_t>(d.chunk) * (sizeof(float) + sizeof(int)) + static_cast<size_t>(kThreads / L) * D * sizeof(float);
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(DecodeAttentionKernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+  }
+  const int splits = (d.attn.max_context + d.chunk - 1) / d.chunk;
+  return LaunchPdl(DecodeAttentionKernel<L>, dim3(d.attn.rows, d.attn.heads, splits), dim3(kThreads), smem, s, d);
+}
+
+}  // namespace
+
+int DecodeAttentionSplits(int max_context, int chunk) { return (max_context + chunk - 1) / chunk; }
+
+bool DecodeAttentionSupports(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
+
+cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s) {
+  if (d.attn.rows == 0) return cudaSuccess;
+  switch (d.attn.head_dim) {
+    case 64: return Launch<8>(d, s);
+    case 128: return Launch<16>(d, s);
+    case 256: return Launch<32>(d, s);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace cuda
+}  // namespace ops
+}  // namespace marlin
