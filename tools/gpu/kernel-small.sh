@@ -80,13 +80,13 @@ sass_pid=$!
 # 1. Correctness. The default knobs on the standard quick matrix, then every variant on the
 #    focused matrix (4 processes at a time; a variant that fails or hangs is left out of the timing).
 say "correctness: harness quick (default knobs) and vtest per variant"
-(timeout -k 5 200 "$H" quick > "$logs/quick.log" 2>&1; echo "rc=$?" >> "$logs/quick.log") &
+(timeout -k 5 150 "$H" quick > "$logs/quick.log" 2>&1; echo "rc=$?" >> "$logs/quick.log") &
 quick_pid=$!
 i=0
 while read -r v; do
   i=$((i + 1))
   echo "$i $v"
-done < "$logs/variants.txt" | xargs -P 4 -L 1 bash -c 'VARIANTS="$1" timeout -k 5 150 '"$H"' vtest > '"$logs"'/vtest-$0.log 2>&1; echo "rc=$?" >> '"$logs"'/vtest-$0.log'
+done < "$logs/variants.txt" | xargs -P 4 -L 1 bash -c 'VARIANTS="$1" timeout -k 5 90 '"$H"' vtest > '"$logs"'/vtest-$0.log 2>&1; echo "rc=$?" >> '"$logs"'/vtest-$0.log'
 # The 99 KB shared-memory emulation (sm_86 / sm_89 tile choices) for the variants that use more.
 lim_variants=$(grep -E '^(base|st6|swap.st8|bulk.st6|all6|all8):' "$logs/variants.txt" | tr '\n' ';')
 MARLIN_SMEM_LIMIT=101376 VARIANTS="$lim_variants" timeout -k 5 150 "$H" vtest > "$logs/vtest-smem99.log" 2>&1
