@@ -8,6 +8,7 @@
 // JSON and an SVG chart under the repo's bench/results/.
 //
 //   node bench/run.mjs [--layers 32] [--requests 256] [--quick] [--hf path/to/hf_decode_peer.py]
+//                      [--sections decode,split,contexts,prefill,offline]
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -25,6 +26,8 @@ const opt = (name, dflt) => {
 };
 const quick = args.includes("--quick");
 const hfScript = opt("hf", undefined);
+// --sections decode,split,contexts,prefill,offline (default: all)
+const sections = new Set((opt("sections", "decode,split,contexts,prefill,offline") ?? "").split(","));
 
 if (!hasGpu()) {
   console.log(`engine bench needs a GPU: ${noGpuReason()}`);
@@ -286,14 +289,14 @@ for (const kind of ["dense", "marlin"]) {
   const runner = buildRunner(kind);
   console.log(`${kind}: weights ${(runner.weightBytes / 2 ** 30).toFixed(2)} GiB per step, ${runner.numBlocks} KV blocks, kernels ${JSON.stringify(runner.kernels)}, built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   const run = { weightBytes: runner.weightBytes, kernels: runner.kernels, decode: [], contexts: [], prefill: [] };
-  for (const b of [1, 16, 64]) {
+  for (const b of sections.has("decode") ? [1, 16, 64] : []) {
     const r = await decode(runner, b, bw, { opSteps: b <= 16 ? 6 : 0 });
     console.log(`  decode batch ${b}: ${r.stepMs.toFixed(2)} ms/step, ${r.tokensPerSecond.toFixed(0)} tok/s, floor ${r.floorMs.toFixed(2)} ms (${(r.floorFraction * 100).toFixed(0)}% of floor speed)${r.graphFailure ? `, graphs off: ${r.graphFailure}` : ""}`);
     if (r.opGpuMs) console.log(`    GPU per op (eager, ms/step): ${Object.entries(r.opGpuMs).map(([n, v]) => `${n} ${v.toFixed(3)}`).join(", ")}`);
     run.decode.push(r);
   }
   // Graph replays with only the linear layers, and with only the other ops.
-  for (const r of run.decode.filter((x) => x.batch <= 16)) {
+  for (const r of run.decode.filter((x) => x.batch <= 16 && sections.has("split"))) {
     r.gpuSplit = {};
     for (const skip of ["other", "linear"]) {
       runner.setProfileSkip(skip);
@@ -303,7 +306,7 @@ for (const kind of ["dense", "marlin"]) {
     runner.setProfileSkip(undefined);
     console.log(`  graph GPU time batch ${r.batch}: all ${r.breakdown.gpuMs.toFixed(3)} ms, only linear ${r.gpuSplit.linearOnlyGpuMs.toFixed(3)}, only other ops ${r.gpuSplit.otherOpsGpuMs.toFixed(3)}`);
   }
-  for (const context of quick ? [1024] : [1024, 4096])
+  for (const context of !sections.has("contexts") ? [] : quick ? [1024] : [1024, 4096])
     for (const b of [1, 16]) {
       const r = await decode(runner, b, bw, { context, steps: 16, opSteps: 4 });
       const kvMs = ((b * (context + 8) * kvBytesPerToken) / bw) * 1000;
@@ -311,13 +314,13 @@ for (const kind of ["dense", "marlin"]) {
       console.log(`  decode batch ${b} context ${context}: ${r.stepMs.toFixed(2)} ms/step; attention ${r.opGpuMs?.attention?.toFixed(3)} ms vs ${kvMs.toFixed(3)} ms to read its KV once`);
       run.contexts.push(r);
     }
-  for (const len of [512, 2048]) {
+  for (const len of sections.has("prefill") ? [512, 2048] : []) {
     const r = await prefill(runner, len, quick ? 2 : 8);
     console.log(`  prefill ${r.requests} x ${len} tokens: ${r.tokensPerSecond.toFixed(0)} tok/s (${r.steps} steps, ${r.seconds.toFixed(2)} s)`);
     run.prefill.push(r);
   }
-  const off = await offline(runner, Number(opt("requests", quick ? 64 : 256)));
-  console.log(`  offline ${off.requests} requests: ${off.seconds.toFixed(1)} s, ${off.outputTokensPerSecond.toFixed(0)} output tok/s, TTFT p50 ${off.ttftMs.p50.toFixed(0)} ms, TPOT p50 ${off.tpotMs.p50.toFixed(1)} ms, leaked blocks ${off.leakedBlocks}`);
+  const off = sections.has("offline") ? await offline(runner, Number(opt("requests", quick ? 64 : 256))) : undefined;
+  if (off) console.log(`  offline ${off.requests} requests: ${off.seconds.toFixed(1)} s, ${off.outputTokensPerSecond.toFixed(0)} output tok/s, TTFT p50 ${off.ttftMs.p50.toFixed(0)} ms, TPOT p50 ${off.tpotMs.p50.toFixed(1)} ms, leaked blocks ${off.leakedBlocks}`);
   run.offline = off;
   results.runs[kind] = run;
   disposeRunner(runner);
@@ -339,7 +342,7 @@ results.speedup = {
   decode: Object.fromEntries(D.decode.map((x, i) => [`batch${x.batch}`, x.stepMs / M.decode[i].stepMs])),
   contexts: Object.fromEntries(D.contexts.map((x, i) => [`batch${x.batch}-ctx${x.context}`, x.stepMs / M.contexts[i].stepMs])),
   prefill: Object.fromEntries(D.prefill.map((x, i) => [`len${x.promptTokens}`, M.prefill[i].tokensPerSecond / x.tokensPerSecond])),
-  offlineOutputTokens: M.offline.outputTokensPerSecond / D.offline.outputTokensPerSecond,
+  offlineOutputTokens: M.offline && D.offline ? M.offline.outputTokensPerSecond / D.offline.outputTokensPerSecond : undefined,
 };
 results.targets = { batch1Ms: 1.3, batch1: 3, batch16: 2.5, batch64: 1.5, otherOpsBatch1Ms: 0.12, offline: 1.5, prefill: 0.9 };
 
@@ -357,7 +360,7 @@ D.decode.forEach((x, i) => {
 });
 D.contexts.forEach((x, i) => void row(`decode batch ${x.batch} ctx ${x.context}`, x.stepMs.toFixed(2), M.contexts[i].stepMs.toFixed(2), `ms/step; attention ${M.contexts[i].opGpuMs?.attention?.toFixed(3)} ms vs KV read ${x.attentionKvFloorMs.toFixed(3)}`, `${(x.stepMs / M.contexts[i].stepMs).toFixed(2)}x`));
 D.prefill.forEach((x, i) => void row(`prefill ${x.promptTokens}-token prompts`, x.tokensPerSecond.toFixed(0), M.prefill[i].tokensPerSecond.toFixed(0), "tok/s", `${(M.prefill[i].tokensPerSecond / x.tokensPerSecond).toFixed(2)}x`));
-row(`offline ${D.offline.requests} requests`, D.offline.outputTokensPerSecond.toFixed(0), M.offline.outputTokensPerSecond.toFixed(0), `output tok/s; TTFT p50 ${D.offline.ttftMs.p50.toFixed(0)} / ${M.offline.ttftMs.p50.toFixed(0)} ms`, `${results.speedup.offlineOutputTokens.toFixed(2)}x`);
+if (D.offline) row(`offline ${D.offline.requests} requests`, D.offline.outputTokensPerSecond.toFixed(0), M.offline.outputTokensPerSecond.toFixed(0), `output tok/s; TTFT p50 ${D.offline.ttftMs.p50.toFixed(0)} / ${M.offline.ttftMs.p50.toFixed(0)} ms`, `${results.speedup.offlineOutputTokens.toFixed(2)}x`);
 
 function chart() {
   const W = 760;
