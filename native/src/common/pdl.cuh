@@ -27,9 +27,17 @@ __device__ __forceinline__ void PdlWait() {
 #endif
 }
 
-// Compute capability 9.0 or newer (PDL, and the kernels' Hopper-only variants), cached per device.
-inline bool IsSm90(int dev) {
+// Whether launches on the current device use the attribute: compute capability 9.0 or newer and
+// MARLIN_PDL not "0" (an off switch for measurements). Cached per device.
+inline bool PdlEnabled() {
+  static const bool env_off = [] {
+    const char* v = std::getenv("MARLIN_PDL");
+    return v && v[0] == '0' && v[1] == 0;
+  }();
+  if (env_off) return false;
   static signed char cache[64] = {0};  // 0 unknown, 1 yes, -1 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
   signed char& c = cache[dev & 63];
   if (c == 0) {
     int major = 0;
@@ -37,19 +45,6 @@ inline bool IsSm90(int dev) {
     c = major >= 9 ? 1 : -1;
   }
   return c > 0;
-}
-
-// Whether launches on the current device use the attribute: compute capability 9.0 or newer and
-// MARLIN_PDL not "0" (an off switch for measurements).
-inline bool PdlEnabled() {
-  static const bool env_off = [] {
-    const char* v = std::getenv("MARLIN_PDL");
-    return v && v[0] == '0' && v[1] == 0;
-  }();
-  if (env_off) return false;
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  return IsSm90(dev);
 }
 
 template <typename... KArgs, typename... Args>

@@ -25,17 +25,9 @@ constexpr size_t kCounterBytes = size_t(kMaxProblems) * (kMaxN / 64) * sizeof(in
 constexpr size_t kPartialFloatsPerSm = 2 * 64 * 256;
 
 // Tuning overrides (0 = automatic): tile (k x n) as tk*16 x tn*16, blocks per SM, batch invariance.
-// The last six are experiments on the m <= 16 path (0 = the MARLIN_* environment variable of the
-// same meaning, else the built-in default; -1 = off, > 0 = on or a value); see launch.cuh.
 struct GemmTuning {
   int tk = 0, tn = 0, blocks_per_sm = 0;
   bool batch_invariant = false;  // no split-k and a tile fixed by n: each row's sums do not depend on m
-  int reduce = 0;       // split columns summed by all threads of the last block, rows < m only (MARLIN_REDUCE)
-  int swap = 0;         // m <= 8: weights as the MMA's A operand (MARLIN_SWAP)
-  int bulk = 0;         // sm_90 bulk-copy stages, 4-bit (MARLIN_BULK)
-  int stages = 0;       // ring depth of the m <= 16 tile: 4, 6 or 8 (MARLIN_STAGES_SMALL)
-  int l2_prefetch = 0;  // sm_90: weights also prefetched to L2 this many k tiles ahead (MARLIN_L2PF)
-  int max_slices = 0;   // at most this many blocks share a column (MARLIN_SLICES)
 };
 
 struct GemmArgs {

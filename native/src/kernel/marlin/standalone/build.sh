@@ -12,7 +12,7 @@ objdir=${OBJ_ROOT:-/tmp/marlin-harness-obj}/$(echo "$arch $extra" | md5sum | cut
 mkdir -p "$objdir"
 export TMPDIR=$(mktemp -d /tmp/marlin-nvcc-XXXXXX)  # private: a shared /tmp may be cleaned under us
 trap 'rm -rf "$TMPDIR"' EXIT
-newest_header=$(ls -t "$src"/kernel/marlin/*.h "$src"/kernel/marlin/*.cuh "$src"/common/*.h "$src"/common/*.cuh "$src"/kernel/blas/*.h "$src"/kernel/runtime/hold.h "$here"/*.inc | head -1)
+newest_header=$(ls -t "$src"/kernel/marlin/*.h "$src"/kernel/marlin/*.cuh "$src"/common/*.h "$src"/kernel/blas/*.h "$src"/kernel/runtime/hold.h | head -1)
 pids=()
 for f in "$src"/kernel/marlin/*.cu "$src/kernel/runtime/hold.cu" "$here/harness.cu"; do
   o="$objdir/$(basename "$f").o"

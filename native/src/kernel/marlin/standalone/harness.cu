@@ -234,8 +234,6 @@ static GemmArgs Args(const Layer& L, const DevLayer& d, ActType act, int m, cons
 
 static int g_fail = 0, g_cases = 0;
 static bool g_final = false;
-static bool g_quiet = false;  // print failing cases only (the variant modes run thousands)
-static std::string g_tag;     // variant name printed before each case (variant modes)
 
 static void RunCase(const Layer& L, const DevLayer& d, const Variant& v, int m, uint64_t seed, bool invariant_check) {
   const int k = L.k, n = L.n;
@@ -332,10 +330,8 @@ static void RunCase(const Layer& L, const DevLayer& d, const Variant& v, int m, 
   }
   g_cases++;
   if (!ok) g_fail++;
-  if (!ok || !g_quiet)
-    std::printf("%s%-4s %-22s k=%-5d n=%-5d m=%-4d rel=%.2e rows=%zu unwritten=%zu repeat-identical=%s%s\n",
-                g_tag.empty() ? "" : ("[" + g_tag + "] ").c_str(), ok ? "ok" : "FAIL", v.name, k, n, m, rel, rows.size(), unwritten,
-                identical ? "yes" : "NO", inv.c_str());
+  std::printf("%-4s %-22s k=%-5d n=%-5d m=%-4d rel=%.2e rows=%zu unwritten=%zu repeat-identical=%s%s\n", ok ? "ok" : "FAIL", v.name, k, n, m,
+              rel, rows.size(), unwritten, identical ? "yes" : "NO", inv.c_str());
   std::fflush(stdout);
   cudaFree(da);
   cudaFree(dc);
@@ -622,8 +618,6 @@ static int Sweep(int m) {
   return 0;
 }
 
-#include "harness_small.inc"  // vtest, vsanitize, compare: the m <= 16 experiments
-
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "test";
   CK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
@@ -667,10 +661,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (mode == "sweep") return Sweep(argc > 2 ? std::atoi(argv[2]) : 1);
-  if (mode == "vtest") return VariantTest();
-  if (mode == "vsanitize") return VariantSanitize();
-  if (mode == "compare") return Compare(argc > 2 ? argv[2] : nullptr);
   if (mode == "bench") return Bench(argc > 2 ? argv[2] : nullptr, argc > 3 ? argv[3] : nullptr);
-  std::fprintf(stderr, "usage: harness test|quick|sanitize|bench [json] [filter]|sweep [m]|vtest|vsanitize|compare [json]\n");
+  std::fprintf(stderr, "usage: harness test|quick|sanitize|bench [json] [filter]\n");
   return 2;
 }
