@@ -178,7 +178,9 @@ async function decode(runner, batch, bw, { context = 128, steps = quick ? 24 : 4
   runner.profile = true;
   const engine = newEngine(runner, batch + context);
   const rng = mulberry(batch * 7 + context);
-  for (let i = 0; i < batch; i++) await engine.addRequest(randPrompt(context, rng), { maxTokens: steps + opSteps + 8, ignoreEos: true });
+  // Long enough that every sequence is still decoding once the last prompt's chunked prefill is done.
+  const maxTokens = steps + opSteps + 8 + Math.ceil((batch * context) / BUDGET) + batch;
+  for (let i = 0; i < batch; i++) await engine.addRequest(randPrompt(context, rng), { maxTokens, ignoreEos: true });
   const times = [];
   const samples = [];
   const ops = [];
