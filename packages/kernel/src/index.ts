@@ -1,21 +1,25 @@
 export { DeviceBuffer } from "./buffer.js";
 export { type CublasStatus, cublasStatus, DenseLayer, type DenseLayerOptions, type DenseMatmulArgs, denseMatmul } from "./dense.js";
-export * from "./device.js";
-export { type ForwardOptions, type LayerOptions, MarlinLayer, type Placement } from "./layer.js";
 export {
-  type DeviceMarlinWeights,
-  type HostMarlinWeights,
-  type MarlinMatmulArgs,
-  type MarlinTuning,
-  type MarlinWeights,
-  marlinMatmul,
-  marlinShapeRefusal,
-  numGroups,
-  type WeightBits,
-} from "./marlin.js";
-export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, native, typedError } from "./native.js";
-export { isDevice, type Operand } from "./operand.js";
-export { patternHost, writePattern } from "./pattern.js";
+  type DequantMatmulArgs,
+  DequantScratch,
+  type DequantScratchOptions,
+  dequantMatmul,
+  dequantScratchBytes,
+} from "./dequant.js";
+export * from "./device.js";
+export {
+  type HopperMatmulArgs,
+  type HopperStatus,
+  type HopperTuning,
+  hasHopperBindings,
+  hopperMatmul,
+  hopperShapeRefusal,
+  hopperStatus,
+  hopperWorkspaceBytes,
+} from "./hopper.js";
+export { DEQUANT_MIN_M, dequantCublas, HOPPER_MIN_M, marlinHopper } from "./hopper-impls.js";
+export { type ForwardOptions, type LayerOptions, MarlinLayer, type Placement } from "./layer.js";
 export {
   cublasFp16,
   DENSE_MATMUL_OP,
@@ -30,6 +34,20 @@ export {
   marlinCuda,
   QUANT_MATMUL_OP,
 } from "./linear-impls.js";
+export {
+  type DeviceMarlinWeights,
+  type HostMarlinWeights,
+  type MarlinMatmulArgs,
+  type MarlinTuning,
+  type MarlinWeights,
+  marlinMatmul,
+  marlinShapeRefusal,
+  numGroups,
+  type WeightBits,
+} from "./marlin.js";
+export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, native, typedError } from "./native.js";
+export { isDevice, type Operand } from "./operand.js";
+export { patternHost, writePattern } from "./pattern.js";
 export { registerKernels } from "./register.js";
 export { CudaEvent, holdDevice, Stream } from "./stream.js";
 export { MarlinWorkspace } from "./workspace.js";
