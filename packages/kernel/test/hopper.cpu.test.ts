@@ -1,7 +1,7 @@
 // The Hopper wgmma kernel and the dequantize-then-cuBLAS path without a GPU: shape rules (the same
 // in TypeScript and in the addon), the capability check, typed errors for bad calls before anything
 // is allocated or launched, and the registry entries' reasons. Runs everywhere (CI included).
-import { CPU, DTypeError, InvalidArgumentError, Rng, runSeed } from "@marlin/core";
+import { CPU, type DeviceTarget, DTypeError, InvalidArgumentError, Rng, runSeed } from "@marlin/core";
 import { describe, expect, it } from "vitest";
 import {
   DequantScratch,
@@ -98,7 +98,7 @@ describe("argument checks before any launch", () => {
 });
 
 describe("registry entries (not registered by this package yet)", () => {
-  const query = (m: number, device = CPU) => ({
+  const query = (m: number, device: DeviceTarget = CPU) => ({
     op: QUANT_MATMUL_OP,
     device,
     shape: { m, n: 4096, k: 4096 },
