@@ -409,7 +409,8 @@ __global__ void __launch_bounds__(kThreads, 1) HopperKernel(const __grid_constan
   constexpr int kStages = S::kStages;
 
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* const smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  // 1024-byte alignment of the shared-memory address itself (the swizzle is on address bits).
+  uint8_t* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   const uint32_t sbase = SmemAddr(smem);
   const uint32_t bars = sbase + S::kBarOffset;
   auto full = [&](int i) { return bars + 8 * i; };
