@@ -30,8 +30,12 @@ echo "== commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff 
   echo "== emulator"
   g++ -std=c++17 -O2 -I native/src native/src/kernel/hopper/standalone/emulate.cpp -o /tmp/marlin-hopper-emulate && /tmp/marlin-hopper-emulate | tail -4
   echo "== build"
-  OBJ_ROOT=/tmp/marlin-hopper-obj MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="-Xptxas -v" bash native/src/kernel/marlin/standalone/build.sh "$bin" 2>&1 |
-    grep -E "error|warning|C75|spill|Compiling entry function.*Hopper" | grep -v "0 bytes spill" | head -80
+  rm -f "$bin"
+  OBJ_ROOT=/tmp/marlin-hopper-obj MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="-Xptxas -v" bash native/src/kernel/marlin/standalone/build.sh "$bin" > /tmp/marlin-hopper-build.txt 2>&1
+  echo "build.sh exit $?"
+  # ptxas: errors, warnings (C75xx = wgmma serialized), and the Hopper kernels' registers and spills
+  grep -E "error|warning|C75|HopperKernel|bytes stack frame|Used [0-9]+ registers" /tmp/marlin-hopper-build.txt |
+    grep -B1 -A2 -E "error|warning|C75|HopperKernel" | grep -v "^--$"
 } > "$OUT/build.log" 2>&1
 emu=$(grep -h "EMULATION SUMMARY" "$OUT/build.log" | tail -1)
 status+=("emulator|${emu:-did not run}")
