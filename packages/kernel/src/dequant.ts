@@ -5,13 +5,12 @@
  * quantized kernel cannot beat cuBLAS, this costs the decode (read 0.5-1 byte, write 2 bytes per
  * weight) on top of cuBLAS. A scratch smaller than the layer is used a column slice at a time.
  */
-import { type ActivationDType, DisposedError, DTypeError, InvalidArgumentError, NoDeviceError } from "@marlin/core";
+import { DisposedError, InvalidArgumentError, NoDeviceError } from "@marlin/core";
 import { DeviceBuffer } from "./buffer.js";
 import { cublasStatus } from "./dense.js";
-import { checkWeights, type DeviceMarlinWeights, weightKind } from "./marlin.js";
 import { call } from "./native.js";
-import { checkDim, checkDType, checkOperand, describe } from "./operand.js";
-import type { Stream } from "./stream.js";
+import { checkDim } from "./operand.js";
+import { checkDeviceQuantCall, type DeviceQuantCall, nativeQuantArgs } from "./quant-call.js";
 
 /** Scratch bytes that hold a whole [k, n] layer decoded (fp16/bf16). */
 export function dequantScratchBytes(n: number, k: number): number {
@@ -89,55 +88,18 @@ export class DequantScratch {
   }
 }
 
-export interface DequantMatmulArgs {
-  x: DeviceBuffer;
-  xByteOffset?: number;
-  out: DeviceBuffer;
-  outByteOffset?: number;
-  m: number;
-  weights: DeviceMarlinWeights;
-  dtype?: ActivationDType;
+export interface DequantMatmulArgs extends DeviceQuantCall {
   scratch?: DequantScratch;
-  stream?: Stream;
 }
 
 /** out = x * dequant(W) (+ bias) through cuBLAS; checked before anything is allocated or launched. */
 export function dequantMatmul(args: DequantMatmulArgs): void {
-  if (!args || typeof args !== "object") throw new InvalidArgumentError("dequantMatmul takes an argument object");
-  const { x, out, weights: w } = args;
-  const dtype = args.dtype ?? "float16";
-  checkDType(dtype);
-  checkDim("m", args.m);
-  if (!(x instanceof DeviceBuffer) || !(out instanceof DeviceBuffer))
-    throw new DTypeError(`dequantMatmul runs on the GPU: x and out must be DeviceBuffers, got ${describe(x)} and ${describe(out)}`);
-  checkWeights(w, true);
-  checkOperand("x", x, args.m, w.k, args.xByteOffset ?? 0);
-  checkOperand("out", out, args.m, w.n, args.outByteOffset ?? 0);
+  const dtype = checkDeviceQuantCall("dequantMatmul", args);
   const blas = cublasStatus();
   if (!blas.available) throw new NoDeviceError(`cuBLAS is not available: ${blas.reason ?? "unknown reason"}`);
+  const { x, weights: w } = args;
   const scratch = args.scratch ?? DequantScratch.forDevice(x.device);
   if (scratch.device !== x.device) throw new InvalidArgumentError(`the scratch is on device ${scratch.device}, x on device ${x.device}`);
   const buf = scratch.ensure(w.n, w.k);
-  const h = (b: DeviceBuffer | undefined) => b?.handle ?? null;
-  call((a) =>
-    a.dequantGemm(
-      x.handle,
-      args.xByteOffset ?? 0,
-      h(w.qweight),
-      h(w.scales),
-      h(w.zeros),
-      h(w.perm),
-      h(w.bias),
-      out.handle,
-      args.outByteOffset ?? 0,
-      buf.handle,
-      args.m,
-      w.n,
-      w.k,
-      w.groupSize,
-      dtype === "float16" ? 0 : 1,
-      weightKind(w),
-      args.stream?.handle,
-    ),
-  );
+  call((a) => a.dequantGemm(...nativeQuantArgs(args, dtype, buf)));
 }

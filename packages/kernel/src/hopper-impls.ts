@@ -8,6 +8,7 @@
  * "marlin-device" resource), so a layer planned over several m ranges keeps one copy of its weights.
  */
 import { FITS, type Fit, type KernelQuery, type LinearImplementation, refuse } from "@marlin/core";
+import type { DeviceBuffer } from "./buffer.js";
 import { cublasStatus } from "./dense.js";
 import { DequantScratch, dequantMatmul } from "./dequant.js";
 import { hopperMatmul, hopperShapeRefusal, hopperStatus, hopperWorkspaceBytes } from "./hopper.js";
@@ -23,6 +24,7 @@ import {
   quantized,
   view,
 } from "./linear-impls.js";
+import type { DeviceMarlinWeights } from "./marlin.js";
 import type { Stream } from "./stream.js";
 import { MarlinWorkspace } from "./workspace.js";
 
@@ -35,6 +37,28 @@ export const DEQUANT_MIN_M = Number.POSITIVE_INFINITY;
 
 function deviceOf(q: KernelQuery): number {
   return q.device.kind === "cuda" ? (q.device.index ?? 0) : 0;
+}
+
+interface DeviceIo {
+  x: DeviceBuffer;
+  xByteOffset: number;
+  out: DeviceBuffer;
+  outByteOffset: number;
+}
+
+/** A prepared layer over the shared Marlin device weights whose apply runs `run` (nothing of its own to free). */
+function preparedOn(dw: DeviceMarlinWeights, run: (io: DeviceIo, m: number, stream?: Stream) => void): DeviceLinear {
+  return {
+    n: dw.n,
+    k: dw.k,
+    weightBytes: marlinWeightBytes(dw),
+    apply(x, out, m, stream) {
+      const [xb, xo] = view(x);
+      const [ob, oo] = view(out);
+      run({ x: xb, xByteOffset: xo, out: ob, outByteOffset: oo }, m, stream);
+    },
+    dispose() {},
+  };
 }
 
 function quantCudaFit(q: KernelQuery): Fit {
@@ -68,17 +92,7 @@ export const marlinHopper: LinearImplementation<DeviceArg, Stream> = {
     // The device's Marlin workspace, grown here for the largest call (growing inside a CUDA graph would allocate).
     const ws = MarlinWorkspace.forDevice(dev);
     ws.ensureBytes(hopperWorkspaceBytes(ctx.maxRows, dw.n, dw.k, !!dw.perm, dev));
-    return {
-      n: dw.n,
-      k: dw.k,
-      weightBytes: marlinWeightBytes(dw),
-      apply(x, out, m, stream) {
-        const [xb, xo] = view(x);
-        const [ob, oo] = view(out);
-        hopperMatmul({ x: xb, xByteOffset: xo, out: ob, outByteOffset: oo, m, weights: dw, dtype, workspace: ws, stream });
-      },
-      dispose() {},
-    };
+    return preparedOn(dw, (io, m, stream) => hopperMatmul({ ...io, m, weights: dw, dtype, workspace: ws, stream }));
   },
 };
 
@@ -101,16 +115,6 @@ export const dequantCublas: LinearImplementation<DeviceArg, Stream> = {
     const dtype = ctx.activation;
     const scratch = DequantScratch.forDevice(deviceIndex(ctx));
     scratch.ensure(dw.n, dw.k);
-    return {
-      n: dw.n,
-      k: dw.k,
-      weightBytes: marlinWeightBytes(dw),
-      apply(x, out, m, stream) {
-        const [xb, xo] = view(x);
-        const [ob, oo] = view(out);
-        dequantMatmul({ x: xb, xByteOffset: xo, out: ob, outByteOffset: oo, m, weights: dw, dtype, scratch, stream });
-      },
-      dispose() {},
-    };
+    return preparedOn(dw, (io, m, stream) => dequantMatmul({ ...io, m, weights: dw, dtype, scratch, stream }));
   },
 };

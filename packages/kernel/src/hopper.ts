@@ -8,12 +8,11 @@
  * 32, 64 or 128, act-order, bias, fp16 or bf16; n a multiple of 128 (256 for its widest tile),
  * k a multiple of 128. `hopperShapeRefusal` says why a shape is refused.
  */
-import { type ActivationDType, DTypeError, InvalidArgumentError, NoDeviceError, ShapeError } from "@marlin/core";
-import { DeviceBuffer } from "./buffer.js";
-import { checkWeights, type DeviceMarlinWeights, marlinShapeRefusal, weightKind } from "./marlin.js";
+import { InvalidArgumentError, NoDeviceError } from "@marlin/core";
+import { marlinShapeRefusal } from "./marlin.js";
 import { call, native } from "./native.js";
-import { checkDim, checkDType, checkOperand, describe } from "./operand.js";
-import type { Stream } from "./stream.js";
+import { checkDim } from "./operand.js";
+import { checkDeviceQuantCall, type DeviceQuantCall, nativeQuantArgs } from "./quant-call.js";
 import { MarlinWorkspace } from "./workspace.js";
 
 export interface HopperStatus {
@@ -57,17 +56,9 @@ export interface HopperTuning {
   maxGrid?: number;
 }
 
-export interface HopperMatmulArgs {
-  x: DeviceBuffer;
-  xByteOffset?: number;
-  out: DeviceBuffer;
-  outByteOffset?: number;
-  m: number;
-  weights: DeviceMarlinWeights;
-  dtype?: ActivationDType;
+export interface HopperMatmulArgs extends DeviceQuantCall {
   /** Scratch (defaults to the device's shared Marlin workspace, which both kernels can use). */
   workspace?: MarlinWorkspace;
-  stream?: Stream;
   tuning?: HopperTuning;
 }
 
@@ -88,46 +79,16 @@ function checkTuning(t: HopperTuning | undefined): void {
  * allocated or launched; a device that cannot run the kernel gives a NoDeviceError with the reason.
  */
 export function hopperMatmul(args: HopperMatmulArgs): void {
-  if (!args || typeof args !== "object") throw new InvalidArgumentError("hopperMatmul takes an argument object");
-  const { x, out, weights: w } = args;
-  const dtype = args.dtype ?? "float16";
-  checkDType(dtype);
-  checkDim("m", args.m);
-  if (!(x instanceof DeviceBuffer) || !(out instanceof DeviceBuffer))
-    throw new DTypeError(`hopperMatmul runs on the GPU: x and out must be DeviceBuffers, got ${describe(x)} and ${describe(out)}`);
-  checkWeights(w, true);
-  const why = hopperShapeRefusal({ n: w.n, k: w.k, bits: w.bits, groupSize: w.groupSize, zeroPoints: w.zeros !== undefined });
-  if (why) throw new ShapeError(why);
-  checkOperand("x", x, args.m, w.k, args.xByteOffset ?? 0);
-  checkOperand("out", out, args.m, w.n, args.outByteOffset ?? 0);
+  const dtype = checkDeviceQuantCall("hopperMatmul", args, (w) =>
+    hopperShapeRefusal({ n: w.n, k: w.k, bits: w.bits, groupSize: w.groupSize, zeroPoints: w.zeros !== undefined }),
+  );
   checkTuning(args.tuning);
+  const { x, weights: w } = args;
   const status = hopperStatus(x.device);
   if (!status.available) throw new NoDeviceError(`the wgmma kernel cannot run on device ${x.device}: ${status.reason ?? "unavailable"}`);
   const ws = args.workspace ?? MarlinWorkspace.forDevice(x.device);
   const buf = ws.ensureBytes(hopperWorkspaceBytes(args.m, w.n, w.k, w.perm !== undefined, x.device), args.stream);
-  const h = (b: DeviceBuffer | undefined) => b?.handle ?? null;
-  call((a) =>
-    a.hopperGemm(
-      x.handle,
-      args.xByteOffset ?? 0,
-      h(w.qweight),
-      h(w.scales),
-      h(w.zeros),
-      h(w.perm),
-      h(w.bias),
-      out.handle,
-      args.outByteOffset ?? 0,
-      buf.handle,
-      args.m,
-      w.n,
-      w.k,
-      w.groupSize,
-      dtype === "float16" ? 0 : 1,
-      weightKind(w),
-      args.stream?.handle,
-      args.tuning,
-    ),
-  );
+  call((a) => a.hopperGemm(...nativeQuantArgs(args, dtype, buf), args.tuning));
 }
 
 /** True when the addon exports the Hopper entry points (older prebuilt addons do not). */

@@ -39,11 +39,15 @@ std::string DeviceRefusal(int dev) {
   return "";
 }
 
-// out[r, i] = a[r, perm[i]]: the activations in the packed (sorted by group) row order of W.
-__global__ void GatherActColumns(const uint16_t* __restrict__ a, const int32_t* __restrict__ perm, uint16_t* __restrict__ out, int k) {
-  const size_t row = blockIdx.y;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x) out[row * k + i] = a[row * k + perm[i]];
-}
+}  // namespace hopper
+
+namespace gpu {
+// The mma.sync kernel's act-order gather (kernel/marlin/dispatch.cu, built for every architecture):
+// out[r, i] = a[r, perm[i]], the activations in the packed (sorted by group) row order of W.
+__global__ void GatherColumns(const uint16_t* __restrict__ a, const int32_t* __restrict__ perm, uint16_t* __restrict__ out, int rows, int k);
+}  // namespace gpu
+
+namespace hopper {
 
 static int SmCount(int dev) {
   static int cache[64] = {0};
@@ -104,8 +108,9 @@ cudaError_t HopperGemm(const GemmArgs& g, const Tuning& t, cudaStream_t stream) 
     la.c = static_cast<char*>(g.c) + size_t(row0) * g.n * 2;
     if (g.perm) {
       uint16_t* dst = reinterpret_cast<uint16_t*>(ws + l.gather_offset);
-      const dim3 grid(static_cast<unsigned>(std::min((g.k + 255) / 256, 64)), static_cast<unsigned>(rows));
-      GatherActColumns<<<grid, 256, 0, stream>>>(static_cast<const uint16_t*>(la.a), g.perm, dst, g.k);
+      const size_t total = size_t(rows) * g.k;
+      const int blocks = static_cast<int>(std::min<size_t>((total + 255) / 256, 4096));
+      gpu::GatherColumns<<<blocks, 256, 0, stream>>>(static_cast<const uint16_t*>(la.a), g.perm, dst, rows, g.k);
       if ((err = cudaGetLastError()) != cudaSuccess) return err;
       la.a = dst;
     }
