@@ -76,14 +76,14 @@ export const marlinHopper: LinearImplementation<DeviceArg, Stream> = {
     const base = quantCudaFit(q);
     if (!base.ok) return base;
     if (q.device.kind !== "cuda" || q.device.capability !== 90) return refuse("sm_90a code runs on compute capability 9.0 only");
-    const status = hopperStatus(deviceOf(q));
-    if (!status.available) return refuse(status.reason ?? "the wgmma kernel is not available");
     const shape = q.shape!;
     const why = hopperShapeRefusal({ n: shape.n, k: shape.k, bits: q.weight!.bits, groupSize: q.groupSize ?? -1, zeroPoints: q.weight!.zeroPoints });
     if (why) return refuse(why);
     if (shape.m < HOPPER_MIN_M) return refuse(`m = ${shape.m} is below ${HOPPER_MIN_M}: the mma.sync kernel is faster there`);
     if (shape.m >= DEQUANT_MIN_M) return refuse(`m = ${shape.m}: dequantize + cuBLAS is faster from m = ${DEQUANT_MIN_M}`);
-    return FITS;
+    // Last: whether this build and this GPU can run it (the static reasons above say more).
+    const status = hopperStatus(deviceOf(q));
+    return status.available ? FITS : refuse(status.reason ?? "the wgmma kernel is not available");
   },
   prepare(weights, ctx): DeviceLinear {
     const dw = marlinDeviceWeights(quantized(weights), ctx);
