@@ -1,6 +1,24 @@
 export { DeviceBuffer } from "./buffer.js";
 export { type CublasStatus, cublasStatus, DenseLayer, type DenseLayerOptions, type DenseMatmulArgs, denseMatmul } from "./dense.js";
+export {
+  type DequantMatmulArgs,
+  DequantScratch,
+  type DequantScratchOptions,
+  dequantMatmul,
+  dequantScratchBytes,
+} from "./dequant.js";
 export * from "./device.js";
+export {
+  type HopperMatmulArgs,
+  type HopperStatus,
+  type HopperTuning,
+  hasHopperBindings,
+  hopperMatmul,
+  hopperShapeRefusal,
+  hopperStatus,
+  hopperWorkspaceBytes,
+} from "./hopper.js";
+export { DEQUANT_MIN_M, dequantCublas, HOPPER_MIN_M, marlinHopper } from "./hopper-impls.js";
 export { type ForwardOptions, type LayerOptions, MarlinLayer, type Placement } from "./layer.js";
 export {
   cublasFp16,

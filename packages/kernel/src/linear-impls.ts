@@ -47,9 +47,9 @@ export type DeviceLinear = PreparedLinear<DeviceArg, Stream>;
 /** What host implementations prepare: fp32 rows in and out. */
 export type HostLinear = PreparedLinear<Float32Array, unknown>;
 
-const view = (a: DeviceArg): [DeviceBuffer, number] => (a instanceof DeviceBuffer ? [a, 0] : [a[0], a[1]]);
+export const view = (a: DeviceArg): [DeviceBuffer, number] => (a instanceof DeviceBuffer ? [a, 0] : [a[0], a[1]]);
 
-function builtWithCuda(): boolean {
+export function builtWithCuda(): boolean {
   try {
     return native().builtWithCuda === true;
   } catch {
@@ -58,7 +58,7 @@ function builtWithCuda(): boolean {
 }
 
 /** What every matmul needs from a query: a shape and a 16-bit activation dtype. */
-function matmulFit(q: KernelQuery): Fit {
+export function matmulFit(q: KernelQuery): Fit {
   if (!q.shape) return refuse("the query has no shape");
   if (q.activation && q.activation !== "float16" && q.activation !== "bfloat16")
     return refuse(`activation ${q.activation} is not supported (float16, bfloat16)`);
@@ -66,13 +66,13 @@ function matmulFit(q: KernelQuery): Fit {
 }
 
 /** CUDA implementations: the addon must have CUDA, and bf16 tensor-core math needs sm_80. */
-function cudaFit(q: KernelQuery): Fit {
+export function cudaFit(q: KernelQuery): Fit {
   if (!builtWithCuda()) return refuse("the addon was built without CUDA");
   if (q.activation === "bfloat16" && q.device.kind === "cuda" && q.device.capability < 80) return refuse("bf16 needs sm_80");
   return FITS;
 }
 
-function marlinFit(q: KernelQuery): Fit {
+export function marlinFit(q: KernelQuery): Fit {
   const base = matmulFit(q);
   if (!base.ok) return base;
   if (!q.weight) return refuse("the query has no weight type");
@@ -84,7 +84,7 @@ function marlinFit(q: KernelQuery): Fit {
   return FITS;
 }
 
-function deviceIndex(ctx: PrepareContext): number {
+export function deviceIndex(ctx: PrepareContext): number {
   return ctx.device.kind === "cuda" ? (ctx.device.index ?? 0) : 0;
 }
 
@@ -93,7 +93,7 @@ function biasBits(bias: Float32Array, dtype: ActivationDType): Uint16Array {
   return dtype === "bfloat16" ? f32ToBf16(bias) : f32ToF16(bias);
 }
 
-function quantized(w: LinearWeights): QuantizedLinearWeights {
+export function quantized(w: LinearWeights): QuantizedLinearWeights {
   if (w.kind !== "quantized") throw new InvalidArgumentError(`expected quantized weights, got kind "${w.kind}"`);
   return w as QuantizedLinearWeights;
 }
@@ -134,13 +134,13 @@ function uploadAll<T extends Record<string, ArrayBufferView | undefined>>(arrays
   return out as { [K in keyof T]: T[K] extends undefined ? undefined : DeviceBuffer };
 }
 
-function marlinWeightBytes(w: { k: number; n: number; bits: number; groupSize: number; zeros?: unknown }): number {
+export function marlinWeightBytes(w: { k: number; n: number; bits: number; groupSize: number; zeros?: unknown }): number {
   const groups = w.groupSize === -1 || w.groupSize >= w.k ? 1 : w.k / w.groupSize;
   return (w.k * w.n * w.bits) / 8 + groups * w.n * 2 + (w.zeros ? (groups * w.n * w.bits) / 8 : 0);
 }
 
 /** The layer packed in the Marlin layout and placed on its device, once per layer (shared by name). */
-function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareContext): DeviceMarlinWeights {
+export function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareContext): DeviceMarlinWeights {
   if (w.placed?.format === "marlin-device") return w.placed.data as DeviceMarlinWeights;
   const dev = deviceIndex(ctx);
   return ctx.shared.get(`marlin-device:${dev}:${ctx.activation}`, () => {

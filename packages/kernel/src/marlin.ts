@@ -89,7 +89,8 @@ export function numGroups(k: number, groupSize: number): number {
   return groupSize === -1 || groupSize >= k ? 1 : k / groupSize;
 }
 
-function checkWeights(w: MarlinWeights, device: boolean): void {
+/** Checks packed weights for a GPU (`device`) or CPU call; shared with the Hopper and dequantize paths. */
+export function checkWeights(w: MarlinWeights, device: boolean): void {
   if (!w || typeof w !== "object") throw new InvalidArgumentError("weights must be an object");
   checkDim("weights.k", w.k);
   checkDim("weights.n", w.n);
@@ -121,7 +122,8 @@ function checkWeights(w: MarlinWeights, device: boolean): void {
   }
 }
 
-function weightKind(w: MarlinWeights): number {
+/** The native weight-kind code: 0 u4, 1 u4 with zero points, 2 u8. */
+export function weightKind(w: MarlinWeights): number {
   return w.bits === 8 ? 2 : w.zeros !== undefined ? 1 : 0;
 }
 

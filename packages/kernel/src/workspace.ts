@@ -37,8 +37,12 @@ export class MarlinWorkspace {
    * allocates. Growing waits for queued work, so memory still in use is never freed under a kernel.
    */
   ensure(m: number, n: number, k: number, actOrder: boolean, stream?: Stream): DeviceBuffer {
+    return this.ensureBytes(MarlinWorkspace.bytesFor(m, n, k, actOrder, this.device), stream);
+  }
+
+  /** The buffer grown (and zeroed) to at least `need` bytes: for other kernels sharing it (the Hopper kernel). */
+  ensureBytes(need: number, stream?: Stream): DeviceBuffer {
     if (this.disposed) throw new DisposedError("MarlinWorkspace");
-    const need = MarlinWorkspace.bytesFor(m, n, k, actOrder, this.device);
     if (!this.buf || this.buf.freed || this.buf.byteLength < need) {
       if (this.buf && !this.buf.freed) {
         call((a) => a.synchronize(this.device));

@@ -40,6 +40,16 @@ int Gemm(Handle h, cudaStream_t stream, bool bf16, int m, int n, int k, const vo
   return api->gemm_ex(h, kOpN, kOpN, n, m, k, &one, w, t, n, a, t, k, &zero, c, t, n, kCompute32F, kGemmDefault);
 }
 
+int GemmLd(Handle h, cudaStream_t stream, bool bf16, int m, int n, int k, const void* a, int lda, const void* w, int ldw, void* c, int ldc) {
+  const Api* api = Load(nullptr);
+  if (!api) return -1;
+  const int st = api->set_stream(h, stream);
+  if (st != 0) return st;
+  const float one = 1.f, zero = 0.f;
+  const int t = bf16 ? kR16BF : kR16F;
+  return api->gemm_ex(h, kOpN, kOpN, n, m, k, &one, w, t, ldw, a, t, lda, &zero, c, t, ldc, kCompute32F, kGemmDefault);
+}
+
 }  // namespace blas
 }  // namespace marlin
 #endif

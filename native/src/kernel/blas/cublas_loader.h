@@ -38,6 +38,10 @@ Handle HandleFor(int device, std::string* why);
 // [n, k] (torch Linear layout) instead of [k, n]. Returns a cuBLAS status (0 = success).
 int Gemm(Handle h, cudaStream_t stream, bool bf16, int m, int n, int k, const void* a, const void* w, bool w_nk, void* c);
 
+// Row-major C[m, n] (row stride ldc) = A[m, k] (row stride lda) * W[k, n] (row stride ldw): a column
+// slice of a wider C, as the dequantize path writes it.
+int GemmLd(Handle h, cudaStream_t stream, bool bf16, int m, int n, int k, const void* a, int lda, const void* w, int ldw, void* c, int ldc);
+
 }  // namespace blas
 }  // namespace marlin
 #endif

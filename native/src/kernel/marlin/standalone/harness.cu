@@ -618,9 +618,16 @@ static int Sweep(int m) {
   return 0;
 }
 
+#ifdef MARLIN_WITH_HOPPER
+#include "hopper_modes.inc"  // the wgmma kernel and the dequantize path: modes hopper-*
+#endif
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "test";
   CK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
+#ifdef MARLIN_WITH_HOPPER
+  if (mode.rfind("hopper", 0) == 0) return hopper_modes::Main(mode, argc, argv);
+#endif
   if (mode == "test") return Test(false);
   if (mode == "quick") return Test(true);
   if (mode == "final") {

@@ -1,0 +1,8 @@
+// One weight/activation type per translation unit keeps the CUDA build parallel (sm_90a only).
+#include "kernel/hopper/launch.cuh"
+
+namespace marlin {
+namespace hopper {
+template cudaError_t LaunchVariant<__half, 8, false>(const LaunchArgs& la, cudaStream_t stream);
+}  // namespace hopper
+}  // namespace marlin
