@@ -37,8 +37,8 @@ fi
 # behind: linters, build tools, type declarations, and other platforms' binaries.
 find node_modules packages/*/node_modules apps/*/node_modules packages/*/dist apps/*/dist \
      packages/kernel/prebuilds \( -type f -o -type l \) 2>/dev/null | cat |
-  grep -vE '/(@biomejs\+cli-[^/]*|@turbo\+[^/]*|turbo@[^/]*|typescript@[^/]*|prettier@[^/]*|@types\+[^/]*|tsup@[^/]*|sucrase@[^/]*|@esbuild\+linux-x64@0\.27[^/]*|@changesets\+[^/]*|cmake-js@[^/]*)/' |
-  grep -vE '(\.d\.ts|\.d\.cts|\.d\.mts|\.md)$' |
+  grep -vE '/(@biomejs\+[^/]*|@turbo\+[^/]*|turbo@[^/]*|typescript@[^/]*|prettier@[^/]*|@types\+[^/]*|tsup@[^/]*|sucrase@[^/]*|@esbuild\+linux-x64@0\.27[^/]*|esbuild@0\.27[^/]*|@changesets\+[^/]*|cmake-js@[^/]*)/' |
+  grep -vE '(\.d\.ts|\.d\.cts|\.d\.mts|\.md|\.map)$' |
   grep -vE 'tokenizers\.[a-z0-9-]+\.node$' > /tmp/marlin-carry.list
 ls node_modules/.pnpm/tokenizers@*/node_modules/tokenizers/tokenizers.linux-x64-gnu.node >> /tmp/marlin-carry.list 2>/dev/null || true
 tar -c -T /tmp/marlin-carry.list | xz -T2 -3 > .carry/tree.tar.xz
