@@ -29,17 +29,26 @@ import type { Stream } from "./stream.js";
 import { MarlinWorkspace } from "./workspace.js";
 
 /**
- * Row counts from which each path is picked (MARLIN_HOPPER_MIN_M / MARLIN_DEQUANT_MIN_M override
- * them, read at each query). The measured crossovers and where they come from: bench/NOTES.md.
+ * Where each path is picked, from the crossovers measured on the H200 in one call (bench/NOTES.md,
+ * "Session 4: the Hopper paths"): the mma.sync kernel wins every block up to m = 64 (and the 7B /
+ * 13B blocks at 128); the wgmma kernel wins m = 128..1023 on layers with n and k >= 8192 (the 70B
+ * block, 16384 x 65536); dequantize + cuBLAS wins from m = 1024 everywhere, and from m = 256 on
+ * smaller layers. MARLIN_HOPPER_MIN_M / MARLIN_DEQUANT_MIN_M / MARLIN_DEQUANT_SMALL_MIN_M override
+ * the row counts (read at each query).
  */
-export const HOPPER_MIN_M = 33;
+export const HOPPER_MIN_M = 128;
+export const HOPPER_MIN_NK = 8192;
 export const DEQUANT_MIN_M = 1024;
+export const DEQUANT_SMALL_MIN_M = 256;
 const envInt = (name: string, dflt: number): number => {
   const v = Number(typeof process !== "undefined" ? process.env[name] : undefined);
   return Number.isFinite(v) && v >= 1 ? v : dflt;
 };
 const hopperMinM = () => envInt("MARLIN_HOPPER_MIN_M", HOPPER_MIN_M);
 const dequantMinM = () => envInt("MARLIN_DEQUANT_MIN_M", DEQUANT_MIN_M);
+const dequantSmallMinM = () => envInt("MARLIN_DEQUANT_SMALL_MIN_M", DEQUANT_SMALL_MIN_M);
+/** Layers where the wgmma kernel beat the others at m = 128..1023 (n and k both this large). */
+const wideLayer = (n: number, k: number) => n >= HOPPER_MIN_NK && k >= HOPPER_MIN_NK;
 
 function deviceOf(q: KernelQuery): number {
   return q.device.kind === "cuda" ? (q.device.index ?? 0) : 0;
@@ -86,6 +95,7 @@ export const marlinHopper: LinearImplementation<DeviceArg, Stream> = {
     const why = hopperShapeRefusal({ n: shape.n, k: shape.k, bits: q.weight!.bits, groupSize: q.groupSize ?? -1, zeroPoints: q.weight!.zeroPoints });
     if (why) return refuse(why);
     if (shape.m < hopperMinM()) return refuse(`m = ${shape.m} is below ${hopperMinM()}: the mma.sync kernel is faster there`);
+    if (!wideLayer(shape.n, shape.k)) return refuse(`n = ${shape.n}, k = ${shape.k}: below ${HOPPER_MIN_NK} the mma.sync kernel or dequantize + cuBLAS is faster`);
     if (shape.m >= dequantMinM()) return refuse(`m = ${shape.m}: dequantize + cuBLAS is faster from m = ${dequantMinM()}`);
     // Last: whether this build and this GPU can run it (the static reasons above say more).
     const status = hopperStatus(deviceOf(q));
@@ -113,7 +123,9 @@ export const dequantCublas: LinearImplementation<DeviceArg, Stream> = {
     if (!base.ok) return base;
     const s = cublasStatus();
     if (!s.available) return refuse(s.reason ?? "cuBLAS is not available");
-    if (q.shape!.m < dequantMinM()) return refuse(`m = ${q.shape!.m} is below ${dequantMinM()}: a quantized kernel is faster there`);
+    const { m, n, k } = q.shape!;
+    const from = wideLayer(n, k) ? dequantMinM() : Math.min(dequantSmallMinM(), dequantMinM());
+    if (m < from) return refuse(`m = ${m} is below ${from}: a quantized kernel is faster there`);
     return FITS;
   },
   prepare(weights, ctx): DeviceLinear {

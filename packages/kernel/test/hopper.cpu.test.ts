@@ -97,7 +97,7 @@ describe("argument checks before any launch", () => {
   });
 });
 
-describe("registry entries (not registered by this package yet)", () => {
+describe("registry entries: the measured crossovers", () => {
   const query = (m: number, device: DeviceTarget = CPU) => ({
     op: QUANT_MATMUL_OP,
     device,
@@ -118,9 +118,23 @@ describe("registry entries (not registered by this package yet)", () => {
     expect(marlinHopper.canImplement(query(8, h100)).ok).toBe(false);
   });
 
-  it("dequant.cublas refuses until a crossover is measured", () => {
-    const fit = dequantCublas.canImplement(query(4096, h100));
-    expect(fit.ok).toBe(false);
+  it("marlin.hopper takes m = 128..1023 on layers with n and k >= 8192 only; dequant.cublas from m = 256 (smaller layers) or 1024", () => {
+    const wide = (m: number) => ({ ...query(m, h100), shape: { m, n: 8192, k: 8192 } });
+    // Each refusal names its rule (the static ones come before whether this build has the kernel).
+    for (const q of [query(64, h100), query(512, h100), wide(64), wide(1024)]) {
+      const fit = marlinHopper.canImplement(q);
+      expect(fit.ok).toBe(false);
+      if (!fit.ok) expect(fit.reason).toMatch(/mma\.sync|dequantize|m = |n = |CUDA|sm_90a/);
+    }
+    for (const [q, ok] of [
+      [query(128, h100), false],
+      [query(256, h100), true],
+      [wide(256), false],
+      [wide(1024), true],
+    ] as const) {
+      const fit = dequantCublas.canImplement(q);
+      if (fit.ok || /below/.test(fit.reason)) expect(fit.ok).toBe(ok); // a CPU-only build refuses for its own reason first
+    }
   });
 
   it("refusals for a bad shape name the rule", () => {
