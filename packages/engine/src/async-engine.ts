@@ -75,12 +75,21 @@ export class RequestStream implements AsyncIterableIterator<RequestOutput> {
   private reclaimed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private chain: Promise<unknown> = Promise.resolve();
+  private resolveEnded!: (o: RequestOutput | undefined) => void;
+  /**
+   * The request's final output, whether or not the consumer reads it (an abort after return() or a
+   * reclaim included); undefined if the engine loop failed first.
+   */
+  readonly ended: Promise<RequestOutput | undefined> = new Promise((r) => {
+    this.resolveEnded = r;
+  });
 
   /** @internal Created by AsyncEngine.add(). */
   constructor(
     private readonly owner: AsyncEngine,
     requestId: string,
     private readonly onClose: () => void,
+    private readonly onEnd: () => void,
   ) {
     this.requestId = requestId;
   }
@@ -92,6 +101,7 @@ export class RequestStream implements AsyncIterableIterator<RequestOutput> {
 
   /** @internal The engine's output callback. */
   push(o: RequestOutput): void {
+    if (o.finished) this.settle(o);
     if (this.closed) return;
     this.queue.push(o);
     if (o.finished) this.finished = true;
@@ -102,9 +112,15 @@ export class RequestStream implements AsyncIterableIterator<RequestOutput> {
 
   /** @internal The background loop died. */
   fail(e: unknown): void {
+    this.settle(undefined);
     if (this.closed) return;
     this.failure = e;
     this.wake?.();
+  }
+
+  private settle(o: RequestOutput | undefined): void {
+    this.resolveEnded(o);
+    this.onEnd();
   }
 
   /** @internal (Re)starts the idle deadline: the consumer holds control until its next next(). */
@@ -216,7 +232,7 @@ export class AsyncEngine {
     return this.engine.numWaiting + this.tokenizing;
   }
 
-  /** Streams handed out and not yet closed. */
+  /** Streams whose request has not ended yet. */
   get numStreams(): number {
     return this.streams.size;
   }
@@ -265,13 +281,16 @@ export class AsyncEngine {
       onOutput: (o) => (stream ? stream.push(o) : early.push(o)),
     });
     const onAbort = () => this.abort(id);
-    const s = new RequestStream(this, id, () => {
-      signal?.removeEventListener("abort", onAbort);
-      this.streams.delete(id);
-    });
+    // A stream leaves the map when its request has ended, not when its consumer stops reading.
+    const s = new RequestStream(
+      this,
+      id,
+      () => signal?.removeEventListener("abort", onAbort),
+      () => this.streams.delete(id),
+    );
     stream = s;
-    for (const o of early) s.push(o);
     this.streams.set(id, s);
+    for (const o of early) s.push(o);
     signal?.addEventListener("abort", onAbort, { once: true });
     if (signal?.aborted) onAbort();
     s.armIdle(); // a stream nobody ever reads is reclaimed too
