@@ -178,8 +178,11 @@ async function generate(ctx: GenerationContext, job: Job, req: FastifyRequest, r
           first = false;
           if (o.finished) record(c, o);
           const fin = o.finished && o.finishReason !== "abort" ? finishReason(o) : null;
-          if (o.delta.text || fin) {
-            const text = o.delta.text || (job.endpoint === "chat" ? undefined : "");
+          // One chunk per token, also when its text is held back (a partial character, a possible
+          // stop string), so clients can time every token.
+          if (o.delta.tokenIds.length > 0 || o.delta.text || fin) {
+            // A chat chunk that only finishes carries an empty delta, as OpenAI's do.
+            const text = o.delta.text || (job.endpoint === "chat" && fin ? undefined : "");
             if (!(await sse.send({ ...head, choices: [chunkChoice(job, c.index, text, fin, o)], ...usageField }))) break; // the client left: return() aborts
           }
         }

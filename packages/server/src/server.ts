@@ -214,8 +214,8 @@ function buildServer(engine: AsyncEngine, llm: LLM | undefined, dir: string | un
   const logLine = (req: FastifyRequest, status: number, ms: number) => {
     const route = req.routeOptions.url ?? "unknown";
     metrics.observeHttp(route, status);
-    const g = logs.get(req);
-    req.log.info({ method: req.method, url: req.url, status, ms: Math.round(ms * 10) / 10, ...(g ?? {}) }, "request");
+    const { settled: _, ...g } = logs.get(req) ?? { settled: true };
+    req.log.info({ method: req.method, url: req.url, status, ms: Math.round(ms * 10) / 10, ...g }, "request");
     server.responded();
   };
 
