@@ -8,6 +8,11 @@
  * safetensors with an index like Hugging Face checkpoints, into a hidden sibling folder that is
  * renamed into place at the end (an interrupted run leaves no half-written model). The tokenizer
  * files are copied from `tokenizerDir` (its ids must fit the vocabulary).
+ *
+ * With `format: "marlin"` the linear layers are written as a Marlin 4-bit checkpoint (group 128,
+ * `checkpoint_format: marlin`) of random packed nibbles and scales, drawn directly: a model of the
+ * same shape for speed runs in seconds, where quantizing 7B weights on the CPU takes many minutes.
+ * Its weights are not a quantization of the fp16 model's (speed does not depend on the values).
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
@@ -35,7 +40,11 @@ export interface RandomLlamaOptions extends RandomLlamaShape {
   std?: number;
   /** Where the weights are drawn ("auto": the GPU when present). */
   device?: "auto" | "cpu" | "cuda";
+  /** fp16 linear layers (default), or random Marlin 4-bit ones (group 128). */
+  format?: "fp16" | "marlin";
 }
+
+const MARLIN_GROUP = 128;
 
 const LLAMA2_7B = { layers: 32, hiddenSize: 4096, intermediateSize: 11008, heads: 32, kvHeads: 32, vocabSize: 32000, maxPositions: 4096 };
 
@@ -74,10 +83,20 @@ export function llama2Config(layers = LLAMA2_7B.layers, shape: RandomLlamaShape 
   };
 }
 
-type TensorPlan = [name: string, shape: number[], kind: "w" | "norm"];
+type TensorPlan = [name: string, shape: number[], kind: "w" | "norm" | "qweight" | "scales"];
+
+/** A linear layer's tensors: `.weight` [n, k] fp16, or Marlin's `.B` int32 [k/16, 2n] and `.s` fp16 [k/128, n]. */
+function linear(name: string, n: number, k: number, marlin: boolean): TensorPlan[] {
+  if (!marlin) return [[`${name}.weight`, [n, k], "w"]];
+  if (k % MARLIN_GROUP || n % 64) throw new InvalidArgumentError(`${name}: Marlin needs k % ${MARLIN_GROUP} == 0 and n % 64 == 0, got k=${k}, n=${n}`);
+  return [
+    [`${name}.B`, [k / 16, 2 * n], "qweight"],
+    [`${name}.s`, [k / MARLIN_GROUP, n], "scales"],
+  ];
+}
 
 /** Every tensor of the model, in checkpoint order, grouped by shard. */
-function shardsOf(cfg: Record<string, any>, layersPerShard: number): TensorPlan[][] {
+function shardsOf(cfg: Record<string, any>, layersPerShard: number, marlin: boolean): TensorPlan[][] {
   const H = cfg.hidden_size;
   const I = cfg.intermediate_size;
   const L = cfg.num_hidden_layers;
@@ -90,10 +109,10 @@ function shardsOf(cfg: Record<string, any>, layersPerShard: number): TensorPlan[
     for (let li = s * layersPerShard; li < Math.min(L, (s + 1) * layersPerShard); li++) {
       const p = `model.layers.${li}`;
       t.push([`${p}.input_layernorm.weight`, [H], "norm"]);
-      t.push([`${p}.self_attn.q_proj.weight`, [qd, H], "w"], [`${p}.self_attn.k_proj.weight`, [kvd, H], "w"], [`${p}.self_attn.v_proj.weight`, [kvd, H], "w"]);
-      t.push([`${p}.self_attn.o_proj.weight`, [H, qd], "w"]);
+      const a = `${p}.self_attn`;
+      t.push(...linear(`${a}.q_proj`, qd, H, marlin), ...linear(`${a}.k_proj`, kvd, H, marlin), ...linear(`${a}.v_proj`, kvd, H, marlin), ...linear(`${a}.o_proj`, H, qd, marlin));
       t.push([`${p}.post_attention_layernorm.weight`, [H], "norm"]);
-      t.push([`${p}.mlp.gate_proj.weight`, [I, H], "w"], [`${p}.mlp.up_proj.weight`, [I, H], "w"], [`${p}.mlp.down_proj.weight`, [H, I], "w"]);
+      t.push(...linear(`${p}.mlp.gate_proj`, I, H, marlin), ...linear(`${p}.mlp.up_proj`, I, H, marlin), ...linear(`${p}.mlp.down_proj`, H, I, marlin));
     }
     shards.push(t);
   }
@@ -108,6 +127,19 @@ function tokenizerVocab(file: string): number {
   let n = Array.isArray(vocab) ? vocab.length : vocab ? Math.max(-1, ...Object.values<number>(vocab)) + 1 : 0;
   for (const a of tk.added_tokens ?? []) if (typeof a.id === "number") n = Math.max(n, a.id + 1);
   return n;
+}
+
+/** Random 32-bit words (xorshift32, seeded): eight uniform 4-bit weights each. */
+function randomWords(count: number, seed: number): Int32Array {
+  const out = new Int32Array(count);
+  let x = Math.imul(seed + 1, 0x9e3779b1) | 1;
+  for (let i = 0; i < count; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x;
+  }
+  return out;
 }
 
 /** A uniform fill source: the GPU's fillUniform op, or a seeded Rng on the CPU. */
@@ -138,6 +170,9 @@ function makeFiller(onGpu: boolean, maxCount: number): { fill(n: number, seed: n
 /** Writes config.json, the tokenizer files and sharded random weights into `dir`; returns the weight bytes. */
 export async function makeRandomLlama(dir: string, opts: RandomLlamaOptions = {}): Promise<number> {
   const cfg = llama2Config(opts.layers, opts);
+  const marlin = (opts.format ?? "fp16") === "marlin";
+  if (opts.format !== undefined && opts.format !== "fp16" && opts.format !== "marlin") throw new InvalidArgumentError(`format must be fp16 or marlin, got ${opts.format}`);
+  if (marlin) cfg.quantization_config = { quant_method: "gptq", checkpoint_format: "marlin", bits: 4, group_size: MARLIN_GROUP, desc_act: false, sym: true, lm_head: false };
   const layersPerShard = posInt("layersPerShard", opts.layersPerShard ?? 8);
   const std = opts.std ?? 0.02;
   if (!(std > 0 && std < 1)) throw new InvalidArgumentError(`std must be in (0, 1), got ${std}`);
@@ -150,15 +185,18 @@ export async function makeRandomLlama(dir: string, opts: RandomLlamaOptions = {}
   }
   const device = opts.device ?? "auto";
   const onGpu = device === "cuda" || (device === "auto" && hasGpu());
-  const shards = shardsOf(cfg, layersPerShard);
+  const shards = shardsOf(cfg, layersPerShard, marlin);
   const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
-  const biggest = Math.max(...shards.flat().map(([, shape]) => numel(shape)));
+  const biggest = Math.max(...shards.flat().map(([, shape, kind]) => (kind === "w" ? numel(shape) : 0)));
   const tmp = join(dirname(dir), `.${basename(dir)}.partial-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   const filler = makeFiller(onGpu, biggest);
   const ones = new Uint16Array(cfg.hidden_size as number).fill(0x3c00); // fp16 1.0
   const bound = std * Math.sqrt(3); // uniform on [-b, b) has standard deviation b / sqrt(3)
+  // Uniform nibbles q in 0..15 give (q - 8) a standard deviation of sqrt(21.5): scales around
+  // std / sqrt(21.5) keep the dequantized weights' spread at std.
+  const scale = std / Math.sqrt(21.5);
   const weightMap: Record<string, string> = {};
   let bytes = 0;
   let tensorSeed = (opts.seed ?? 1) * 1000003;
@@ -169,14 +207,18 @@ export async function makeRandomLlama(dir: string, opts: RandomLlamaOptions = {}
       const file = `model-${String(s + 1).padStart(5, "0")}-of-${String(shards.length).padStart(5, "0")}.safetensors`;
       const w = await SafetensorsWriter.create(
         join(tmp, file),
-        shards[s].map(([name, shape]) => ({ name, dtype: "float16", shape })),
+        shards[s].map(([name, shape, kind]) => ({ name, dtype: kind === "qweight" ? "int32" : "float16", shape })),
         { format: "pt" },
       );
       for (const [name, shape, kind] of shards[s]) {
         const n = numel(shape);
-        await w.write(name, kind === "w" ? filler.fill(n, tensorSeed++, bound) : ones);
+        let data: Uint16Array | Int32Array = ones;
+        if (kind === "w") data = filler.fill(n, tensorSeed++, bound);
+        else if (kind === "qweight") data = randomWords(n, tensorSeed++);
+        else if (kind === "scales") data = f32ToF16(Float32Array.from({ length: n }, (_, i) => scale * (0.5 + ((i * 0.618034) % 1))));
+        await w.write(name, data);
         weightMap[name] = file;
-        bytes += n * 2;
+        bytes += data.byteLength;
       }
       await w.close();
     }

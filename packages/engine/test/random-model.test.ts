@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runSeed } from "@marlin/core";
 import { afterAll, describe, expect, test } from "vitest";
-import { LLM, llama2Config, makeRandomLlama } from "../src/index.js";
+import { LLM, llama2Config, loadModelDir, makeRandomLlama } from "../src/index.js";
 import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 const work = mkdtempSync(join(tmpdir(), "random-llama-"));
@@ -33,6 +33,19 @@ describe("makeRandomLlama", () => {
     await makeRandomLlama(b, { ...small, seed, tokenizerDir: tinyLlamaDir(), device: "cpu" });
     for (const f of files) expect(readFileSync(join(b, f)).equals(readFileSync(join(a, f))), f).toBe(true);
     expect(readdirSync(work).filter((f) => f.includes("partial"))).toEqual([]);
+  });
+
+  test.skipIf(!hasTinyLlama())("format marlin: a random 4-bit Marlin checkpoint of the same shape loads quantized and generates", async () => {
+    const dir = join(work, "marlin");
+    await makeRandomLlama(dir, { ...small, seed, tokenizerDir: tinyLlamaDir(), format: "marlin" });
+    const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    expect(cfg.quantization_config).toMatchObject({ checkpoint_format: "marlin", bits: 4, group_size: 128 });
+    const m = await loadModelDir(dir);
+    expect(m.sources.layers[1].linears.down_proj.kind).toBe("quantized");
+    const llm = await LLM.fromLoaded(m, { device: "cpu" });
+    const [r] = await llm.generate(["Once upon a time"], { maxTokens: 5, ignoreEos: true });
+    expect(r.tokenIds.length).toBe(5);
+    await expect(makeRandomLlama(join(work, "bad"), { ...small, hiddenSize: 192, heads: 3, format: "marlin" })).rejects.toThrow(/Marlin needs k % 128/);
   });
 
   test.skipIf(!hasTinyLlama())("refuses a non-empty folder and a tokenizer larger than the vocabulary, writing nothing", async () => {

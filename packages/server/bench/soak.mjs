@@ -5,8 +5,14 @@
 // the first 100 requests; then stops the server with SIGTERM (it must exit 0). Writes
 // bench/results/server-soak-<device>.json.
 //
+// The KV cache is sized for the batch (--kv-cache-tokens 4096): the CPU runner's cache pages are
+// committed as blocks are first used, and the free list rotates through every block, so a cache
+// far larger than the work makes resident memory climb until every block was touched once (not
+// a leak: it stops there). A cache the first 100 requests cycle through measures the steady state.
+//
 //   node bench/soak.mjs [--model DIR] [--device cpu|cuda] [--requests 1000] [--concurrency 64]
-//       [--disconnect 0.3] [--max-num-seqs 16] [--max-queued 32] [--seed N] [--base-url URL]
+//       [--disconnect 0.3] [--max-num-seqs 16] [--max-queued 32] [--kv-cache-tokens 4096] [--seed N]
+//       [--base-url URL]
 // With --base-url it soaks a server already running (and does not stop it).
 import { execSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -30,13 +36,14 @@ const requests = Number(opt("requests", 1000));
 const concurrency = Number(opt("concurrency", 64));
 const maxNumSeqs = Number(opt("max-num-seqs", 16));
 const maxQueued = Number(opt("max-queued", 32));
+const kvCacheTokens = Number(opt("kv-cache-tokens", 4096));
 const seed = Number(opt("seed", (Math.random() * 2 ** 32) >>> 0));
 let baseUrl = opt("base-url", undefined);
 console.log(`soak seed ${seed}: ${requests} requests, concurrency ${concurrency}, model ${modelDir} on ${device}`);
 
 let child;
 if (!baseUrl) {
-  const serverOpts = { maxQueued, load: { device, maxNumSeqs } };
+  const serverOpts = { maxQueued, load: { device, maxNumSeqs, kvCacheTokens } };
   child = spawn(process.execPath, [join(here, "soak-server.mjs"), modelDir, JSON.stringify(serverOpts)], { stdio: ["ignore", "pipe", "inherit"] });
   const first = await new Promise((ok, fail) => {
     createInterface({ input: child.stdout }).once("line", ok);
@@ -96,7 +103,7 @@ const out = {
   device: device === "cpu" ? `${cpus()[0]?.model?.trim()} (${cpus().length} cores)` : device,
   model: modelDir,
   seed,
-  settings: { requests, concurrency, maxNumSeqs, maxQueued, disconnectFraction: Number(opt("disconnect", 0.3)), maxTokens: [8, 64] },
+  settings: { requests, concurrency, maxNumSeqs, maxQueued, kvCacheTokens, disconnectFraction: Number(opt("disconnect", 0.3)), maxTokens: [8, 64] },
   serverExitAfterSigterm: exitCode,
   report,
 };

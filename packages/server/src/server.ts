@@ -88,6 +88,8 @@ export class MarlinServer {
   readonly modelName: string;
   /** Set when the server loaded the model itself (it is disposed at shutdown). */
   readonly llm: LLM | undefined;
+  /** Whether /v1/chat/completions has a template to render messages with. */
+  readonly hasChatTemplate: boolean;
   private readonly shutdownTimeoutMs: number;
   private state: "running" | "draining" | "stopped" = "running";
   private aborted = false;
@@ -95,13 +97,14 @@ export class MarlinServer {
   private address: string | undefined;
 
   /** @internal Use createServer(). */
-  constructor(app: FastifyInstance, engine: AsyncEngine, metrics: ServerMetrics, modelName: string, llm: LLM | undefined, shutdownTimeoutMs: number) {
+  constructor(app: FastifyInstance, engine: AsyncEngine, metrics: ServerMetrics, modelName: string, llm: LLM | undefined, shutdownTimeoutMs: number, hasChatTemplate: boolean) {
     this.app = app;
     this.engine = engine;
     this.metrics = metrics;
     this.modelName = modelName;
     this.llm = llm;
     this.shutdownTimeoutMs = shutdownTimeoutMs;
+    this.hasChatTemplate = hasChatTemplate;
   }
 
   get draining(): boolean {
@@ -205,7 +208,7 @@ function buildServer(engine: AsyncEngine, llm: LLM | undefined, dir: string | un
     requestIdHeader: "x-request-id",
   });
   const metrics = new ServerMetrics(engine, modelName);
-  const server = new MarlinServer(app, engine, metrics, modelName, llm, options.shutdownTimeoutMs ?? 30_000);
+  const server = new MarlinServer(app, engine, metrics, modelName, llm, options.shutdownTimeoutMs ?? 30_000, chatTemplate !== undefined);
   const logs = new WeakMap<FastifyRequest, GenerationLog>();
   const hungUp = new WeakSet<FastifyRequest>();
   const device = core.runner.device;

@@ -70,8 +70,10 @@ export function parseMetrics(text: string): Map<string, number> {
     if (line === "" || line.startsWith("#")) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+\d+)?$/.exec(line);
     if (!m) throw new Error(`not a Prometheus sample line: ${line}`);
-    const v = m[3] === "+Inf" ? Number.POSITIVE_INFINITY : m[3] === "-Inf" ? Number.NEGATIVE_INFINITY : Number(m[3]);
-    if (Number.isNaN(v) && m[3] !== "NaN") throw new Error(`bad sample value in: ${line}`);
+    // Prometheus spells NaN / +Inf / -Inf in any case (prom-client writes "Nan" for an empty gauge).
+    const word = m[3].toLowerCase();
+    const v = word === "+inf" || word === "inf" ? Number.POSITIVE_INFINITY : word === "-inf" ? Number.NEGATIVE_INFINITY : word === "nan" ? Number.NaN : Number(m[3]);
+    if (Number.isNaN(v) && word !== "nan") throw new Error(`bad sample value in: ${line}`);
     out.set(m[1] + (m[2] ?? ""), v);
   }
   return out;

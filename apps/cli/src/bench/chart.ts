@@ -10,6 +10,13 @@ export interface ChartRun {
 }
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"];
+/** A round tick step near `x` (1, 2 or 5 times a power of ten). */
+function niceStep(x: number): number {
+  const e = 10 ** Math.floor(Math.log10(x));
+  const f = x / e;
+  return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * e;
+}
+
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
 interface Panel {
@@ -34,15 +41,15 @@ export function serveChart(runs: ChartRun[], caption: string): string {
   PANELS.forEach((panel, pi) => {
     const x0 = pi * W;
     const vals = runs.flatMap((run) => run.results.flatMap((r) => panel.series(r))).filter((v): v is number => v !== undefined && Number.isFinite(v));
-    const maxY = Math.max(1e-9, ...vals) * 1.1;
+    const step = niceStep(Math.max(1e-9, ...vals) / 4);
+    const maxY = Math.ceil(Math.max(1e-9, ...vals) / step) * step;
     const xs = (i: number) => x0 + pad.l + (rates.length === 1 ? 0.5 : i / (rates.length - 1)) * (W - pad.l - pad.r);
     const ys = (v: number) => pad.t + (1 - v / maxY) * (H - pad.t - pad.b);
     svg += `<text x="${x0 + W / 2}" y="34" text-anchor="middle">${esc(panel.title)} (${esc(panel.unit)})</text>`;
     svg += `<line x1="${x0 + pad.l}" y1="${ys(0)}" x2="${x0 + W - pad.r}" y2="${ys(0)}" stroke="#999"/>`;
     svg += `<line x1="${x0 + pad.l}" y1="${pad.t}" x2="${x0 + pad.l}" y2="${ys(0)}" stroke="#999"/>`;
-    for (let k = 0; k <= 4; k++) {
-      const v = (maxY / 1.1) * (k / 4);
-      svg += `<text x="${x0 + pad.l - 4}" y="${ys(v) + 4}" text-anchor="end">${v >= 100 ? v.toFixed(0) : v.toPrecision(2)}</text>`;
+    for (let v = 0; v <= maxY + step / 2; v += step) {
+      svg += `<text x="${x0 + pad.l - 4}" y="${ys(v) + 4}" text-anchor="end">${Number(v.toPrecision(6))}</text>`;
     }
     rates.forEach((r, i) => {
       svg += `<text x="${xs(i)}" y="${H - pad.b + 14}" text-anchor="middle">${esc(r)}</text>`;

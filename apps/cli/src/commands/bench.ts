@@ -38,7 +38,8 @@ marlin bench compare: prints the runs side by side (the first is the baseline) a
 
 marlin bench random-model <dir>: a Llama-2-7B-shaped model with random fp16 weights (shape options
   --layers 32 --hidden-size 4096 --intermediate-size 11008 --heads 32 --kv-heads 32 --vocab-size 32000
-  --max-positions 4096), --seed N, --tokenizer-from DIR (copies tokenizer.json), --device auto|cpu|cuda.
+  --max-positions 4096), --seed N, --tokenizer-from DIR (copies tokenizer.json), --device auto|cpu|cuda,
+  --format fp16|marlin (marlin: random 4-bit Marlin weights, group 128, drawn directly; for speed runs).
 `;
 
 const SERVE_OPTIONS = {
@@ -191,6 +192,7 @@ const MODEL_OPTIONS = {
   seed: { type: "string" },
   "tokenizer-from": { type: "string" },
   device: { type: "string" },
+  format: { type: "string" },
 } as const;
 
 async function benchRandomModel(args: string[], io: Io): Promise<number> {
@@ -213,9 +215,10 @@ async function benchRandomModel(args: string[], io: Io): Promise<number> {
     seed: num(p, "seed", { integer: true, min: 0 }),
     tokenizerDir: str(p, "tokenizer-from"),
     device: oneOf(p, "device", ["auto", "cpu", "cuda"] as const),
+    format: oneOf(p, "format", ["fp16", "marlin"] as const),
   });
   const size = bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-  io.stdout.write(`wrote ${resolve(dir)}: ${size} of random fp16 weights in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+  io.stdout.write(`wrote ${resolve(dir)}: ${size} of random ${str(p, "format") ?? "fp16"} weights in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
   return 0;
 }
 

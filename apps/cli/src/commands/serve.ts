@@ -106,6 +106,7 @@ export async function serve(args: string[], io: Io): Promise<number> {
   }
   const dev = server.engine.engine.runner.device;
   io.stderr.write(`marlin serve: ${server.modelName} on ${dev}, loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s, listening on ${url}\n`);
+  if (!server.hasChatTemplate) io.stderr.write("marlin serve: the model has no chat template: /v1/chat/completions answers 400 (pass --chat-template FILE)\n");
   await new Promise<void>((r) => {
     if (io.signal?.aborted) r();
     io.signal?.addEventListener("abort", () => r(), { once: true });
