@@ -1,10 +1,4 @@
-import { defineConfig } from "tsup";
+import { libraryConfig } from "../../tsup.shared";
 
-export default defineConfig({
-  entry: { index: "src/index.ts", cli: "src/cli.ts" },
-  format: ["esm", "cjs"],
-  dts: { entry: { index: "src/index.ts" } },
-  clean: true,
-  sourcemap: true,
-  target: "node20",
-});
+// The `marlin quantize` command lives in @marlin/cli; its implementation (runCli) is exported here.
+export default libraryConfig();

@@ -22,3 +22,4 @@ export * from "./model/rtn.js";
 export * from "./model/tokenizer.js";
 export * from "./model/weights.js";
 export * from "./perplexity.js";
+export * from "./random-model.js";

@@ -1,13 +1,11 @@
-#!/usr/bin/env node
-/** The `marlin` command. SIGINT/SIGTERM abort the run and remove everything it wrote. */
-import { runCli } from "./cli-main.js";
+/** The `marlin` executable: SIGINT / SIGTERM end the command cleanly; a second signal exits at once. */
+import { runCli } from "./cli.js";
 
 const ac = new AbortController();
 let signals = 0;
 const onSignal = (sig: NodeJS.Signals) => {
-  signals++;
-  if (signals > 1) process.exit(130); // a second signal: stop now (the temp dir is hidden and named .partial-*)
-  process.stderr.write(`\nmarlin: ${sig}, stopping and removing the partial output...\n`);
+  if (++signals > 1) process.exit(130);
+  process.stderr.write(`\nmarlin: ${sig}, stopping...\n`);
   ac.abort();
 };
 process.on("SIGINT", onSignal);

@@ -1,0 +1,10 @@
+export * from "./args.js";
+export * from "./bench/chart.js";
+export * from "./bench/dataset.js";
+export * from "./bench/load.js";
+export * from "./bench/report.js";
+export * from "./bench/stats.js";
+export * from "./cli.js";
+export { BENCH_USAGE } from "./commands/bench.js";
+export { GENERATE_USAGE } from "./commands/generate.js";
+export { parseServeArgs, SERVE_USAGE } from "./commands/serve.js";
