@@ -2,10 +2,12 @@
  * tokenizer.json through the Hugging Face `tokenizers` library: its normalizer, pre-tokenizer,
  * post-processor (BOS) and decoder run exactly as in Python.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { FormatError } from "@marlin/core";
+import { FormatError, InvalidArgumentError } from "@marlin/core";
+import { FILE_LIMITS, readJsonObjectSync, readTextFileSync } from "@marlin/format";
+import { RequestRejectedError } from "../core/engine.js";
 
 interface HfTokenizer {
   encode(text: string, pair?: string | null, opts?: { addSpecialTokens?: boolean }): Promise<{ getIds(): number[] }>;
@@ -33,10 +35,12 @@ export class Tokenizer {
     const path = join(dir, "tokenizer.json");
     if (!existsSync(path)) throw new FormatError("tokenizer.json not found", { file: path });
     const req = createRequire(import.meta.url);
-    const { Tokenizer: Hf } = req("tokenizers") as { Tokenizer: { fromFile(p: string): HfTokenizer } };
+    const { Tokenizer: Hf } = req("tokenizers") as { Tokenizer: { fromString(json: string): HfTokenizer } };
+    // Read here, not by the library: a FIFO or device is refused instead of blocking the thread.
+    const json = readTextFileSync(path, FILE_LIMITS.tokenizer);
     let tk: HfTokenizer;
     try {
-      tk = Hf.fromFile(path);
+      tk = Hf.fromString(json);
     } catch (e) {
       throw new FormatError(`cannot load tokenizer: ${(e as Error).message}`, { file: path });
     }
@@ -44,7 +48,7 @@ export class Tokenizer {
     const cfgPath = join(dir, "tokenizer_config.json");
     if (existsSync(cfgPath)) {
       try {
-        const cfg = JSON.parse(readFileSync(cfgPath, "utf8"));
+        const cfg = readJsonObjectSync(cfgPath, FILE_LIMITS.json) as Record<string, any>;
         const bosTok = typeof cfg.bos_token === "string" ? cfg.bos_token : cfg.bos_token?.content;
         if (cfg.add_bos_token === true && typeof bosTok === "string") {
           const id = tk.tokenToId(bosTok);
@@ -70,10 +74,35 @@ export class Tokenizer {
     return this.tk.tokenToId(token) ?? undefined;
   }
 
-  /** Token ids of `text`; with special tokens (BOS from the post-processor) unless told otherwise. */
-  async encode(text: string, addSpecialTokens = true): Promise<number[]> {
+  /**
+   * Token ids of `text`; with special tokens (BOS from the post-processor) unless told otherwise.
+   * With `maxTokens`, a text too long for it is refused (RequestRejectedError) after tokenizing a
+   * bounded prefix only, so a 10 MB prompt costs what a few thousand tokens cost.
+   */
+  async encode(text: string, addSpecialTokens = true, maxTokens?: number): Promise<number[]> {
+    if (typeof text !== "string") throw new InvalidArgumentError(`a text prompt must be a string, got ${text === null ? "null" : typeof text}`);
+    if (maxTokens !== undefined) await this.refuseIfLonger(text, maxTokens);
     const ids = (await this.tk.encode(text, null, { addSpecialTokens })).getIds();
     return addSpecialTokens && this.forceBos !== undefined ? [this.forceBos, ...ids] : ids;
+  }
+
+  /**
+   * Throws when `text` surely has at least `maxTokens` tokens: tokenizes prefixes of growing length
+   * (8 characters per allowed token, then 4x longer) and stops as soon as one has enough. Tokens
+   * of a prefix are those of the whole text except near the cut, hence the margin; a text that
+   * needs its whole length to be counted is short enough to tokenize whole.
+   */
+  private async refuseIfLonger(text: string, maxTokens: number): Promise<void> {
+    const margin = 16;
+    for (let cut = Math.max(4096, (maxTokens + margin) * 8); cut < text.length; cut *= 4) {
+      // Never split a surrogate pair.
+      const end = (text.charCodeAt(cut - 1) & 0xfc00) === 0xd800 ? cut - 1 : cut;
+      const n = (await this.tk.encode(text.slice(0, end), null, { addSpecialTokens: false })).getIds().length;
+      if (n >= maxTokens + margin)
+        throw new RequestRejectedError(
+          `the prompt (${text.length} characters) has more than ${n - margin} tokens in its first ${end} characters alone; the model length is ${maxTokens}`,
+        );
+    }
   }
 
   async encodeBatch(texts: string[], addSpecialTokens = true): Promise<number[][]> {
