@@ -149,7 +149,7 @@ export async function removePartials(outDir: string, which: "stale" | "own" = "s
     const m = /^(\d+)-[0-9a-f]+$/.exec(e.slice(prefix.length));
     const own = m !== null && Number(m[1]) === process.pid;
     if (!m || (which === "own" ? !own : own || alive(Number(m[1])))) continue;
-    await withIo("remove a stale partial output", join(parent, e), () => rm(join(parent, e), { recursive: true, force: true }));
+    await withIo("remove this stale partial output", join(parent, e), () => rm(join(parent, e), { recursive: true, force: true }));
     removed.push(join(parent, e));
   }
   return removed;
@@ -157,7 +157,7 @@ export async function removePartials(outDir: string, which: "stale" | "own" = "s
 
 /** Refuses (IoError, ENOSPC) when the file system of `dir` has fewer than `bytes` free. */
 async function checkFreeSpace(dir: string, bytes: number): Promise<void> {
-  const st = await withIo("check free space of", dir, () => statfs(dir));
+  const st = await withIo("check the free space", dir, () => statfs(dir));
   const free = st.bavail * st.bsize;
   if (free < bytes) {
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -183,12 +183,12 @@ export class CheckpointOutput {
    */
   static async begin(o: ResolvedOptions, ckpt: Checkpoint): Promise<CheckpointOutput> {
     const parent = dirname(o.outDir);
-    await withIo("create directory", parent, () => mkdir(parent, { recursive: true }));
+    await withIo("create the directory", parent, () => mkdir(parent, { recursive: true }));
     await removePartials(o.outDir, "stale");
     const { specs, copied } = outputSpecs(o, ckpt);
     await checkFreeSpace(parent, planHeader(specs, { format: "pt" }).dataSize + (1 << 20));
     const tmp = join(parent, `.${basename(o.outDir)}.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
-    await withIo("create directory", tmp, () => mkdir(tmp));
+    await withIo("create the directory", tmp, () => mkdir(tmp));
     const out = new CheckpointOutput(o, tmp);
     try {
       const config = { ...o.rawConfig, quantization_config: quantizationConfig(o) };
@@ -220,7 +220,7 @@ export class CheckpointOutput {
     await this.writer.close();
     this.writer = undefined;
     const out = this.o.outDir;
-    await withIo("move the checkpoint into", out, async () => {
+    await withIo("move the checkpoint here", out, async () => {
       if (existsSync(out)) {
         if ((await readdir(out)).length > 0 && !this.o.force) throw new IoError("appeared during the run and is not empty", out);
         await rm(out, { recursive: true, force: true });

@@ -119,7 +119,7 @@ function checkWritable(out: string): void {
   try {
     accessSync(dir, constants.W_OK);
   } catch (e) {
-    throw ioError(e, "write the output into", dir);
+    throw ioError(e, "write into this directory", dir);
   }
 }
 
@@ -158,8 +158,11 @@ export function checkModelDir(modelDir: string): { config: ModelConfig; rawConfi
   const raw = readJsonObjectSync(file, FILE_LIMITS.json); // a FIFO or device is refused, not read
   const config = parseModelConfig(raw, file);
   if (config.quantization) throw new FormatError(`${modelDir} is already quantized (config.json has quantization_config)`, { file });
-  if (!readdirSync(modelDir).some((f) => f.endsWith(".safetensors")))
-    throw new FormatError(`${modelDir} has no .safetensors weights`, { file: modelDir });
+  const weights = readdirSync(modelDir).filter((f) => f.endsWith(".safetensors"));
+  if (weights.length === 0) throw new FormatError(`${modelDir} has no .safetensors weights`, { file: modelDir });
+  // A FIFO or device named *.safetensors is refused here, before any work (it would never be read).
+  for (const f of weights)
+    if (!isRegularFile(resolve(modelDir, f))) throw new FormatError("is not a regular file", { file: resolve(modelDir, f) });
   return { config, rawConfig: raw };
 }
 

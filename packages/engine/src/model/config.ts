@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { FormatError } from "@marlin/core";
 import { FILE_LIMITS, parseQuantizationConfig, type QuantizationConfig, readJsonObjectSync } from "@marlin/format";
+import { ropeInvFreq } from "./rope.js";
 
 export type RopeScaling =
   | { type: "linear"; factor: number }
@@ -142,6 +143,18 @@ function parseRope(raw: Record<string, any>, file: string): { theta: number; sca
   throw new FormatError(`rope scaling type "${type}" is not supported (default, linear, llama3)`, { file });
 }
 
+/** RoPE angles must be finite in fp32 at every position: a theta below 1 or a tiny factor makes them Inf (NaN cos/sin). */
+function checkRope(c: ModelConfig, file: string): void {
+  const inv = ropeInvFreq(c);
+  let top = 0;
+  for (const f of inv) {
+    if (!(f > 0) || !Number.isFinite(Math.fround(f))) throw new FormatError(`rope parameters (theta ${c.ropeTheta}) give a non-finite or zero frequency`, { file });
+    top = Math.max(top, f);
+  }
+  if (!Number.isFinite(Math.fround(c.maxPositionEmbeddings * Math.fround(top))))
+    throw new FormatError(`rope parameters (theta ${c.ropeTheta}) give infinite angles within max_position_embeddings ${c.maxPositionEmbeddings}`, { file });
+}
+
 /** Parses a config.json object (file names the source in errors). */
 export function parseModelConfig(raw: Record<string, any>, file = "config.json"): ModelConfig {
   const modelType = String(raw.model_type ?? "llama");
@@ -166,7 +179,7 @@ export function parseModelConfig(raw: Record<string, any>, file = "config.json")
     throw new FormatError(`rms_norm_eps must be a finite number in (0, 1), got ${JSON.stringify(rmsNormEps)}`, { file });
   const vocabSize = posInt(raw, "vocab_size", file);
   const eosTokenIds = ids(raw.eos_token_id, "eos_token_id", file);
-  return {
+  const config: ModelConfig = {
     modelType,
     architectures: Array.isArray(raw.architectures) ? raw.architectures.map(String) : [],
     vocabSize,
@@ -191,6 +204,8 @@ export function parseModelConfig(raw: Record<string, any>, file = "config.json")
     dtype: String(raw.torch_dtype ?? raw.dtype ?? "float16"),
     ...(quant ? { quantization: quant } : {}),
   };
+  checkRope(config, file);
+  return config;
 }
 
 export function loadModelConfig(dir: string): ModelConfig {

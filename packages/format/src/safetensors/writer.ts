@@ -102,7 +102,7 @@ export class SafetensorsWriter {
   ): Promise<SafetensorsWriter> {
     const { header, planned } = planHeader(specs, metadata);
     const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-    const fh = await withIo("create", tmp, () => open(tmp, "wx"));
+    const fh = await withIo("create the file", tmp, () => open(tmp, "wx"));
     const w = new SafetensorsWriter(path, tmp, fh, planned, 0);
     await w.guard(() => w.put(header));
     return w;
