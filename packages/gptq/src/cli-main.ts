@@ -178,6 +178,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   try {
     const run: QuantizeRunOptions = { ...p.opts, progress: p.quiet ? false : io.stderr, signal: io.signal };
+    if (!p.quiet) io.stderr.write(`marlin quantize: loading ${p.modelDir}\n`);
     const outcome = await unlessAbandoned(quantizeModel(p.modelDir, p.outDir, run), io.signal);
     if (outcome === "abandoned") {
       await removePartials(resolve(p.outDir), "own").catch(() => undefined);
