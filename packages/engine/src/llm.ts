@@ -4,9 +4,9 @@
  *   const llm = await LLM.load("models/tiny-llama", { device: "cpu" });
  *   const [r] = await llm.generate(["Once upon a time"], { maxTokens: 32 });
  */
-import { InvalidArgumentError } from "@marlin/core";
+import { InvalidArgumentError, NoDeviceError } from "@marlin/core";
 import { openCheckpoint } from "@marlin/format";
-import { hasGpu, memInfo } from "@marlin/kernel";
+import { hasGpu, memInfo, noGpuReason } from "@marlin/kernel";
 import { type EngineOptions, LLMEngine, type OutputCallback } from "./core/engine.js";
 import type { RequestMetrics, RequestOutput } from "./core/outputs.js";
 import type { ModelRunner } from "./core/runner.js";
@@ -80,8 +80,9 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
 /** Checks the options against the model and this machine (before any weight is read) and plans the cache. */
 export function planLoad(config: ModelConfig, opts: LoadOptions = {}): CachePlan {
   const want = (opts as LoadOptions | null)?.device ?? "auto";
+  if (want === "cuda" && !hasGpu()) throw new NoDeviceError(`device "cuda" needs a CUDA device: ${noGpuReason() ?? "none was found"}`);
   const device = want === "cuda" || (want === "auto" && hasGpu()) ? "cuda" : "cpu";
-  return planCache(config, opts, device, device === "cuda" && hasGpu() ? memInfo(0) : undefined);
+  return planCache(config, opts, device, device === "cuda" ? memInfo(0) : undefined);
 }
 
 async function makeRunner(m: LoadedModel, opts: LoadOptions, plan: CachePlan): Promise<ModelRunner> {

@@ -91,8 +91,11 @@ const SPECS: Record<string, (rng: Rng) => Args> = {
   },
 };
 
-/** The GPU entry points: every one must refuse (NoDeviceError) without CUDA, whatever it is given. */
-const GPU = ["marlinGemm", "denseGemm", "marlinWorkspaceBytes", "deviceInfo", "memInfo", "synchronize", "holdDevice", "writePattern", "gptq.hessianAdd", "gptq.diag", "gptq.factor", "gptq.params", "gptq.loop"];
+/**
+ * Entry points called with random arguments: the GPU ones must refuse (NoDeviceError without
+ * CUDA) whatever they are given; the CPU ones (dense matmul, pattern) must refuse bad arguments.
+ */
+const RAW = ["denseCpu", "patternHost", "marlinGemm", "denseGemm", "marlinWorkspaceBytes", "deviceInfo", "memInfo", "synchronize", "writePattern", "gptq.hessianAdd", "gptq.diag", "gptq.factor", "gptq.params", "gptq.loop", "engineCuda"];
 
 function oddArg(rng: Rng): unknown {
   switch (rng.int(0, 9)) {
@@ -140,9 +143,16 @@ function mutateArgs(rng: Rng, args: Args): Args {
   return out;
 }
 
-function gpuCall(rng: Rng, name: string): void {
+function rawCall(rng: Rng, name: string): void {
   const n = native() as unknown as Record<string, any>;
-  const fn = name.startsWith("gptq.") ? n.gptq?.[name.slice(5)] : n[name];
+  if (name === "engineCuda") {
+    // The engine's CUDA ops (present in CUDA builds): argument checks run before any device access.
+    const ops = Object.keys(n.engineCuda ?? {}).filter((k) => typeof n.engineCuda[k] === "function" && k !== "CudaGraph");
+    if (ops.length === 0) return;
+    name = `engineCuda.${pick(rng, ops)}`;
+  }
+  const [group, op] = name.includes(".") ? name.split(".") : [undefined, name];
+  const fn = group ? n[group]?.[op] : n[op];
   if (typeof fn !== "function") return; // not in this build
   const args = Array.from({ length: rng.int(0, 18) }, () => (chance(rng, 0.5) ? rng.int(0, 300) : oddArg(rng)));
   fn(...args);
@@ -154,7 +164,7 @@ export const nativeTarget: Target = {
     const ops = cpuOps() as unknown as Record<string, (...a: unknown[]) => unknown>;
     if (chance(rng, 0.05)) {
       try {
-        gpuCall(rng, pick(rng, GPU));
+        rawCall(rng, pick(rng, RAW));
       } catch (e) {
         throw typedError(e);
       }
