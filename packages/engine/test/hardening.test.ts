@@ -132,4 +132,9 @@ describe("tokenizer.json the library would panic on (a process abort)", () => {
     json.post_processor.special_tokens["<s>"].tokens = [];
     await expect(Tokenizer.fromJson(JSON.stringify(json), "tokenizer.json")).rejects.toThrow(/as many tokens/);
   });
+  it("a BPE continuing_subword_prefix longer than a merge's second part is refused (found by the fuzz suite)", async () => {
+    const json = JSON.parse(readFileSync(join(fixture, "tokenizer.json"), "utf8"));
+    json.model.continuing_subword_prefix = "a".repeat(300);
+    await expect(Tokenizer.fromJson(JSON.stringify(json), "tokenizer.json")).rejects.toThrow(/merge 0: .* does not carry the 300-byte continuing_subword_prefix/);
+  });
 });

@@ -1,7 +1,7 @@
 /**
- * Checks of tokenizer.json that the `tokenizers` library does not make at load time but relies on
- * while encoding: a violation there is a Rust panic in a thread that cannot unwind, which aborts
- * the whole process. So they are made here first, each refusal a FormatError naming the file.
+ * Checks of tokenizer.json that the `tokenizers` library does not make but relies on (found by
+ * the fuzz suite): a violation is a Rust panic in a thread that cannot unwind, which aborts the
+ * whole process. So they are made here first, each refusal a FormatError naming the file.
  */
 import { FormatError } from "@marlin/core";
 import { parseJsonStrict } from "@marlin/format";
@@ -41,6 +41,24 @@ function checkProcessor(p: unknown, fail: (msg: string) => never, depth = 0): vo
   if (p.type === "Sequence" && Array.isArray(p.processors)) for (const q of p.processors) checkProcessor(q, fail, depth + 1);
 }
 
+/**
+ * A BPE model with a continuing_subword_prefix of L bytes: the library forms each merge's token as
+ * a + b[L..] (bytes), so every merge's b must be at least L bytes long and cut there on a
+ * character boundary.
+ */
+function checkBpe(m: Json, fail: (msg: string) => never): void {
+  const prefix = m.continuing_subword_prefix;
+  if (typeof prefix !== "string" || prefix === "" || !Array.isArray(m.merges)) return;
+  const cut = Buffer.byteLength(prefix);
+  m.merges.forEach((merge, i) => {
+    const b = Array.isArray(merge) ? merge[1] : typeof merge === "string" ? merge.split(" ")[1] : undefined;
+    if (typeof b !== "string") return; // malformed: the library refuses it
+    const bytes = Buffer.from(b);
+    if (bytes.length < cut || (bytes.length > cut && (bytes[cut] & 0xc0) === 0x80))
+      fail(`merge ${i}: its second part ${JSON.stringify(b.slice(0, 40))} does not carry the ${cut}-byte continuing_subword_prefix`);
+  });
+}
+
 /** Parses tokenizer.json text (duplicate keys refused) and checks what encoding relies on. */
 export function checkTokenizerJson(json: string, path: string): void {
   const fail = (msg: string): never => {
@@ -49,4 +67,6 @@ export function checkTokenizerJson(json: string, path: string): void {
   const v = parseJsonStrict(json, path);
   if (!isObject(v)) fail("tokenizer.json is not a JSON object");
   checkProcessor((v as Json).post_processor, fail);
+  const model = (v as Json).model;
+  if (isObject(model) && model.type === "BPE") checkBpe(model, fail);
 }

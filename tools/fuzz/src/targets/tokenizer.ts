@@ -40,7 +40,7 @@ function model(rng: Rng): Record<string, unknown> {
     case 1:
       return { type: "WordLevel", vocab, unk_token: "<unk>" };
     default:
-      return { type: "BPE", dropout: null, unk_token: chance(rng, 0.5) ? "<unk>" : null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: chance(rng, 0.5), byte_fallback: chance(rng, 0.3), ignore_merges: false, vocab, merges };
+      return { type: "BPE", dropout: null, unk_token: chance(rng, 0.5) ? "<unk>" : null, continuing_subword_prefix: chance(rng, 0.1) ? pick(rng, ["##", "", "é", "aaaa"]) : null, end_of_word_suffix: chance(rng, 0.1) ? pick(rng, ["</w>", "", "é"]) : null, fuse_unk: chance(rng, 0.5), byte_fallback: chance(rng, 0.3), ignore_merges: false, vocab, merges };
   }
 }
 
