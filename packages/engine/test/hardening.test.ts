@@ -3,7 +3,7 @@
  * taken from a config or options, silent accepts. Each gives its typed error (the issue's repro)
  * before any large allocation or weight read.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,14 +15,7 @@ import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 const work = mkdtempSync(join(tmpdir(), "engine-hardening-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 const fixture = tinyLlamaDir();
-const hasMkfifo = (() => {
-  try {
-    execFileSync("mkfifo", [join(work, "probe")]);
-    return true;
-  } catch {
-    return false;
-  }
-})();
+const hasMkfifo = spawnSync("mkfifo", [join(work, "probe")]).status === 0;
 
 /** A model directory: the fixture's files, config.json edited, any file replaced by a FIFO. */
 function modelDir(name: string, edit: (c: Record<string, unknown>) => void = () => {}, fifo?: string): string {
