@@ -1,20 +1,43 @@
 #include "common/args.h"
 
 #include <cmath>
+#include <cstdio>
 
 namespace marlin {
 
 static std::string Arg(size_t i, const char* name) { return std::string("argument ") + name + " (#" + std::to_string(i) + ")"; }
 
+// A double as the shortest text that reads back (casting an out-of-range double to an integer
+// for printing would be undefined behaviour).
+static std::string Num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+int64_t Elements(Napi::Env env, const char* what, std::initializer_list<int64_t> dims) {
+  int64_t total = 1;
+  bool over = false;
+  for (int64_t d : dims) {
+    if (d < 0) ThrowTyped(env, kErrShape, std::string(what) + ": negative dimension " + std::to_string(d));
+    if (d == 0) return 0;
+    if (!over && (__builtin_mul_overflow(total, d, &total) || total > kMaxElements)) over = true;
+  }
+  if (over) {
+    std::string dims_text;
+    for (int64_t d : dims) dims_text += (dims_text.empty() ? "" : " x ") + std::to_string(d);
+    ThrowTyped(env, kErrShape, std::string(what) + " = " + dims_text + " exceeds " + std::to_string(kMaxElements) + " elements");
+  }
+  return total;
+}
+
 int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
   Napi::Env env = info.Env();
   if (i >= info.Length() || !info[i].IsNumber()) ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " must be a number");
   double v = info[i].As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(v) || std::floor(v) != v) ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " must be an integer");
+  if (!std::isfinite(v) || std::floor(v) != v) ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " must be an integer, got " + Num(v));
   if (v < static_cast<double>(lo) || v > static_cast<double>(hi))
-    ThrowTyped(env, kErrInvalidArgument,
-               Arg(i, name) + " = " + std::to_string(static_cast<long long>(v)) + " is outside [" + std::to_string(lo) + ", " +
-                   std::to_string(hi) + "]");
+    ThrowTyped(env, kErrInvalidArgument, Arg(i, name) + " = " + Num(v) + " is outside [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   return static_cast<int64_t>(v);
 }
 
@@ -26,6 +49,13 @@ int64_t ArgIntOr(const Napi::CallbackInfo& info, size_t i, const char* name, int
 double ArgNumber(const Napi::CallbackInfo& info, size_t i, const char* name) {
   if (i >= info.Length() || !info[i].IsNumber()) ThrowTyped(info.Env(), kErrInvalidArgument, Arg(i, name) + " must be a number");
   return info[i].As<Napi::Number>().DoubleValue();
+}
+
+double ArgFinite(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi) {
+  const double v = ArgNumber(info, i, name);
+  if (!std::isfinite(v) || v < lo || v > hi)
+    ThrowTyped(info.Env(), kErrInvalidArgument, Arg(i, name) + " = " + Num(v) + " must be finite and in [" + Num(lo) + ", " + Num(hi) + "]");
+  return v;
 }
 
 bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name) {

@@ -1,5 +1,7 @@
 // JS bindings of the engine's CPU ops: native().engineCpu.<op>(...). Every argument is checked
-// (types, lengths, index ranges) before anything is written.
+// (types, lengths, index ranges) before anything is written. Dimensions are at most kMaxDim and
+// every length is a product computed by Elements(), which refuses instead of wrapping, so no
+// product can wrap to a small number that an empty array passes.
 #include <string>
 
 #include "common/args.h"
@@ -10,8 +12,6 @@
 
 namespace marlin {
 namespace {
-
-constexpr int64_t kMaxDim = int64_t{1} << 40;
 
 float* F32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t n) {
   return static_cast<float*>(ArgTyped(info, i, name, napi_float32_array, static_cast<size_t>(n)).data);
@@ -32,62 +32,75 @@ void CheckIndices(Napi::Env env, const int32_t* v, int64_t n, int64_t lo, int64_
                      std::to_string(lo) + ", " + std::to_string(hi) + ")");
 }
 
+// The floats PackLinearF32 writes for w[n, k] (n rounded up to whole 16-column panels).
+int64_t PackedSize(Napi::Env env, int64_t n, int64_t k) { return Elements(env, "packed (n rounded up to 16) * k", {(n + 15) / 16 * 16, k}); }
+
 // packLinear(w, n, k, out): w[n, k] -> the panel layout linear() takes (packedLinearSize(n, k) floats)
 Napi::Value PackLinear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t n = Dim(info, 1, "n", 1), k = Dim(info, 2, "k", 1);
-  float* w = F32(info, 0, "w", n * k);
-  float* out = F32(info, 3, "out", ops::PackedLinearSize(n, k));
+  float* w = F32(info, 0, "w", Elements(env, "w (n * k)", {n, k}));
+  float* out = F32(info, 3, "out", PackedSize(env, n, k));
   ops::PackLinearF32(w, n, k, out);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 Napi::Value PackedLinearSize(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(ops::PackedLinearSize(Dim(info, 0, "n", 1), Dim(info, 1, "k", 1))));
+  return Napi::Number::New(info.Env(), static_cast<double>(PackedSize(info.Env(), Dim(info, 0, "n", 1), Dim(info, 1, "k", 1))));
 }
 
 // linear(x, packedW, bias | null, out, m, n, k)
 Napi::Value Linear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t m = Dim(info, 4, "m"), n = Dim(info, 5, "n", 1), k = Dim(info, 6, "k", 1);
-  float* x = F32(info, 0, "x", m * k);
-  float* w = F32(info, 1, "packedW", ops::PackedLinearSize(n, k));
+  float* x = F32(info, 0, "x", Elements(env, "x (m * k)", {m, k}));
+  float* w = F32(info, 1, "packedW", PackedSize(env, n, k));
   float* bias = Absent(info, 2) ? nullptr : F32(info, 2, "bias", n);
-  float* out = F32(info, 3, "out", m * n);
+  float* out = F32(info, 3, "out", Elements(env, "out (m * n)", {m, n}));
   ops::LinearF32(x, w, bias, out, m, n, k);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 // embedding(ids, table, vocab, hidden, out)
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t vocab = Dim(info, 2, "vocab", 1), hidden = Dim(info, 3, "hidden", 1);
   HostView ids = ArgTyped(info, 0, "ids", napi_int32_array, 0);
   int64_t t = static_cast<int64_t>(ids.elements);
-  float* table = F32(info, 1, "table", vocab * hidden);
-  float* out = F32(info, 4, "out", t * hidden);
-  CheckIndices(info.Env(), static_cast<int32_t*>(ids.data), t, 0, vocab, "ids");
+  float* table = F32(info, 1, "table", Elements(env, "table (vocab * hidden)", {vocab, hidden}));
+  float* out = F32(info, 4, "out", Elements(env, "out (ids * hidden)", {t, hidden}));
+  CheckIndices(env, static_cast<int32_t*>(ids.data), t, 0, vocab, "ids");
   ops::EmbeddingF32(static_cast<int32_t*>(ids.data), t, table, hidden, out);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
+
+// The eps of an RMS norm: finite and >= 0 (a negative or NaN eps makes every output NaN).
+float Eps(const Napi::CallbackInfo& info, size_t i) { return static_cast<float>(ArgFinite(info, i, "eps", 0, 1)); }
 
 // rmsnorm(x, weight, eps, rows, hidden, out)
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t rows = Dim(info, 3, "rows"), hidden = Dim(info, 4, "hidden", 1);
-  float* x = F32(info, 0, "x", rows * hidden);
+  const int64_t count = Elements(env, "x (rows * hidden)", {rows, hidden});
+  float* x = F32(info, 0, "x", count);
   float* w = F32(info, 1, "weight", hidden);
-  float eps = static_cast<float>(ArgNumber(info, 2, "eps"));
-  float* out = F32(info, 5, "out", rows * hidden);
+  float eps = Eps(info, 2);
+  float* out = F32(info, 5, "out", count);
   ops::RmsNormF32(x, w, eps, rows, hidden, out);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 // addRmsnorm(x, residual, weight, eps, rows, hidden): residual += x; x = rmsnorm(residual)
 Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t rows = Dim(info, 4, "rows"), hidden = Dim(info, 5, "hidden", 1);
-  float* x = F32(info, 0, "x", rows * hidden);
-  float* res = F32(info, 1, "residual", rows * hidden);
+  const int64_t count = Elements(env, "x (rows * hidden)", {rows, hidden});
+  float* x = F32(info, 0, "x", count);
+  float* res = F32(info, 1, "residual", count);
   float* w = F32(info, 2, "weight", hidden);
-  float eps = static_cast<float>(ArgNumber(info, 3, "eps"));
+  float eps = Eps(info, 3);
   ops::AddRmsNormF32(x, res, w, eps, rows, hidden);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 // rope(x, rows, stride, heads, headDim, rotDim, positions, cos, sin, maxPositions)
@@ -97,10 +110,11 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   int64_t head_dim = Dim(info, 4, "headDim", 2), rot = Dim(info, 5, "rotDim", 2), maxp = Dim(info, 9, "maxPositions", 1);
   if (rot > head_dim || rot % 2) ThrowTyped(env, kErrInvalidArgument, "rotDim must be even and at most headDim");
   if (heads * head_dim > stride) ThrowTyped(env, kErrShape, "heads * headDim exceeds the row stride");
-  float* x = F32(info, 0, "x", rows * stride);
+  float* x = F32(info, 0, "x", Elements(env, "x (rows * stride)", {rows, stride}));
   int32_t* pos = I32(info, 6, "positions", rows);
-  float* c = F32(info, 7, "cos", maxp * rot / 2);
-  float* s = F32(info, 8, "sin", maxp * rot / 2);
+  const int64_t table = Elements(env, "cos/sin (maxPositions * rotDim / 2)", {maxp, rot / 2});
+  float* c = F32(info, 7, "cos", table);
+  float* s = F32(info, 8, "sin", table);
   CheckIndices(env, pos, rows, 0, maxp, "positions");
   ops::RopeF32(x, rows, stride, heads, head_dim, rot, pos, c, s);
   return env.Undefined();
@@ -108,11 +122,12 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
 
 // siluMul(gu, rows, inter, out)
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t rows = Dim(info, 1, "rows"), inter = Dim(info, 2, "inter", 1);
-  float* gu = F32(info, 0, "gu", rows * 2 * inter);
-  float* out = F32(info, 3, "out", rows * inter);
+  float* gu = F32(info, 0, "gu", Elements(env, "gu (rows * 2 * inter)", {rows, 2, inter}));
+  float* out = F32(info, 3, "out", Elements(env, "out (rows * inter)", {rows, inter}));
   ops::SiluMulF32(gu, rows, inter, out);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 // storeKv(qkv, rows, stride, kOffset, vOffset, kvDim, slots, kCache, vCache)
@@ -121,7 +136,7 @@ Napi::Value StoreKv(const Napi::CallbackInfo& info) {
   int64_t rows = Dim(info, 1, "rows"), stride = Dim(info, 2, "stride", 1), ko = Dim(info, 3, "kOffset"),
           vo = Dim(info, 4, "vOffset"), kv = Dim(info, 5, "kvDim", 1);
   if (ko + kv > stride || vo + kv > stride) ThrowTyped(env, kErrShape, "k/v columns exceed the row stride");
-  float* qkv = F32(info, 0, "qkv", rows * stride);
+  float* qkv = F32(info, 0, "qkv", Elements(env, "qkv (rows * stride)", {rows, stride}));
   int32_t* slots = I32(info, 6, "slots", rows);
   HostView kc = ArgTyped(info, 7, "kCache", napi_float32_array, 0);
   float* vc = F32(info, 8, "vCache", static_cast<int64_t>(kc.elements));
@@ -146,21 +161,21 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   if (a.heads % a.kv_heads || a.heads / a.kv_heads > 64)
     ThrowTyped(env, kErrInvalidArgument, "heads must be a multiple of kvHeads, at most 64 per KV head");
   if (a.heads * a.head_dim > a.q_stride) ThrowTyped(env, kErrShape, "heads * headDim exceeds qStride");
-  a.q = F32(info, 0, "q", a.rows * a.q_stride);
+  a.q = F32(info, 0, "q", Elements(env, "q (rows * qStride)", {a.rows, a.q_stride}));
   HostView kc = ArgTyped(info, 6, "kCache", napi_float32_array, 0);
   a.k_cache = static_cast<float*>(kc.data);
   a.v_cache = F32(info, 7, "vCache", static_cast<int64_t>(kc.elements));
-  const int64_t kv_dim = a.kv_heads * a.head_dim;
-  const int64_t nblocks = static_cast<int64_t>(kc.elements) / (kv_dim * a.block_size);
+  const int64_t block_elems = Elements(env, "one cache block (kvHeads * headDim * blockSize)", {a.kv_heads, a.head_dim, a.block_size});
+  const int64_t nblocks = static_cast<int64_t>(kc.elements) / block_elems;
   HostView bt = ArgTyped(info, 8, "blockTables", napi_int32_array, 0);
   const int64_t seqs = static_cast<int64_t>(bt.elements) / a.max_blocks;
   a.block_tables = static_cast<int32_t*>(bt.data);
   a.seq_of_row = I32(info, 11, "seqOfRow", a.rows);
   a.pos_of_row = I32(info, 12, "posOfRow", a.rows);
-  a.scale = static_cast<float>(ArgNumber(info, 13, "scale"));
-  a.out = F32(info, 14, "out", a.rows * a.heads * a.head_dim);
+  a.scale = static_cast<float>(ArgFinite(info, 13, "scale", -1e30, 1e30));
+  a.out = F32(info, 14, "out", Elements(env, "out (rows * heads * headDim)", {a.rows, a.heads, a.head_dim}));
   CheckIndices(env, a.seq_of_row, a.rows, 0, seqs, "seqOfRow");
-  CheckIndices(env, a.pos_of_row, a.rows, 0, a.max_blocks * a.block_size, "posOfRow");
+  CheckIndices(env, a.pos_of_row, a.rows, 0, Elements(env, "maxBlocks * blockSize", {a.max_blocks, a.block_size}), "posOfRow");
   // Every block a row reads must exist.
   for (int64_t t = 0; t < a.rows; t++) {
     const int32_t* table = a.block_tables + static_cast<int64_t>(a.seq_of_row[t]) * a.max_blocks;
@@ -173,10 +188,11 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
 
 // sample(logits, rows, vocab, temperature, topK, topP, seeds, counters, out)
 Napi::Value Sample(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   ops::SampleArgs a{};
   a.rows = Dim(info, 1, "rows");
   a.vocab = Dim(info, 2, "vocab", 1);
-  a.logits = F32(info, 0, "logits", a.rows * a.vocab);
+  a.logits = F32(info, 0, "logits", Elements(env, "logits (rows * vocab)", {a.rows, a.vocab}));
   a.temperature = F32(info, 3, "temperature", a.rows);
   a.top_k = I32(info, 4, "topK", a.rows);
   a.top_p = F32(info, 5, "topP", a.rows);
@@ -184,24 +200,26 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   a.counters = I32(info, 7, "counters", a.rows);
   a.out = I32(info, 8, "out", a.rows);
   ops::SampleF32(a);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 // logprobs(logits, rows, vocab, targets, out: Float64Array)
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   int64_t rows = Dim(info, 1, "rows"), vocab = Dim(info, 2, "vocab", 1);
-  float* l = F32(info, 0, "logits", rows * vocab);
+  float* l = F32(info, 0, "logits", Elements(env, "logits (rows * vocab)", {rows, vocab}));
   int32_t* tg = I32(info, 3, "targets", rows);
   double* out = static_cast<double*>(ArgTyped(info, 4, "out", napi_float64_array, static_cast<size_t>(rows)).data);
-  CheckIndices(info.Env(), tg, rows, 0, vocab, "targets");
+  CheckIndices(env, tg, rows, 0, vocab, "targets");
   ops::LogprobsF32(l, rows, vocab, tg, out);
-  return info.Env().Undefined();
+  return env.Undefined();
 }
 
 void InitEngineCpu(Napi::Env env, Napi::Object exports) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("linear", Napi::Function::New<Linear>(env, "linear"));
   o.Set("packLinear", Napi::Function::New<PackLinear>(env, "packLinear"));
+  o.Set("maxDim", Napi::Number::New(env, static_cast<double>(kMaxDim)));
   o.Set("packedLinearSize", Napi::Function::New<PackedLinearSize>(env, "packedLinearSize"));
   o.Set("embedding", Napi::Function::New<Embedding>(env, "embedding"));
   o.Set("rmsnorm", Napi::Function::New<RmsNorm>(env, "rmsnorm"));

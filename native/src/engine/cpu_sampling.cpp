@@ -27,7 +27,10 @@ static int32_t SampleRow(const float* l, int64_t vocab, float temperature, int32
   // Candidates in descending logit order (ties by id); only as many as the filters need sorted.
   idx.resize(static_cast<size_t>(vocab));
   std::iota(idx.begin(), idx.end(), 0);
-  auto by_logit = [l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+  // NaN ranks below every number: std::sort needs a strict weak order, and NaN compares false with
+  // everything (an inconsistent comparator lets the sort run past the array).
+  auto key = [l](int32_t i) { return std::isnan(l[i]) ? -INFINITY : l[i]; };
+  auto by_logit = [&key](int32_t a, int32_t b) { return key(a) > key(b) || (key(a) == key(b) && a < b); };
   int64_t keep = vocab;
   if (top_k > 0 && top_k < vocab) {
     keep = top_k;

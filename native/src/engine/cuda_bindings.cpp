@@ -1,8 +1,11 @@
 // JS bindings of the engine's CUDA ops: native().engineCuda.<op>(...). A device argument is a
-// DeviceBuffer or [DeviceBuffer, byteOffset]; each is range-checked before any launch. In a
-// CPU-only build every op throws ERR_MARLIN_NO_DEVICE.
+// DeviceBuffer or [DeviceBuffer, byteOffset]; each is range-checked before any launch. Dimensions
+// are at most kMaxDim (the kernels take `int`), lengths are products from Elements() (refused, never
+// wrapped). Index arrays (positions, slots, block tables) live on the device and are trusted: the
+// runner builds them. In a CPU-only build every op throws ERR_MARLIN_NO_DEVICE.
 #include <napi.h>
 
+#include <cmath>
 #include <string>
 
 #include "common/args.h"
@@ -18,8 +21,6 @@ namespace marlin {
 namespace {
 
 #ifdef MARLIN_WITH_CUDA
-constexpr int64_t kMax = int64_t{1} << 31;
-
 // A device pointer from a DeviceBuffer or [DeviceBuffer, byteOffset] value.
 template <typename T>
 T* RefValue(Napi::Env env, Napi::Value v, const std::string& name, int64_t elements, size_t align = 4) {
@@ -31,8 +32,10 @@ T* RefValue(Napi::Env env, Napi::Value v, const std::string& name, int64_t eleme
     if (arr.Length() != 2 || !arr.Get(1u).IsNumber())
       ThrowTyped(env, kErrInvalidArgument, name + " must be a DeviceBuffer or [DeviceBuffer, byteOffset]");
     buf = arr.Get(0u);
-    off = arr.Get(1u).As<Napi::Number>().Int64Value();
-    if (off < 0) ThrowTyped(env, kErrInvalidArgument, name + ": negative byte offset");
+    const double d = arr.Get(1u).As<Napi::Number>().DoubleValue();
+    if (!(d >= 0 && d <= static_cast<double>(kMaxElements)) || d != static_cast<double>(static_cast<int64_t>(d)))
+      ThrowTyped(env, kErrInvalidArgument, name + ": the byte offset must be an integer in [0, 2^48]");
+    off = static_cast<int64_t>(d);
   }
   DeviceBuffer* b = DeviceBuffer::From(env, buf, name.c_str());
   const size_t need = static_cast<size_t>(elements) * sizeof(T);
@@ -52,7 +55,8 @@ T* Ref(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t eleme
   return RefValue<T>(info.Env(), info[i], name, elements, align);
 }
 
-int64_t I(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo = 0) { return ArgInt(info, i, name, lo, kMax); }
+int64_t I(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo = 0) { return ArgInt(info, i, name, lo, kMaxDim); }
+int64_t E(const Napi::CallbackInfo& info, const char* what, std::initializer_list<int64_t> dims) { return Elements(info.Env(), what, dims); }
 
 void Check(Napi::Env env, cudaError_t e, const char* what) {
   if (e != cudaSuccess) ThrowCuda(env, e, what);
@@ -62,8 +66,8 @@ void Check(Napi::Env env, cudaError_t e, const char* what) {
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), hidden = I(info, 4, "hidden", 1), vocab = I(info, 5, "vocab", 1);
   auto ids = Ref<int32_t>(info, 0, "ids", rows);
-  auto table = Ref<half>(info, 1, "table", vocab * hidden, 2);
-  auto out = Ref<half>(info, 2, "out", rows * hidden, 2);
+  auto table = Ref<half>(info, 1, "table", E(info, "table (vocab * hidden)", {vocab, hidden}), 2);
+  auto out = Ref<half>(info, 2, "out", E(info, "out (rows * hidden)", {rows, hidden}), 2);
   Check(info.Env(), ops::cuda::Embedding(ids, rows, table, hidden, out, ArgStream(info, 6)), "embedding");
   return info.Env().Undefined();
 }
@@ -71,10 +75,11 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
 // rmsnorm(x, weight, out, rows, hidden, eps, stream?)
 Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), hidden = I(info, 4, "hidden", 1);
-  auto x = Ref<half>(info, 0, "x", rows * hidden, 2);
+  const int64_t count = E(info, "x (rows * hidden)", {rows, hidden});
+  auto x = Ref<half>(info, 0, "x", count, 2);
   auto w = Ref<float>(info, 1, "weight", hidden);
-  auto out = Ref<half>(info, 2, "out", rows * hidden, 2);
-  float eps = static_cast<float>(ArgNumber(info, 5, "eps"));
+  auto out = Ref<half>(info, 2, "out", count, 2);
+  float eps = static_cast<float>(ArgFinite(info, 5, "eps", 0, 1));
   Check(info.Env(), ops::cuda::RmsNorm(x, w, eps, rows, hidden, out, ArgStream(info, 6)), "rmsnorm");
   return info.Env().Undefined();
 }
@@ -82,10 +87,11 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
 // addRmsnorm(x, residual, weight, rows, hidden, eps, stream?)
 Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), hidden = I(info, 4, "hidden", 1);
-  auto x = Ref<half>(info, 0, "x", rows * hidden, 2);
-  auto res = Ref<half>(info, 1, "residual", rows * hidden, 2);
+  const int64_t count = E(info, "x (rows * hidden)", {rows, hidden});
+  auto x = Ref<half>(info, 0, "x", count, 2);
+  auto res = Ref<half>(info, 1, "residual", count, 2);
   auto w = Ref<float>(info, 2, "weight", hidden);
-  float eps = static_cast<float>(ArgNumber(info, 5, "eps"));
+  float eps = static_cast<float>(ArgFinite(info, 5, "eps", 0, 1));
   Check(info.Env(), ops::cuda::AddRmsNorm(x, res, w, eps, rows, hidden, ArgStream(info, 6)), "addRmsnorm");
   return info.Env().Undefined();
 }
@@ -96,10 +102,11 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 4, "rows"), stride = I(info, 5, "stride", 1), heads = I(info, 6, "heads", 1),
           hd = I(info, 7, "headDim", 2), maxp = I(info, 8, "maxPositions", 1);
   if (hd % 2 || heads * hd > stride) ThrowTyped(env, kErrShape, "rope: headDim must be even and heads * headDim <= stride");
-  auto x = Ref<half>(info, 0, "x", rows * stride, 2);
+  auto x = Ref<half>(info, 0, "x", E(info, "x (rows * stride)", {rows, stride}), 2);
   auto pos = Ref<int32_t>(info, 1, "positions", rows);
-  auto c = Ref<float>(info, 2, "cos", maxp * hd / 2);
-  auto s = Ref<float>(info, 3, "sin", maxp * hd / 2);
+  const int64_t table = E(info, "cos/sin (maxPositions * headDim / 2)", {maxp, hd / 2});
+  auto c = Ref<float>(info, 2, "cos", table);
+  auto s = Ref<float>(info, 3, "sin", table);
   Check(env, ops::cuda::Rope(x, rows, stride, heads, hd, pos, c, s, ArgStream(info, 9)), "rope");
   return env.Undefined();
 }
@@ -110,10 +117,11 @@ Napi::Value StoreKv(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 4, "rows"), stride = I(info, 5, "stride", 1), ko = I(info, 6, "kOffset"), vo = I(info, 7, "vOffset"),
           kv = I(info, 8, "kvDim", 1), slots_n = I(info, 9, "numSlots", 1);
   if (ko + kv > stride || vo + kv > stride) ThrowTyped(env, kErrShape, "storeKv: k/v columns exceed the row stride");
-  auto qkv = Ref<half>(info, 0, "qkv", rows * stride, 2);
+  auto qkv = Ref<half>(info, 0, "qkv", E(info, "qkv (rows * stride)", {rows, stride}), 2);
   auto slots = Ref<int32_t>(info, 1, "slots", rows);
-  auto kc = Ref<half>(info, 2, "kCache", slots_n * kv, 2);
-  auto vc = Ref<half>(info, 3, "vCache", slots_n * kv, 2);
+  const int64_t cache = E(info, "cache (numSlots * kvDim)", {slots_n, kv});
+  auto kc = Ref<half>(info, 2, "kCache", cache, 2);
+  auto vc = Ref<half>(info, 3, "vCache", cache, 2);
   Check(env, ops::cuda::StoreKv(qkv, rows, stride, ko, vo, kv, slots, kc, vc, ArgStream(info, 10)), "storeKv");
   return env.Undefined();
 }
@@ -127,13 +135,15 @@ Napi::Value RopeStoreKv(const Napi::CallbackInfo& info) {
           slots_n = I(info, 13, "numSlots", 1);
   if (hd % 2 || (heads + 2 * kvh) * hd > stride)
     ThrowTyped(env, kErrShape, "ropeStoreKv: headDim must be even and (heads + 2 * kvHeads) * headDim <= stride");
-  auto qkv = Ref<half>(info, 0, "qkv", rows * stride, 2);
+  auto qkv = Ref<half>(info, 0, "qkv", E(info, "qkv (rows * stride)", {rows, stride}), 2);
   auto pos = Ref<int32_t>(info, 1, "positions", rows);
-  auto c = Ref<float>(info, 2, "cos", maxp * hd / 2);
-  auto s = Ref<float>(info, 3, "sin", maxp * hd / 2);
+  const int64_t table = E(info, "cos/sin (maxPositions * headDim / 2)", {maxp, hd / 2});
+  auto c = Ref<float>(info, 2, "cos", table);
+  auto s = Ref<float>(info, 3, "sin", table);
   auto slots = Ref<int32_t>(info, 4, "slots", rows);
-  auto kc = Ref<half>(info, 5, "kCache", slots_n * kvh * hd, 2);
-  auto vc = Ref<half>(info, 6, "vCache", slots_n * kvh * hd, 2);
+  const int64_t cache = E(info, "cache (numSlots * kvHeads * headDim)", {slots_n, kvh, hd});
+  auto kc = Ref<half>(info, 5, "kCache", cache, 2);
+  auto vc = Ref<half>(info, 6, "vCache", cache, 2);
   Check(env, ops::cuda::RopeStoreKv(qkv, rows, stride, heads, kvh, hd, pos, c, s, slots, kc, vc, ArgStream(info, 14)), "ropeStoreKv");
   return env.Undefined();
 }
@@ -141,8 +151,8 @@ Napi::Value RopeStoreKv(const Napi::CallbackInfo& info) {
 // siluMul(gu, out, rows, inter, stream?)
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 2, "rows"), inter = I(info, 3, "inter", 1);
-  auto gu = Ref<half>(info, 0, "gu", rows * 2 * inter, 2);
-  auto out = Ref<half>(info, 1, "out", rows * inter, 2);
+  auto gu = Ref<half>(info, 0, "gu", E(info, "gu (rows * 2 * inter)", {rows, 2, inter}), 2);
+  auto out = Ref<half>(info, 1, "out", E(info, "out (rows * inter)", {rows, inter}), 2);
   Check(info.Env(), ops::cuda::SiluMul(gu, rows, inter, out, ArgStream(info, 4)), "siluMul");
   return info.Env().Undefined();
 }
@@ -152,7 +162,7 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), hidden = I(info, 4, "hidden", 1);
   auto x = Ref<half>(info, 0, "x", hidden, 2);
   auto idx = Ref<int32_t>(info, 1, "rowIndex", rows);
-  auto out = Ref<half>(info, 2, "out", rows * hidden, 2);
+  auto out = Ref<half>(info, 2, "out", E(info, "out (rows * hidden)", {rows, hidden}), 2);
   Check(info.Env(), ops::cuda::GatherRows(x, idx, rows, hidden, out, ArgStream(info, 5)), "gatherRows");
   return info.Env().Undefined();
 }
@@ -160,7 +170,7 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
 // addBias(x, bias (fp32), rows, n, stream?)
 Napi::Value AddBias(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 2, "rows"), n = I(info, 3, "n", 1);
-  auto x = Ref<half>(info, 0, "x", rows * n, 2);
+  auto x = Ref<half>(info, 0, "x", E(info, "x (rows * n)", {rows, n}), 2);
   auto b = Ref<float>(info, 1, "bias", n);
   Check(info.Env(), ops::cuda::AddBias(x, b, rows, n, ArgStream(info, 4)), "addBias");
   return info.Env().Undefined();
@@ -168,10 +178,10 @@ Napi::Value AddBias(const Napi::CallbackInfo& info) {
 
 // fillUniform(out, count, seed, lo, hi, stream?): fp16 values uniform in [lo, hi)
 Napi::Value FillUniform(const Napi::CallbackInfo& info) {
-  int64_t count = ArgInt(info, 1, "count", 0, int64_t{1} << 40);
+  int64_t count = ArgInt(info, 1, "count", 0, kMaxElements);
   auto out = Ref<half>(info, 0, "out", count, 2);
   uint64_t seed = static_cast<uint64_t>(ArgInt(info, 2, "seed", 0, int64_t{1} << 52));
-  float lo = static_cast<float>(ArgNumber(info, 3, "lo")), hi = static_cast<float>(ArgNumber(info, 4, "hi"));
+  float lo = static_cast<float>(ArgFinite(info, 3, "lo", -65504, 65504)), hi = static_cast<float>(ArgFinite(info, 4, "hi", -65504, 65504));
   Check(info.Env(), ops::cuda::FillUniformHalf(out, static_cast<size_t>(count), seed, lo, hi, ArgStream(info, 5)), "fillUniform");
   return info.Env().Undefined();
 }
@@ -185,9 +195,10 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   auto get = [&](const char* k, int64_t lo) {
     Napi::Value v = o.Get(k);
     if (!v.IsNumber()) ThrowTyped(env, kErrInvalidArgument, std::string("pagedAttention: ") + k + " must be a number");
-    int64_t x = v.As<Napi::Number>().Int64Value();
-    if (x < lo || x > kMax) ThrowTyped(env, kErrInvalidArgument, std::string("pagedAttention: ") + k + " out of range");
-    return x;
+    const double x = v.As<Napi::Number>().DoubleValue();
+    if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(kMaxDim)) || x != static_cast<double>(static_cast<int64_t>(x)))
+      ThrowTyped(env, kErrInvalidArgument, std::string("pagedAttention: ") + k + " must be an integer in [" + std::to_string(lo) + ", 2^30]");
+    return static_cast<int64_t>(x);
   };
   ops::cuda::AttentionArgs a{};
   a.rows = get("rows", 0);
@@ -199,17 +210,20 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   a.block_size = get("blockSize", 1);
   const int64_t seqs = get("numSeqs", 1), blocks = get("numBlocks", 1);
   a.max_context = get("maxContext", 1);
-  a.scale = static_cast<float>(o.Get("scale").ToNumber().DoubleValue());
+  const Napi::Value scale = o.Get("scale");
+  if (!scale.IsNumber() || !std::isfinite(scale.As<Napi::Number>().DoubleValue()))
+    ThrowTyped(env, kErrInvalidArgument, "pagedAttention: scale must be a finite number");
+  a.scale = static_cast<float>(scale.As<Napi::Number>().DoubleValue());
   if (a.heads % a.kv_heads || a.head_dim > 256 || a.heads * a.head_dim > a.q_stride)
     ThrowTyped(env, kErrShape, "pagedAttention: heads must be a multiple of kvHeads, headDim <= 256, heads * headDim <= qStride");
-  const int64_t kv = static_cast<int64_t>(a.kv_heads) * a.head_dim;
-  a.q = Ref<half>(info, 0, "q", static_cast<int64_t>(a.rows) * a.q_stride, 2);
-  a.k_cache = Ref<half>(info, 1, "kCache", blocks * a.block_size * kv, 2);
-  a.v_cache = Ref<half>(info, 2, "vCache", blocks * a.block_size * kv, 2);
-  a.block_tables = Ref<int32_t>(info, 3, "blockTables", seqs * a.max_blocks);
+  a.q = Ref<half>(info, 0, "q", E(info, "q (rows * qStride)", {a.rows, a.q_stride}), 2);
+  const int64_t cache = E(info, "cache (numBlocks * blockSize * kvHeads * headDim)", {blocks, a.block_size, a.kv_heads, a.head_dim});
+  a.k_cache = Ref<half>(info, 1, "kCache", cache, 2);
+  a.v_cache = Ref<half>(info, 2, "vCache", cache, 2);
+  a.block_tables = Ref<int32_t>(info, 3, "blockTables", E(info, "blockTables (numSeqs * maxBlocks)", {seqs, a.max_blocks}));
   a.seq_of_row = Ref<int32_t>(info, 4, "seqOfRow", a.rows);
   a.pos_of_row = Ref<int32_t>(info, 5, "posOfRow", a.rows);
-  a.out = Ref<half>(info, 6, "out", static_cast<int64_t>(a.rows) * a.heads * a.head_dim, 2);
+  a.out = Ref<half>(info, 6, "out", E(info, "out (rows * heads * headDim)", {a.rows, a.heads, a.head_dim}), 2);
   Check(env, ops::cuda::PagedAttention(a, ArgStream(info, 8)), "pagedAttention");
   return env.Undefined();
 }
@@ -226,9 +240,10 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   auto get = [&](Napi::Object obj, const char* k, int64_t lo) {
     Napi::Value v = obj.Get(k);
     if (!v.IsNumber()) ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " must be a number");
-    int64_t x = v.As<Napi::Number>().Int64Value();
-    if (x < lo || x > kMax) ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " out of range");
-    return x;
+    const double x = v.As<Napi::Number>().DoubleValue();
+    if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(kMaxDim)) || x != static_cast<double>(static_cast<int64_t>(x)))
+      ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " must be an integer in [" + std::to_string(lo) + ", 2^30]");
+    return static_cast<int64_t>(x);
   };
   ops::cuda::DecodeAttentionArgs d{};
   ops::cuda::AttentionArgs& a = d.attn;
@@ -241,8 +256,12 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   a.block_size = get(o, "blockSize", 1);
   const int64_t seqs = get(o, "numSeqs", 1), blocks = get(o, "numBlocks", 1);
   a.max_context = get(o, "maxContext", 1);
-  a.scale = static_cast<float>(o.Get("scale").ToNumber().DoubleValue());
-  if (a.heads % a.kv_heads || !ops::cuda::DecodeAttentionSupports(a.head_dim) || (a.heads + 2 * a.kv_heads) * a.head_dim > a.q_stride || a.q_stride % 8)
+  const Napi::Value scale = o.Get("scale");
+  if (!scale.IsNumber() || !std::isfinite(scale.As<Napi::Number>().DoubleValue()))
+    ThrowTyped(env, kErrInvalidArgument, "decodeAttention: scale must be a finite number");
+  a.scale = static_cast<float>(scale.As<Napi::Number>().DoubleValue());
+  if (a.heads % a.kv_heads || !ops::cuda::DecodeAttentionSupports(a.head_dim) ||
+      E(info, "(heads + 2 kvHeads) * headDim", {a.heads + 2 * a.kv_heads, a.head_dim}) > a.q_stride || a.q_stride % 8)
     ThrowTyped(env, kErrShape, "decodeAttention: heads must be a multiple of kvHeads, headDim 64, 128 or 256, qStride >= (heads + 2 kvHeads) * headDim and a multiple of 8");
   if (a.rows > seqs) ThrowTyped(env, kErrShape, "decodeAttention: one row per sequence");
   d.chunk = static_cast<int>(get(dd, "chunk", 16));
@@ -250,22 +269,23 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   d.max_splits = ops::cuda::DecodeAttentionSplits(a.max_context, d.chunk);
   d.fuse = static_cast<int>(get(dd, "fuse", 0));
   if (d.fuse > 1) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: fuse must be 0 or 1");
-  const int64_t kv = static_cast<int64_t>(a.kv_heads) * a.head_dim;
-  a.q = Ref<half>(info, 0, "qkv", static_cast<int64_t>(a.rows) * a.q_stride, 16);
-  a.k_cache = Ref<half>(info, 1, "kCache", blocks * a.block_size * kv, 16);
-  a.v_cache = Ref<half>(info, 2, "vCache", blocks * a.block_size * kv, 16);
-  a.block_tables = Ref<int32_t>(info, 3, "blockTables", seqs * a.max_blocks);
+  a.q = Ref<half>(info, 0, "qkv", E(info, "qkv (rows * qStride)", {a.rows, a.q_stride}), 16);
+  const int64_t cache = E(info, "cache (numBlocks * blockSize * kvHeads * headDim)", {blocks, a.block_size, a.kv_heads, a.head_dim});
+  a.k_cache = Ref<half>(info, 1, "kCache", cache, 16);
+  a.v_cache = Ref<half>(info, 2, "vCache", cache, 16);
+  a.block_tables = Ref<int32_t>(info, 3, "blockTables", E(info, "blockTables (numSeqs * maxBlocks)", {seqs, a.max_blocks}));
   a.seq_of_row = Ref<int32_t>(info, 4, "seqOfRow", a.rows);
   a.pos_of_row = Ref<int32_t>(info, 5, "posOfRow", a.rows);
-  a.out = Ref<half>(info, 6, "out", static_cast<int64_t>(a.rows) * a.heads * a.head_dim, 2);
-  const int64_t rh = static_cast<int64_t>(a.rows) * a.heads;
-  d.partial = RefValue<float>(env, dd.Get("partial"), "decode.partial", rh * d.max_splits * (a.head_dim + 2));
+  a.out = Ref<half>(info, 6, "out", E(info, "out (rows * heads * headDim)", {a.rows, a.heads, a.head_dim}), 2);
+  const int64_t rh = E(info, "rows * heads", {a.rows, a.heads});
+  d.partial = RefValue<float>(env, dd.Get("partial"), "decode.partial", E(info, "decode.partial (rows * heads * splits * (headDim + 2))", {rh, d.max_splits, a.head_dim + 2}));
   d.counters = RefValue<int32_t>(env, dd.Get("counters"), "decode.counters", rh);
   if (d.fuse) {
     const int64_t rope_rows = get(dd, "ropeRows", 1);
     if (rope_rows < a.max_context) ThrowTyped(env, kErrShape, "decodeAttention: the RoPE tables must cover maxContext positions");
-    d.cos_t = RefValue<float>(env, dd.Get("cos"), "decode.cos", rope_rows * (a.head_dim / 2));
-    d.sin_t = RefValue<float>(env, dd.Get("sin"), "decode.sin", rope_rows * (a.head_dim / 2));
+    const int64_t table = E(info, "decode.cos (ropeRows * headDim / 2)", {rope_rows, a.head_dim / 2});
+    d.cos_t = RefValue<float>(env, dd.Get("cos"), "decode.cos", table);
+    d.sin_t = RefValue<float>(env, dd.Get("sin"), "decode.sin", table);
     d.slots = RefValue<int32_t>(env, dd.Get("slots"), "decode.slots", a.rows);
   }
   Check(env, ops::cuda::DecodeAttention(d, ArgStream(info, 9)), "decodeAttention");
@@ -277,7 +297,7 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
   ops::cuda::SampleArgs a{};
   a.rows = I(info, 7, "rows");
   a.vocab = I(info, 8, "vocab", 1);
-  a.logits = Ref<float>(info, 0, "logits", static_cast<int64_t>(a.rows) * a.vocab);
+  a.logits = Ref<float>(info, 0, "logits", E(info, "logits (rows * vocab)", {a.rows, a.vocab}));
   a.temperature = Ref<float>(info, 1, "temperature", a.rows);
   a.top_k = Ref<int32_t>(info, 2, "topK", a.rows);
   a.top_p = Ref<float>(info, 3, "topP", a.rows);
@@ -291,7 +311,7 @@ Napi::Value Sample(const Napi::CallbackInfo& info) {
 // logprobs(logits (fp32), targets, out (fp32), rows, vocab, stream?)
 Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), vocab = I(info, 4, "vocab", 1);
-  auto l = Ref<float>(info, 0, "logits", rows * vocab);
+  auto l = Ref<float>(info, 0, "logits", E(info, "logits (rows * vocab)", {rows, vocab}));
   auto t = Ref<int32_t>(info, 1, "targets", rows);
   auto out = Ref<float>(info, 2, "out", rows);
   Check(info.Env(), ops::cuda::Logprobs(l, rows, vocab, t, out, ArgStream(info, 5)), "logprobs");
@@ -312,9 +332,9 @@ blas::Handle CurrentCublas(Napi::Env env) {
 Napi::Value DenseGemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t m = I(info, 3, "m"), n = I(info, 4, "n", 1), k = I(info, 5, "k", 1);
-  auto a = Ref<half>(info, 0, "a", m * k, 2);
-  auto w = Ref<half>(info, 1, "w", n * k, 2);
-  auto c = Ref<half>(info, 2, "c", m * n, 2);
+  auto a = Ref<half>(info, 0, "a", E(info, "a (m * k)", {m, k}), 2);
+  auto w = Ref<half>(info, 1, "w", E(info, "w (n * k)", {n, k}), 2);
+  auto c = Ref<half>(info, 2, "c", E(info, "c (m * n)", {m, n}), 2);
   if (m == 0) return env.Undefined();
   blas::Handle h = CurrentCublas(env);
   int st = blas::Gemm(h, ArgStream(info, 6), false, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a, w, true, c);
@@ -327,9 +347,9 @@ Napi::Value DenseGemm(const Napi::CallbackInfo& info) {
 Napi::Value DenseGemmF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t m = I(info, 3, "m"), n = I(info, 4, "n", 1), k = I(info, 5, "k", 1);
-  auto a = Ref<half>(info, 0, "a", m * k, 2);
-  auto w = Ref<half>(info, 1, "w", n * k, 2);
-  auto c = Ref<float>(info, 2, "c", m * n, 4);
+  auto a = Ref<half>(info, 0, "a", E(info, "a (m * k)", {m, k}), 2);
+  auto w = Ref<half>(info, 1, "w", E(info, "w (n * k)", {n, k}), 2);
+  auto c = Ref<float>(info, 2, "c", E(info, "c (m * n)", {m, n}), 4);
   if (m == 0) return env.Undefined();
   blas::Handle h = CurrentCublas(env);
   const blas::Api* api = blas::Load(nullptr);  // loaded: the handle came from it

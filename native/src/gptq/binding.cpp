@@ -22,6 +22,8 @@
 namespace marlin {
 namespace {
 
+// Sizes the GPTQ calls take: k * k and k * n stay below 2^36 elements, so every byte count below
+// (size_t products of at most three of these) is exact; the kernels index with int64.
 constexpr int64_t kMaxK = 65536;
 constexpr int64_t kMaxN = int64_t{1} << 20;
 
@@ -76,8 +78,8 @@ Napi::Value HessianAdd(const Napi::CallbackInfo& info) {
 #ifdef MARLIN_WITH_CUDA
   const int64_t tokens = ArgInt(info, 3, "tokens", 1, int64_t{1} << 30);
   const int64_t k = ArgInt(info, 4, "k", 1, kMaxK);
-  const float alpha = float(ArgNumber(info, 5, "alpha"));
-  const float beta = float(ArgNumber(info, 6, "beta"));
+  const float alpha = float(ArgFinite(info, 5, "alpha", -1e30, 1e30));
+  const float beta = float(ArgFinite(info, 6, "beta", -1e30, 1e30));
   const int64_t xoff = ArgInt(info, 2, "xByteOffset", 0, int64_t{1} << 46);
   void* h = DevicePtr(info, 0, "h", 0, size_t(k) * k * 4, 16);
   const void* x = DevicePtr(info, 1, "x", xoff, size_t(tokens) * k * 2, 16);
@@ -122,7 +124,7 @@ Napi::Value Factor(const Napi::CallbackInfo& info) {
 #ifdef MARLIN_WITH_CUDA
   const int64_t k = ArgInt(info, 1, "k", 1, kMaxK);
   const HostView perm = ArgTyped(info, 2, "perm", napi_int32_array, size_t(k));
-  const double damp = ArgNumber(info, 3, "damp");
+  const double damp = ArgFinite(info, 3, "damp", 0, 1e30);
   const float* h = static_cast<const float*>(DevicePtr(info, 0, "h", 0, size_t(k) * k * 4, 16));
   float* u = static_cast<float*>(DevicePtr(info, 4, "u", 0, size_t(k) * k * 4, 16));
   const int32_t* p = static_cast<const int32_t*>(perm.data);

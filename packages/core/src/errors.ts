@@ -83,6 +83,20 @@ export class FormatError extends MarlinError {
   }
 }
 
+/**
+ * A file system call failed on a path the user gave (read-only file system, no space, permission,
+ * missing directory). `path` names it; `syscallCode` is the system's code ("EROFS", "ENOSPC", ...).
+ */
+export class IoError extends MarlinError {
+  readonly path: string;
+  readonly syscallCode?: string;
+  constructor(message: string, path: string, options?: { cause?: unknown; syscallCode?: string }) {
+    super("ERR_MARLIN_IO", `${path}: ${message}`, options);
+    this.path = path;
+    this.syscallCode = options?.syscallCode;
+  }
+}
+
 /** Two implementations were registered with one id. */
 export class DuplicateImplementationError extends MarlinError {
   constructor(id: string) {

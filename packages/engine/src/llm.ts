@@ -4,9 +4,9 @@
  *   const llm = await LLM.load("models/tiny-llama", { device: "cpu" });
  *   const [r] = await llm.generate(["Once upon a time"], { maxTokens: 32 });
  */
-import { InvalidArgumentError } from "@marlin/core";
+import { InvalidArgumentError, NoDeviceError } from "@marlin/core";
 import { openCheckpoint } from "@marlin/format";
-import { hasGpu } from "@marlin/kernel";
+import { hasGpu, memInfo, noGpuReason } from "@marlin/kernel";
 import { type EngineOptions, LLMEngine, type OutputCallback } from "./core/engine.js";
 import type { RequestMetrics, RequestOutput } from "./core/outputs.js";
 import type { ModelRunner } from "./core/runner.js";
@@ -14,12 +14,19 @@ import type { SamplingParams } from "./core/sampling-params.js";
 import type { FinishReason } from "./core/sequence.js";
 import { CpuLlama } from "./cpu/cpu-model.js";
 import { CpuModelRunner } from "./cpu/cpu-runner.js";
+import { type CachePlan, planCache } from "./load-options.js";
 import { type GenerationDefaults, loadGenerationDefaults, loadModelConfig, type ModelConfig } from "./model/config.js";
 import { Tokenizer } from "./model/tokenizer.js";
 import { loadModelSources, type ModelSources } from "./model/weights.js";
 
 export type Device = "auto" | "cpu" | "cuda";
 
+/**
+ * Load options; checked (InvalidArgumentError) before any weight is read. The model length is
+ * max_position_embeddings bounded by what the KV cache holds (numBlocks * blockSize), so the
+ * RoPE tables and block tables never grow with what a config claims; a KV cache larger than the
+ * machine's memory is refused.
+ */
 export interface LoadOptions extends EngineOptions {
   device?: Device;
   /** KV cache size in blocks (default: from kvCacheTokens). */
@@ -70,23 +77,27 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
   }
 }
 
-async function makeRunner(m: LoadedModel, opts: LoadOptions): Promise<ModelRunner> {
-  const device = opts.device ?? "auto";
-  const blockSize = opts.blockSize ?? 16;
-  const maxLen = Math.min(opts.maxModelLen ?? m.config.maxPositionEmbeddings, m.config.maxPositionEmbeddings);
-  if (device === "cuda" || (device === "auto" && hasGpu())) {
+/** Checks the options against the model and this machine (before any weight is read) and plans the cache. */
+export function planLoad(config: ModelConfig, opts: LoadOptions = {}): CachePlan {
+  const want = (opts as LoadOptions | null)?.device ?? "auto";
+  if (want === "cuda" && !hasGpu()) throw new NoDeviceError(`device "cuda" needs a CUDA device: ${noGpuReason() ?? "none was found"}`);
+  const device = want === "cuda" || (want === "auto" && hasGpu()) ? "cuda" : "cpu";
+  return planCache(config, opts, device, device === "cuda" ? memInfo(0) : undefined);
+}
+
+async function makeRunner(m: LoadedModel, opts: LoadOptions, plan: CachePlan): Promise<ModelRunner> {
+  const { blockSize, maxModelLen } = plan;
+  if (plan.device === "cuda") {
     const { GpuModelRunner } = await import("./gpu/gpu-runner.js");
     return GpuModelRunner.create(m.config, m.sources, {
       ...opts,
       blockSize,
-      maxModelLen: maxLen,
+      maxModelLen,
+      ...(plan.numBlocks !== undefined ? { numBlocks: plan.numBlocks } : {}),
       maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 2048,
     });
   }
-  if (device !== "cpu" && device !== "auto") throw new InvalidArgumentError(`unknown device ${device}`);
-  const tokens = opts.kvCacheTokens ?? Math.min(32768, (opts.maxNumSeqs ?? 64) * maxLen);
-  const numBlocks = opts.numBlocks ?? Math.max(1, Math.ceil(tokens / blockSize));
-  return new CpuModelRunner(new CpuLlama(m.config, m.sources, maxLen), numBlocks, blockSize);
+  return new CpuModelRunner(new CpuLlama(m.config, m.sources, maxModelLen), plan.numBlocks!, blockSize);
 }
 
 export class LLM {
@@ -101,12 +112,15 @@ export class LLM {
   }
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<LLM> {
+    if (typeof dir !== "string" || dir === "") throw new InvalidArgumentError("LLM.load needs a model directory path");
+    planLoad(loadModelConfig(dir), opts); // refuses bad options before the weights are read
     const m = await loadModelDir(dir);
     return LLM.fromLoaded(m, opts);
   }
 
   static async fromLoaded(m: LoadedModel, opts: LoadOptions = {}): Promise<LLM> {
-    const runner = await makeRunner(m, opts);
+    const plan = planLoad(m.config, opts);
+    const runner = await makeRunner(m, opts, plan);
     return new LLM(new LLMEngine(runner, m.tokenizer, m.defaults, opts));
   }
 
@@ -124,6 +138,8 @@ export class LLM {
     opts: { onOutput?: OutputCallback } = {},
   ): Promise<GenerateResult[]> {
     const list = typeof prompts === "string" ? [prompts] : prompts;
+    // Each prompt and params object is checked by the engine (InvalidArgumentError, before any work).
+    if (!Array.isArray(list)) throw new InvalidArgumentError(`prompts must be a string or an array, got ${list === null ? "null" : typeof list}`);
     if (Array.isArray(params) && params.length !== list.length)
       throw new InvalidArgumentError(`${params.length} sampling params for ${list.length} prompts`);
     const finals = new Map<string, RequestOutput>();

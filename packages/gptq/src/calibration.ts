@@ -4,6 +4,17 @@
  * `seqlen` tokens at seeded random offsets, so a run can be replayed from its seed.
  */
 import { InvalidArgumentError, type Rng } from "@marlin/core";
+import { FILE_LIMITS, readTextFileSync } from "@marlin/format";
+
+/**
+ * The non-empty lines of a calibration text file. Read as a regular UTF-8 file of at most
+ * FILE_LIMITS.text bytes (FormatError naming it otherwise: a FIFO is refused, not waited on).
+ */
+export function readCalibrationLines(file: string): string[] {
+  return readTextFileSync(file, FILE_LIMITS.text)
+    .split(/\r?\n/)
+    .filter((l) => l.length > 0);
+}
 
 /** Concatenates tokenized lines, appending `eos` after each line when given. */
 export function tokenStream(lines: ArrayLike<number>[], eos?: number): Int32Array {

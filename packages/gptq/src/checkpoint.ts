@@ -2,13 +2,30 @@
  * Writing a quantized checkpoint directory. Everything goes into a hidden temporary sibling of the
  * output directory (`.<name>.partial-<pid>-<rand>`), tensors through @marlin/format's streaming
  * writer as each layer finishes, and the directory is renamed into place only when complete; on
- * any error or abort the temporary directory is removed, so nothing half-written is left.
+ * any error or abort the temporary directory is removed, so nothing half-written is left. A run
+ * killed outright (SIGKILL, power loss) cannot clean up: the next run into the same parent
+ * removes every `.<name>.partial-<pid>-*` whose process no longer exists. File system failures
+ * are IoError naming the path (EROFS, ENOSPC, EACCES, ...); free space is checked before writing.
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, statfs, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { type Checkpoint, packMarlin, type QuantizedLayer, SafetensorsWriter, type TensorSpec, toGptq, toMarlinCheckpoint } from "@marlin/format";
+import { IoError } from "@marlin/core";
+import {
+  type Checkpoint,
+  FILE_LIMITS,
+  ioError,
+  packMarlin,
+  planHeader,
+  type QuantizedLayer,
+  readRegularFileSync,
+  SafetensorsWriter,
+  type TensorSpec,
+  toGptq,
+  toMarlinCheckpoint,
+  withIo,
+} from "@marlin/format";
 import type { ResolvedOptions } from "./options.js";
 import { linearShapes } from "./options.js";
 
@@ -101,6 +118,53 @@ export function linearTensors(o: ResolvedOptions, prefix: string, layer: Quantiz
   ];
 }
 
+/** True when process `pid` exists (EPERM: it does, as another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes hidden `.<name>.partial-<pid>-<hex>` folders of runs into `outDir`: "stale" ones, whose
+ * process is gone (killed before it could clean up; folders of live runs are left alone), or this
+ * process's "own" (an interrupted CLI that stops without waiting for the step in flight). Returns
+ * the paths removed.
+ */
+export async function removePartials(outDir: string, which: "stale" | "own" = "stale"): Promise<string[]> {
+  const parent = dirname(outDir);
+  const prefix = `.${basename(outDir)}.partial-`;
+  let entries: string[];
+  try {
+    entries = await readdir(parent);
+  } catch {
+    return []; // no parent yet: nothing to clean
+  }
+  const removed: string[] = [];
+  for (const e of entries) {
+    if (!e.startsWith(prefix)) continue;
+    const m = /^(\d+)-[0-9a-f]+$/.exec(e.slice(prefix.length));
+    const own = m !== null && Number(m[1]) === process.pid;
+    if (!m || (which === "own" ? !own : own || alive(Number(m[1])))) continue;
+    await withIo("remove this stale partial output", join(parent, e), () => rm(join(parent, e), { recursive: true, force: true }));
+    removed.push(join(parent, e));
+  }
+  return removed;
+}
+
+/** Refuses (IoError, ENOSPC) when the file system of `dir` has fewer than `bytes` free. */
+async function checkFreeSpace(dir: string, bytes: number): Promise<void> {
+  const st = await withIo("check the free space", dir, () => statfs(dir));
+  const free = st.bavail * st.bsize;
+  if (free < bytes) {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    throw new IoError(`cannot write the checkpoint: it needs ${mib(bytes)}, the file system has ${mib(free)} free (ENOSPC)`, dir, { syscallCode: "ENOSPC" });
+  }
+}
+
 export class CheckpointOutput {
   readonly tmpDir: string;
   private writer: SafetensorsWriter | undefined;
@@ -119,32 +183,27 @@ export class CheckpointOutput {
    */
   static async begin(o: ResolvedOptions, ckpt: Checkpoint): Promise<CheckpointOutput> {
     const parent = dirname(o.outDir);
-    await mkdir(parent, { recursive: true });
+    await withIo("create the directory", parent, () => mkdir(parent, { recursive: true }));
+    await removePartials(o.outDir, "stale");
+    const { specs, copied } = outputSpecs(o, ckpt);
+    await checkFreeSpace(parent, planHeader(specs, { format: "pt" }).dataSize + (1 << 20));
     const tmp = join(parent, `.${basename(o.outDir)}.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
-    await mkdir(tmp);
+    await withIo("create the directory", tmp, () => mkdir(tmp));
     const out = new CheckpointOutput(o, tmp);
     try {
       const config = { ...o.rawConfig, quantization_config: quantizationConfig(o) };
-      await writeFile(join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`);
-      for (const f of AUX_FILES) if (existsSync(join(o.modelDir, f))) {
-        await copyFile(join(o.modelDir, f), join(tmp, f));
-        await chmod(join(tmp, f), 0o644); // sources may be read-only
-      }
-      const quantized = new Set<string>();
-      const qspecs: TensorSpec[] = [];
-      for (let li = 0; li < o.config.numLayers; li++)
-        for (const { name, k, n } of linearShapes(o.config)) {
-          const prefix = `model.layers.${li}.${name}`;
-          quantized.add(`${prefix}.weight`);
-          qspecs.push(...linearSpecs(o, prefix, k, n));
+      await withIo("write", join(tmp, "config.json"), () => writeFile(join(tmp, "config.json"), `${JSON.stringify(config, null, 2)}\n`));
+      for (const f of AUX_FILES)
+        if (existsSync(join(o.modelDir, f))) {
+          // Read as a regular file (a FIFO would block copyFile); written 0644 (sources may be read-only).
+          const bytes = readRegularFileSync(join(o.modelDir, f), FILE_LIMITS.tokenizer);
+          await withIo("write", join(tmp, f), () => writeFile(join(tmp, f), bytes, { mode: 0o644 }));
         }
-      const rest = [...ckpt.tensors.entries()].filter(([name]) => !quantized.has(name));
-      const specs: TensorSpec[] = [...rest.map(([name, info]) => ({ name, dtype: info.dtype, shape: info.shape.slice() })), ...qspecs];
       out.writer = await SafetensorsWriter.create(join(tmp, WEIGHTS_FILE), specs, { format: "pt" });
-      for (const [name] of rest) await out.writer.write(name, (await ckpt.read(name)).data);
+      for (const name of copied) await out.writer.write(name, (await ckpt.read(name)).data);
     } catch (e) {
       await out.abort();
-      throw e;
+      throw ioError(e, "write", tmp);
     }
     return out;
   }
@@ -161,11 +220,13 @@ export class CheckpointOutput {
     await this.writer.close();
     this.writer = undefined;
     const out = this.o.outDir;
-    if (existsSync(out)) {
-      if ((await readdir(out)).length > 0 && !this.o.force) throw new Error(`${out} appeared during the run and is not empty`);
-      await rm(out, { recursive: true, force: true });
-    }
-    await rename(this.tmpDir, out);
+    await withIo("move the checkpoint here", out, async () => {
+      if (existsSync(out)) {
+        if ((await readdir(out)).length > 0 && !this.o.force) throw new IoError("appeared during the run and is not empty", out);
+        await rm(out, { recursive: true, force: true });
+      }
+      await rename(this.tmpDir, out);
+    });
     this.done = true;
   }
 
@@ -175,6 +236,29 @@ export class CheckpointOutput {
     const w = this.writer;
     this.writer = undefined;
     if (w) await w.abort().catch(() => undefined);
-    await rm(this.tmpDir, { recursive: true, force: true });
+    await rm(this.tmpDir, { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** The quantized tensors of every layer, in write order (they follow the copied ones). */
+function quantizedSpecs(o: ResolvedOptions): { names: Set<string>; specs: TensorSpec[] } {
+  const names = new Set<string>();
+  const specs: TensorSpec[] = [];
+  for (let li = 0; li < o.config.numLayers; li++)
+    for (const { name, k, n } of linearShapes(o.config)) {
+      const prefix = `model.layers.${li}.${name}`;
+      names.add(`${prefix}.weight`);
+      specs.push(...linearSpecs(o, prefix, k, n));
+    }
+  return { names, specs };
+}
+
+/** Every tensor of the output: the unquantized ones copied from `ckpt` (`copied`), then the quantized ones. */
+function outputSpecs(o: ResolvedOptions, ckpt: Checkpoint): { specs: TensorSpec[]; copied: string[] } {
+  const q = quantizedSpecs(o);
+  const rest = [...ckpt.tensors.entries()].filter(([name]) => !q.names.has(name));
+  return {
+    specs: [...rest.map(([name, info]) => ({ name, dtype: info.dtype, shape: info.shape.slice() })), ...q.specs],
+    copied: rest.map(([name]) => name),
+  };
 }

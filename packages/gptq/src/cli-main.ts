@@ -3,7 +3,9 @@
  * `marlin` command (0 done, 1 failed while running, 2 bad arguments / model / options — nothing
  * written, 130 interrupted — nothing left behind).
  */
+import { resolve } from "node:path";
 import { MarlinError } from "@marlin/core";
+import { removePartials } from "./checkpoint.js";
 import { QuantizeAbortedError, type QuantizeRunOptions, quantizeModel } from "./model.js";
 import { type QuantizeModelOptions, resolveQuantizeOptions } from "./options.js";
 import type { ProgressSink } from "./progress.js";
@@ -119,6 +121,31 @@ export function parseQuantizeArgs(args: string[]): Parsed {
   return { modelDir: pos[0], outDir: out, opts, quiet: flags.has("--quiet") };
 }
 
+/**
+ * After SIGINT/SIGTERM the run unwinds at its next check (between steps) and removes its partial
+ * output; a step that does not end within this time (a long read) is abandoned: the CLI exits.
+ */
+export const ABORT_GRACE_MS = 5000;
+
+/** `work`'s result, or "abandoned" when it is still running ABORT_GRACE_MS after `signal` aborts. */
+function unlessAbandoned<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<{ r: T } | "abandoned"> {
+  if (!signal) return work.then((r) => ({ r }));
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => done("abandoned"), ABORT_GRACE_MS);
+  };
+  let done: (v: "abandoned") => void = () => {};
+  const late = new Promise<"abandoned">((d) => {
+    done = d;
+  });
+  if (signal.aborted) arm();
+  else signal.addEventListener("abort", arm, { once: true });
+  return Promise.race([work.then((r) => ({ r })), late]).finally(() => {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", arm);
+  });
+}
+
 function oneLine(e: unknown): string {
   if (e instanceof MarlinError) return `${e.message} [${e.code}]`;
   return e instanceof Error ? e.message : String(e);
@@ -151,7 +178,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   try {
     const run: QuantizeRunOptions = { ...p.opts, progress: p.quiet ? false : io.stderr, signal: io.signal };
-    const r = await quantizeModel(p.modelDir, p.outDir, run);
+    if (!p.quiet) io.stderr.write(`marlin quantize: loading ${p.modelDir}\n`);
+    const outcome = await unlessAbandoned(quantizeModel(p.modelDir, p.outDir, run), io.signal);
+    if (outcome === "abandoned") {
+      await removePartials(resolve(p.outDir), "own").catch(() => undefined);
+      io.stderr.write(`\nmarlin quantize: interrupted; stopped without waiting ${ABORT_GRACE_MS / 1000} s more for the step in flight; nothing was written\n`);
+      return 130;
+    }
+    const { r } = outcome;
     io.stdout.write(`wrote ${r.outDir} (${r.options.method}, ${r.options.bits}-bit, group ${r.options.groupSize}${r.options.actOrder ? ", act-order" : ""}, ${r.options.format} format) in ${r.seconds.toFixed(1)} s\n`);
     return 0;
   } catch (e) {

@@ -11,12 +11,11 @@
  * runs them with the engine's GPU layer forward (fp16 activations kept on the device, see
  * passes-gpu.ts) and GPTQ on the GPU straight from the device Hessians.
  */
-import { readFileSync } from "node:fs";
 import { MarlinError, Rng } from "@marlin/core";
 import { CpuLlama, type LinearName, type LoadedModel, loadModelDir } from "@marlin/engine";
 import type { QuantizedLayer } from "@marlin/format";
 import { openCheckpoint } from "@marlin/format";
-import { sampleCalibration, tokenStream } from "./calibration.js";
+import { readCalibrationLines, sampleCalibration, tokenStream } from "./calibration.js";
 import { CheckpointOutput } from "./checkpoint.js";
 import { gptqQuantize } from "./gptq.js";
 import { gptqQuantizeGpu, type HessianGpu } from "./gpu.js";
@@ -87,9 +86,7 @@ async function checkpointYield(signal?: AbortSignal): Promise<void> {
 /** Calibration windows of `seqlen` tokens drawn (seeded) from the text through the tokenizer. */
 export async function calibrationWindows(m: LoadedModel, file: string, nsamples: number, seqlen: number, seed: number): Promise<Int32Array[]> {
   if (!m.tokenizer) throw new MarlinError("ERR_MARLIN_INVALID_ARGUMENT", "the model has no tokenizer");
-  const lines = readFileSync(file, "utf8")
-    .split(/\r?\n/)
-    .filter((l) => l.length > 0);
+  const lines = readCalibrationLines(file);
   const enc = await m.tokenizer.encodeBatch(lines, true);
   const eos = m.defaults.eosTokenIds[0];
   return sampleCalibration(tokenStream(enc, eos), nsamples, seqlen, new Rng(seed));

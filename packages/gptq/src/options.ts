@@ -4,10 +4,13 @@
  * model's layer shapes and the loaders that must read the result, the calibration file and the
  * output directory. Each failure is one typed error with a one-line message.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync, statSync } from "node:fs";
+import { totalmem } from "node:os";
 import { dirname, resolve } from "node:path";
+import { getHeapStatistics } from "node:v8";
 import { FormatError, InvalidArgumentError, NoDeviceError } from "@marlin/core";
-import { type ModelConfig, parseModelConfig } from "@marlin/engine";
+import { layerDims, type ModelConfig, parseModelConfig } from "@marlin/engine";
+import { FILE_LIMITS, ioError, readJsonObjectSync } from "@marlin/format";
 import { gptqGpuStatus } from "./gpu.js";
 import type { ClipOptions } from "./quantizer.js";
 
@@ -98,6 +101,50 @@ function isDir(p: string): boolean {
   }
 }
 
+function isRegularFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The output's nearest existing ancestor must be writable: a read-only file system (EROFS) or a
+ * directory without permission (EACCES) is an IoError naming it before any work, not after.
+ */
+function checkWritable(out: string): void {
+  let dir = existsSync(out) ? out : dirname(out);
+  while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw ioError(e, "write into this directory", dir);
+  }
+}
+
+/** The most calibration windows a run takes (each is one JS object; the text is tokenized whole). */
+export const MAX_SAMPLES = 1 << 20;
+
+/**
+ * Calibration tokens must fit in memory: nsamples * seqlen tokens of activations (fp32 hidden
+ * state, q/k/v, attention output, MLP) on the host, and a JS number per token on the V8 heap
+ * while the windows are assembled. Refused before the model is read.
+ */
+function checkCalibrationMemory(config: ModelConfig, nsamples: number, seqlen: number): void {
+  const { H, qd, qkvN, I } = layerDims(config);
+  const tokens = nsamples * seqlen;
+  const bytes = tokens * 4 * (3 * H + qkvN + qd + 3 * I);
+  const heap = tokens * 16;
+  const limit = getHeapStatistics().heap_size_limit;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  if (bytes > totalmem() || heap > limit / 2)
+    bad(
+      `${nsamples} samples x ${seqlen} tokens = ${tokens} calibration tokens need about ${gib(bytes)} of activations ` +
+        `(this machine has ${gib(totalmem())}) and ${gib(heap)} of JS heap (limit ${gib(limit)}); use fewer --samples or a shorter --seqlen`,
+    );
+}
+
 function bad(msg: string): never {
   throw new InvalidArgumentError(msg);
 }
@@ -108,17 +155,14 @@ export function checkModelDir(modelDir: string): { config: ModelConfig; rawConfi
   if (!isDir(modelDir)) throw new FormatError(`${modelDir} is not a directory`, { file: modelDir });
   const file = resolve(modelDir, "config.json");
   if (!existsSync(file)) throw new FormatError(`${modelDir} has no config.json (not a model directory)`, { file });
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new FormatError(`config.json is not JSON: ${(e as Error).message}`, { file });
-  }
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new FormatError("config.json is not an object", { file });
+  const raw = readJsonObjectSync(file, FILE_LIMITS.json); // a FIFO or device is refused, not read
   const config = parseModelConfig(raw, file);
   if (config.quantization) throw new FormatError(`${modelDir} is already quantized (config.json has quantization_config)`, { file });
-  if (!readdirSync(modelDir).some((f) => f.endsWith(".safetensors")))
-    throw new FormatError(`${modelDir} has no .safetensors weights`, { file: modelDir });
+  const weights = readdirSync(modelDir).filter((f) => f.endsWith(".safetensors"));
+  if (weights.length === 0) throw new FormatError(`${modelDir} has no .safetensors weights`, { file: modelDir });
+  // A FIFO or device named *.safetensors is refused here, before any work (it would never be read).
+  for (const f of weights)
+    if (!isRegularFile(resolve(modelDir, f))) throw new FormatError("is not a regular file", { file: resolve(modelDir, f) });
   return { config, rawConfig: raw };
 }
 
@@ -141,10 +185,12 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   if (!(Number.isFinite(percDamp) && percDamp >= 0 && percDamp < 1)) bad(`damping must be a number in [0, 1), got ${String(percDamp)}`);
   const nsamples = o.nsamples ?? 128;
   if (!Number.isInteger(nsamples) || nsamples <= 0) bad(`samples must be a positive integer, got ${String(nsamples)}`);
+  if (nsamples > MAX_SAMPLES) bad(`samples ${nsamples} exceeds ${MAX_SAMPLES} calibration windows`);
   const maxPos = config.maxPositionEmbeddings;
   const seqlen = o.seqlen ?? Math.min(2048, maxPos);
   if (!Number.isInteger(seqlen) || seqlen < 2) bad(`seqlen must be an integer >= 2, got ${String(seqlen)}`);
   if (seqlen > maxPos) bad(`seqlen ${seqlen} exceeds the model's max_position_embeddings ${maxPos}`);
+  if (method === "gptq") checkCalibrationMemory(config, nsamples, seqlen);
   const seed = o.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0) bad(`seed must be a non-negative integer, got ${String(seed)}`);
 
@@ -176,7 +222,7 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   if (method === "gptq") {
     if (o.calib === undefined) bad("GPTQ needs a calibration text file (--calib <file>)");
     calib = resolve(o.calib);
-    if (!existsSync(calib) || isDir(calib)) bad(`calibration file ${o.calib} does not exist or is not a file`);
+    if (!isRegularFile(calib)) bad(`calibration file ${o.calib} does not exist or is not a regular file`);
     if (!existsSync(resolve(modelDir, "tokenizer.json"))) bad(`${modelDir} has no tokenizer.json, needed to tokenize the calibration text`);
   }
 
@@ -189,6 +235,7 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   }
   if (src.startsWith(`${out}/`)) bad("the output directory must not contain the model directory");
   if (!isDir(dirname(out)) && existsSync(dirname(out))) bad(`${dirname(out)} is not a directory`);
+  checkWritable(out);
   return {
     method,
     bits,

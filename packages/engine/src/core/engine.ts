@@ -99,8 +99,9 @@ export class LLMEngine {
     let ids: number[];
     if (typeof prompt === "string") {
       if (!this.tokenizer) throw new InvalidArgumentError("text prompts need a tokenizer; pass token ids");
-      ids = await this.tokenizer.encode(prompt);
-    } else ids = prompt.slice();
+      ids = await this.tokenizer.encode(prompt, true, this.maxModelLen); // refuses a too-long text early
+    } else if (Array.isArray(prompt)) ids = prompt.slice();
+    else throw new InvalidArgumentError(`a prompt must be a string or an array of token ids, got ${prompt === null ? "null" : typeof prompt}`);
     const V = this.runner.config.vocabSize;
     if (ids.length === 0) throw new RequestRejectedError("the prompt is empty");
     if (ids.some((t) => !Number.isInteger(t) || t < 0 || t >= V)) throw new RequestRejectedError(`prompt token ids must be in [0, ${V})`);

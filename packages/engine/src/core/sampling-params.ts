@@ -43,6 +43,8 @@ function num(v: unknown, name: string, ok: (x: number) => boolean, rule: string)
 }
 
 export function resolveSamplingParams(p: SamplingParams = {}): ResolvedSamplingParams {
+  if (typeof p !== "object" || p === null || Array.isArray(p))
+    throw new InvalidArgumentError(`sampling params must be an object, got ${p === null ? "null" : Array.isArray(p) ? "an array" : typeof p}`);
   const temperature = num(p.temperature ?? 0, "temperature", (x) => Number.isFinite(x) && x >= 0, "must be >= 0");
   const topP = num(p.topP ?? 1, "topP", (x) => x > 0 && x <= 1, "must be in (0, 1]");
   const topK = num(p.topK ?? 0, "topK", (x) => Number.isInteger(x) && x >= -1, "must be an integer >= -1");

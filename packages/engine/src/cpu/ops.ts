@@ -17,6 +17,11 @@ export interface CpuOps {
   sample(logits: Float32Array, rows: number, vocab: number, temperature: Float32Array, topK: Int32Array, topP: Float32Array, seeds: Uint32Array, counters: Int32Array, out: Int32Array): void;
   logprobs(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, out: Float64Array): void;
   avx2: boolean;
+  /**
+   * The largest dimension any op takes (2^30); every length is an overflow-checked product, so a
+   * dimension beyond it is an InvalidArgumentError and a product beyond 2^48 a ShapeError.
+   */
+  maxDim: number;
 }
 
 let cached: CpuOps | undefined;
@@ -27,7 +32,7 @@ export function cpuOps(): CpuOps {
   const raw = native().engineCpu as Record<string, any> | undefined;
   if (!raw) throw new NativeLoadError("marlin.node has no engineCpu ops; rebuild it with `pnpm --filter @marlin/kernel build`");
   // Wrap each function so addon errors surface as typed @marlin/core errors.
-  const wrapped: Record<string, any> = { avx2: raw.avx2 };
+  const wrapped: Record<string, any> = { avx2: raw.avx2, maxDim: raw.maxDim };
   for (const [k, v] of Object.entries(raw)) if (typeof v === "function") wrapped[k] = (...a: unknown[]) => {
         try {
           return v(...a);

@@ -1,5 +1,9 @@
 /** Rotary position embedding tables (rotate-half layout), with linear and llama3 frequency scaling. */
+import { InvalidArgumentError } from "@marlin/core";
 import type { ModelConfig } from "./config.js";
+
+/** The most entries one RoPE table may have (1 GiB of fp32). */
+export const MAX_ROPE_ELEMENTS = 2 ** 28;
 
 export function ropeInvFreq(config: ModelConfig): Float64Array {
   const dim = config.headDim;
@@ -27,6 +31,9 @@ export function ropeInvFreq(config: ModelConfig): Float64Array {
 export function ropeTables(config: ModelConfig, maxPositions: number): { cos: Float32Array; sin: Float32Array } {
   const inv = ropeInvFreq(config);
   const half = inv.length;
+  // Callers pass the model length the KV cache can hold (llm.ts), never a config's claim alone.
+  if (!Number.isSafeInteger(maxPositions) || maxPositions < 1 || maxPositions * half > MAX_ROPE_ELEMENTS)
+    throw new InvalidArgumentError(`RoPE tables for ${maxPositions} positions x ${half} frequencies exceed ${MAX_ROPE_ELEMENTS} elements; bound maxModelLen`);
   const cos = new Float32Array(maxPositions * half);
   const sin = new Float32Array(maxPositions * half);
   for (let p = 0; p < maxPositions; p++)

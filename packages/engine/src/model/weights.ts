@@ -101,7 +101,7 @@ async function readLinear(ckpt: Checkpoint, config: ModelConfig, prefix: string,
   const q = config.quantization;
   if (has("weight")) {
     const weight = await ckpt.read(`${prefix}.weight`);
-    if (weight.shape[0] !== n || weight.shape[1] !== k)
+    if (weight.shape.length !== 2 || weight.shape[0] !== n || weight.shape[1] !== k)
       throw new FormatError(`shape [${weight.shape}], expected [${n}, ${k}]`, { tensor: `${prefix}.weight` });
     return { kind: "dense", n, k, weight, bias: b, name: prefix };
   }
@@ -112,8 +112,31 @@ async function readLinear(ckpt: Checkpoint, config: ModelConfig, prefix: string,
   return { kind: "quantized", n, k, layer, bias: b, name: prefix };
 }
 
+/**
+ * config.json's num_hidden_layers must be the checkpoint's: fewer would silently drop the last
+ * layers, more would fail only after every present layer was read.
+ */
+export function checkLayerCount(ckpt: Pick<Checkpoint, "tensors">, config: ModelConfig): void {
+  const present = new Set<number>();
+  for (const name of ckpt.tensors.keys()) {
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    if (m) present.add(Number(m[1]));
+  }
+  const extra = [...present].filter((i) => i >= config.numLayers).sort((a, b) => a - b);
+  if (extra.length)
+    throw new FormatError(`the checkpoint holds layers up to ${extra[extra.length - 1]}, but config.json declares num_hidden_layers = ${config.numLayers}`, {
+      tensor: `model.layers.${extra[0]}`,
+    });
+  for (let i = 0; i < config.numLayers; i++)
+    if (!present.has(i))
+      throw new FormatError(`config.json declares num_hidden_layers = ${config.numLayers}, but the checkpoint has no tensors of layer ${i} (it holds ${present.size})`, {
+        tensor: `model.layers.${i}`,
+      });
+}
+
 /** Reads every weight of a Llama-family model (layer by layer, to bound peak memory per tensor). */
 export async function loadModelSources(ckpt: Checkpoint, config: ModelConfig): Promise<ModelSources> {
+  checkLayerCount(ckpt, config);
   const H = config.hiddenSize;
   const qd = config.numHeads * config.headDim;
   const kvd = config.numKvHeads * config.headDim;

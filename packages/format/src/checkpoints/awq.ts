@@ -1,8 +1,8 @@
 import { AlignmentError, InvalidArgumentError, ShapeError } from "@marlin/core";
 import { numGroups, type QuantizedLayer, symmetricZero, validateLayer } from "../quantize.js";
 import type { Tensor } from "../safetensors/reader.js";
-import { packCols, unpackCols } from "./gptq.js";
-import { asF16, asInt32, f16Tensor, int32Tensor, shapeOf, type TensorLike } from "./tensors.js";
+import { checkSymmetricZeros, packCols, unpackCols } from "./gptq.js";
+import { asF16, asInt32, expectShape, f16Tensor, int32Tensor, shapeOf, type TensorLike } from "./tensors.js";
 
 /** AWQ (gemm) packs 8 nibbles per int32 along n, nibble i holding column AWQ_ORDER[i]. */
 export const AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7] as const;
@@ -42,14 +42,17 @@ export function fromAwq(t: AwqTensors, cfg: AwqLayerConfig): QuantizedLayer {
   const { groupSize } = cfg;
   if (groupSize !== -1 && k % groupSize !== 0) throw new ShapeError(`k=${k} is not a multiple of ${groupSize}`);
   const groups = numGroups(k, groupSize);
+  expectShape(t.scales, "scales", [groups, n]);
+  expectShape(t.qzeros, "qzeros", [groups, n / 8]);
   const q = unpackCols(asInt32(t.qweight, "qweight", (k * n) / 8), k, n, 4, AWQ_ORDER);
   const scales = asF16(t.scales, "scales", groups * n);
   const zeroPoint = cfg.zeroPoint ?? true;
   const layer: QuantizedLayer = { k, n, bits: 4, groupSize, symmetric: !zeroPoint, q, scales };
+  const zeros = t.qzeros ? unpackCols(asInt32(t.qzeros, "qzeros", (groups * n) / 8), groups, n, 4, AWQ_ORDER) : undefined;
   if (zeroPoint) {
-    if (!t.qzeros) throw new InvalidArgumentError("AWQ with zero_point needs qzeros");
-    layer.zeros = unpackCols(asInt32(t.qzeros, "qzeros", (groups * n) / 8), groups, n, 4, AWQ_ORDER);
-  }
+    if (!zeros) throw new InvalidArgumentError("AWQ with zero_point needs qzeros");
+    layer.zeros = zeros;
+  } else if (zeros) checkSymmetricZeros(zeros, n, 4, "qzeros");
   validateLayer(layer);
   return layer;
 }

@@ -1,7 +1,7 @@
-import { AlignmentError, InvalidArgumentError, ShapeError } from "@marlin/core";
+import { AlignmentError, FormatError, InvalidArgumentError, ShapeError } from "@marlin/core";
 import { type Bits, checkBitsAndGroup, numGroups, type QuantizedLayer, symmetricZero, validateLayer } from "../quantize.js";
 import type { Tensor } from "../safetensors/reader.js";
-import { asF16, asInt32, f16Tensor, int32Tensor, shapeOf, type TensorLike } from "./tensors.js";
+import { asF16, asInt32, expectShape, f16Tensor, int32Tensor, shapeOf, type TensorLike } from "./tensors.js";
 
 /** Packs q [rows, n] along rows: word [r, j] holds rows r*per..r*per+per-1, low bits first. */
 export function packRows(q: Uint8Array, rows: number, n: number, bits: Bits): Int32Array {
@@ -120,20 +120,19 @@ export function fromGptq(t: GptqTensors, cfg: GptqLayerConfig): QuantizedLayer {
     throw new InvalidArgumentError(`group size must be -1 or positive, got ${groupSize}`);
   }
   const groups = numGroups(k, groupSize);
+  expectShape(t.scales, "scales", [groups, n]);
+  expectShape(t.g_idx, "g_idx", [k]);
+  if (t.qzeros && n % per !== 0) throw new ShapeError(`n=${n} is not a multiple of ${per}, so qzeros cannot be packed along n`);
+  expectShape(t.qzeros, "qzeros", [groups, n / per]);
   const qweight = asInt32(t.qweight, "qweight", (k / per) * n);
   const q = unpackRows(qweight, k, n, bits);
   const scales = asF16(t.scales, "scales", groups * n);
   const layer: QuantizedLayer = { k, n, bits, groupSize, symmetric: sym, q, scales };
+  const zeros = t.qzeros ? readZeros(t.qzeros, groups, n, bits, cfg.version ?? 1) : undefined;
   if (!sym) {
-    if (!t.qzeros) throw new InvalidArgumentError("an asymmetric GPTQ layer needs qzeros");
-    const qzeros = asInt32(t.qzeros, "qzeros", (groups * n) / per);
-    const z = unpackCols(qzeros, groups, n, bits);
-    if ((cfg.version ?? 1) === 1) {
-      const mask = (1 << bits) - 1;
-      for (let i = 0; i < z.length; i++) z[i] = (z[i] + 1) & mask;
-    }
-    layer.zeros = z;
-  }
+    if (!zeros) throw new InvalidArgumentError("an asymmetric GPTQ layer needs qzeros");
+    layer.zeros = zeros;
+  } else if (zeros) checkSymmetricZeros(zeros, n, bits, "qzeros");
   if (t.g_idx) {
     const g = asInt32(t.g_idx, "g_idx", k).slice();
     if (cfg.descAct || !isTrivialGIdx(g, groupSize)) layer.gIdx = g;
@@ -142,6 +141,35 @@ export function fromGptq(t: GptqTensors, cfg: GptqLayerConfig): QuantizedLayer {
   }
   validateLayer(layer);
   return layer;
+}
+
+/** qzeros [groups, n / per] as raw zeros (v1 stores zero - 1). */
+function readZeros(t: TensorLike, groups: number, n: number, bits: Bits, version: 1 | 2): Uint8Array {
+  const z = unpackCols(asInt32(t, "qzeros", (groups * n) / (32 / bits)), groups, n, bits);
+  if (version === 1) {
+    const mask = (1 << bits) - 1;
+    for (let i = 0; i < z.length; i++) z[i] = (z[i] + 1) & mask;
+  }
+  return z;
+}
+
+/**
+ * A layer declared symmetric runs with the fixed zero 2^(bits-1) and ignores its stored zeros, so
+ * they must all be that zero. Any other value means the declaration is wrong: asymmetric weights
+ * (their zeros would be dropped), or words of another bit width (8-bit zeros 0x7f read as 4-bit
+ * fields give 0 and 8).
+ */
+export function checkSymmetricZeros(zeros: Uint8Array, n: number, bits: Bits, name: string): void {
+  const z0 = symmetricZero(bits);
+  for (let i = 0; i < zeros.length; i++) {
+    if (zeros[i] !== z0) {
+      throw new FormatError(
+        `the layer is declared symmetric (${bits}-bit, zero ${z0}) but ${name}[${Math.floor(i / n)}, ${i % n}] holds zero ${zeros[i]}: ` +
+          "asymmetric weights, or words of another bit width? (fix sym / bits in the quantization config)",
+        { tensor: name },
+      );
+    }
+  }
 }
 
 export interface GptqExport {

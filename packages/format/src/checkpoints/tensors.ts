@@ -60,13 +60,40 @@ export function asF16(t: TensorLike, name: string, expectLength?: number): Uint1
   if (expectLength !== undefined && out.length !== expectLength) {
     throw new ShapeError(`${name} has ${out.length} elements, expected ${expectLength}`);
   }
-  if (!(isTensor(t) ? t.dtype === "float16" : t instanceof Uint16Array)) {
-    // Converted from a wider type: a scale beyond fp16's range would silently become Inf.
-    for (let i = 0; i < out.length; i++) {
-      if ((out[i] & 0x7fff) === 0x7c00) throw new FormatError(`scale ${i} overflows fp16`, { tensor: name });
+  const converted = !(isTensor(t) ? t.dtype === "float16" : t instanceof Uint16Array);
+  const source = isTensor(t) ? t.data : t;
+  for (let i = 0; i < out.length; i++) {
+    const mag = out[i] & 0x7fff;
+    // An Inf or NaN scale makes every weight of its group Inf or NaN: refuse it.
+    if (mag >= 0x7c00) {
+      const what = converted ? "overflows fp16" : mag === 0x7c00 ? "is infinite" : "is NaN";
+      throw new FormatError(`scale ${i} ${what}`, { tensor: name });
+    }
+    // Converted from a wider type: a nonzero scale fp16 flushes to zero would silently drop its group.
+    if (converted && mag === 0 && wideValue(source, i, isTensor(t) ? t.dtype : "float32") !== 0) {
+      throw new FormatError(`scale ${i} = ${wideValue(source, i, isTensor(t) ? t.dtype : "float32")} underflows fp16`, { tensor: name });
     }
   }
   return out;
+}
+
+/** Element i of a bf16 (raw bits) or fp32 array, as a number. */
+function wideValue(data: ArrayLike<number | bigint>, i: number, dtype: string): number {
+  if (dtype !== "bfloat16") return Number(data[i]);
+  const f = new Float32Array(1);
+  new Uint32Array(f.buffer)[0] = Number(data[i]) << 16;
+  return f[0];
+}
+
+/**
+ * Checks a checkpoint tensor's shape (bare arrays carry none and are checked by length instead):
+ * a scales tensor of [384, 3] or 1-D holds the right number of elements in the wrong layout.
+ */
+export function expectShape(t: TensorLike | undefined, name: string, shape: readonly number[]): void {
+  if (t === undefined || !isTensor(t)) return;
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new ShapeError(`${name} has shape [${t.shape}], expected [${shape}]`);
+  }
 }
 
 export function int32Tensor(data: Int32Array, shape: number[]): Tensor {

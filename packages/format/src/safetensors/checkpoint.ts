@@ -1,6 +1,7 @@
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { FormatError } from "@marlin/core";
+import { FILE_LIMITS, readJsonObjectSync } from "../files.js";
 import type { TensorInfo } from "./header.js";
 import { SafetensorsFile, type Tensor, type TensorSource } from "./reader.js";
 
@@ -58,13 +59,8 @@ async function openAll(paths: string[]): Promise<SafetensorsFile[]> {
 }
 
 async function fromIndex(indexPath: string): Promise<Checkpoint> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(indexPath, "utf8"));
-  } catch (e) {
-    throw new FormatError(`cannot read index: ${(e as Error).message}`, { file: indexPath });
-  }
-  const weightMap = (json as { weight_map?: unknown })?.weight_map;
+  const json = readJsonObjectSync(indexPath, FILE_LIMITS.json);
+  const weightMap = json.weight_map;
   if (typeof weightMap !== "object" || weightMap === null || Array.isArray(weightMap)) {
     throw new FormatError("index has no weight_map object", { file: indexPath });
   }
@@ -131,7 +127,13 @@ export async function openCheckpoint(dirOrFile: string): Promise<Checkpoint> {
     throw new FormatError(`cannot open: ${(e as Error).message}`, { file: path });
   }
   if (st.isFile()) return path.endsWith(".json") ? fromIndex(path) : fromFiles([path]);
-  const entries = await readdir(path);
+  if (!st.isDirectory()) throw new FormatError("is neither a regular file nor a directory", { file: path });
+  let entries: string[];
+  try {
+    entries = await readdir(path);
+  } catch (e) {
+    throw new FormatError(`cannot list: ${(e as Error).message}`, { file: path });
+  }
   if (entries.includes(INDEX_FILE)) return fromIndex(join(path, INDEX_FILE));
   if (entries.includes("model.safetensors")) return fromFiles([join(path, "model.safetensors")]);
   const shards = entries.filter((e) => e.endsWith(".safetensors")).sort();

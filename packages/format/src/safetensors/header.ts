@@ -1,4 +1,5 @@
 import { FormatError } from "@marlin/core";
+import { duplicateJsonKey } from "../json.js";
 import { byteSize, fromSafetensorsDType, type TensorDType } from "./dtypes.js";
 
 /** Where one tensor lies. `byteOffset` is absolute in the file (header included). */
@@ -64,6 +65,9 @@ export function parseHeaderJson(headerBytes: Uint8Array, dataSize: number, file?
   } catch (e) {
     throw new FormatError(`header is not valid JSON (${(e as Error).message})`, { file });
   }
+  // JSON.parse would keep only the last of two entries with one name (which may change its dtype).
+  const dup = duplicateJsonKey(text);
+  if (dup !== undefined) throw new FormatError(`header gives the key ${JSON.stringify(dup.slice(0, 200))} twice in one object`, { file });
   if (!isPlainObject(json)) throw new FormatError("header is not a JSON object", { file });
 
   // Filled with defineProperty-like semantics (Object.fromEntries) so a key "__proto__" stays data.

@@ -1,5 +1,6 @@
-import { type FileHandle, open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { DisposedError, FormatError, InvalidArgumentError } from "@marlin/core";
+import { openRegularFile, withIo } from "../files.js";
 import { type TensorDType, type TypedArray, viewAs } from "./dtypes.js";
 import { parseHeaderJson, parseHeaderLength, type TensorInfo } from "./header.js";
 
@@ -33,7 +34,7 @@ function fileSource(fh: FileHandle, size: number, path: string): ByteSource {
       while (done < dst.length) {
         // fs reads are capped near 2 GiB per call; loop for big tensors.
         const len = Math.min(dst.length - done, 1 << 30);
-        const { bytesRead } = await fh.read(dst, done, len, position + done);
+        const { bytesRead } = await withIo("read", path, () => fh.read(dst, done, len, position + done));
         if (bytesRead === 0) throw new FormatError(`file ended early at byte ${position + done}`, { file: path });
         done += bytesRead;
       }
@@ -87,16 +88,10 @@ export class SafetensorsFile implements TensorSource {
 
   /** Opens a file and validates its header; tensors are read later, one at a time. */
   static async open(path: string): Promise<SafetensorsFile> {
-    let fh: FileHandle;
+    // Refuses FIFOs and devices before any read (a FIFO would block open() and the exit path).
+    const { fh, size } = await openRegularFile(path);
     try {
-      fh = await open(path, "r");
-    } catch (e) {
-      throw new FormatError(`cannot open: ${(e as Error).message}`, { file: path });
-    }
-    try {
-      const st = await fh.stat();
-      if (!st.isFile()) throw new FormatError("not a regular file", { file: path });
-      return await SafetensorsFile.fromSource(fileSource(fh, st.size, path), path);
+      return await SafetensorsFile.fromSource(fileSource(fh, size, path), path);
     } catch (e) {
       await fh.close();
       throw e;

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { type FileHandle, open, rename, rm } from "node:fs/promises";
 import { DisposedError, InvalidArgumentError, ShapeError } from "@marlin/core";
+import { ioError, withIo } from "../files.js";
 import { byteSize, isTensorDType, type TensorDType, toSafetensorsDType } from "./dtypes.js";
 import { MAX_HEADER_BYTES } from "./header.js";
 
@@ -101,7 +102,7 @@ export class SafetensorsWriter {
   ): Promise<SafetensorsWriter> {
     const { header, planned } = planHeader(specs, metadata);
     const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
-    const fh = await open(tmp, "wx");
+    const fh = await withIo("create the file", tmp, () => open(tmp, "wx"));
     const w = new SafetensorsWriter(path, tmp, fh, planned, 0);
     await w.guard(() => w.put(header));
     return w;
@@ -122,7 +123,7 @@ export class SafetensorsWriter {
       return await fn();
     } catch (e) {
       await this.abort();
-      throw e;
+      throw ioError(e, "write", this.path); // EROFS / ENOSPC / EIO as IoError naming the file
     }
   }
 
@@ -186,7 +187,7 @@ export class SafetensorsWriter {
     const fh = this.fh;
     this.fh = undefined;
     if (fh) await fh.close().catch(() => {});
-    await rm(this.tmp, { force: true });
+    await rm(this.tmp, { force: true }).catch(() => {});
   }
 }
 
