@@ -13,7 +13,8 @@ export {
   numGroups,
   type WeightBits,
 } from "./marlin.js";
-export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, native, typedError } from "./native.js";
+export { type AddonChoice, type AddonMeta, type AddonOrigin, type HostFacts, hostFacts, type Rejection, selectAddon } from "./addon-select.js";
+export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, type NativeInfo, native, nativeInfo, typedError } from "./native.js";
 export { isDevice, type Operand } from "./operand.js";
 export { patternHost, writePattern } from "./pattern.js";
 export {
