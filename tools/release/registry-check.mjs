@@ -21,8 +21,8 @@ import { repoRoot } from "./lib/manifest.mjs";
 import { packAll, packReport } from "./lib/pack.mjs";
 import { npmRegistry, publishAll } from "./lib/publish.mjs";
 import { readmeCliLines, readmeTs } from "./lib/readme.mjs";
-import { checkTarball } from "./lib/tarball.mjs";
 import { killAll, run } from "./lib/run.mjs";
+import { checkTarball } from "./lib/tarball.mjs";
 import { cleanEnv, startVerdaccio } from "./lib/verdaccio.mjs";
 
 const ALL = ["kernel", "engine", "cjs", "ts", "cli", "source"];
@@ -133,7 +133,7 @@ async function engineSteps(want) {
 
 async function tsStep(dir) {
   const snippets = readmeTs();
-  snippets.forEach((s, i) => writeFileSync(join(dir, `readme-${i + 1}.ts`), s));
+  for (const [i, s] of snippets.entries()) writeFileSync(join(dir, `readme-${i + 1}.ts`), s);
   const tsconfig = {
     compilerOptions: {
       strict: true,

@@ -1,7 +1,7 @@
 // A consumer of @marlin/kernel installed alone: one Marlin matmul (4-bit, group 128) on the device
 // given as argv[2] ("cpu" or "cuda"), checked against an fp64 reference of the dequantized weights.
 // Prints one line: MATMUL {json}. Exit 1 when the error is too large or the device is not used.
-import { relativeError, Rng, runSeed } from "@marlin/core";
+import { Rng, relativeError, runSeed } from "@marlin/core";
 import { dequantize, f16ToF32, f32ToF16, quantizeRtn } from "@marlin/format";
 import { DeviceBuffer, deviceReport, MarlinLayer, nativeInfo } from "@marlin/kernel";
 
