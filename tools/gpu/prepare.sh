@@ -22,9 +22,10 @@ for a in "$@"; do
 done
 
 if [ "$release" = 1 ]; then
-  # The packages' TypeScript (the addons come from tools/release/build-prebuilds.mjs).
+  # The packages' TypeScript only: the local addon stays as built (the release addons come from
+  # tools/release/build-prebuilds.mjs, which carry.mjs runs when they are missing).
   if [ "$build" = 1 ]; then
-    MARLIN_NO_CUDA=1 pnpm turbo run build --filter='./packages/*' >/tmp/marlin-carry-build.log 2>&1 ||
+    node tools/release/build-ts.mjs >/tmp/marlin-carry-build.log 2>&1 ||
       { tail -40 /tmp/marlin-carry-build.log; echo "build failed (log: /tmp/marlin-carry-build.log)" >&2; exit 1; }
   fi
 elif [ "$build" = 1 ]; then

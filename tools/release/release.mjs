@@ -1,6 +1,6 @@
 // The release pipeline: `pnpm release [options]`.
 //   1. --version: `changeset version` (versions and CHANGELOG.md files from .changeset/*.md)
-//   2. build: every package (turbo, CPU-only dev addon) and the kernel's prebuilds (build-prebuilds.mjs)
+//   2. build: every package's TypeScript (build-ts.mjs) and the kernel's prebuilds (build-prebuilds.mjs)
 //   3. pack: every published package with pnpm into --out (default release/), each tarball checked
 //      (files, exports, LICENSE, engines) and its size printed
 //   4. publish: `npm publish` of each tarball to --registry (default: the npm config's registry)
@@ -19,7 +19,7 @@ const run = (cmd, args, env = {}) => execFileSync(cmd, args, { cwd: repoRoot, st
 
 if (flag("--version")) run("pnpm", ["changeset", "version"]);
 if (!flag("--skip-build")) {
-  run("pnpm", ["turbo", "run", "build", "--filter=./packages/*"], { MARLIN_NO_CUDA: "1" });
+  run(process.execPath, ["tools/release/build-ts.mjs"]);
   const archs = value("--archs");
   run(process.execPath, ["tools/release/build-prebuilds.mjs", ...(flag("--cpu-only") ? ["--cpu-only"] : []), ...(archs ? ["--archs", archs] : [])]);
 }

@@ -23,11 +23,13 @@ function describe(choice) {
 }
 
 /** Why a build from source should run, or undefined when what is shipped is fine here. */
-function reasonToBuild(choice, host, nvcc) {
+function reasonToBuild(choice, host, nvcc, gpuArchs) {
   if (process.env.MARLIN_BUILD_FROM_SOURCE === "1") return "MARLIN_BUILD_FROM_SOURCE=1";
   if (!choice.path) return "no shipped addon runs here";
-  if (choice.meta?.backend !== "cuda" && host.gpuNodes && nvcc) return "this machine has an NVIDIA GPU the CUDA prebuild cannot use, and nvcc";
-  return undefined;
+  if (choice.meta?.backend === "cuda" || !host.gpuNodes || !nvcc) return undefined;
+  // The Marlin kernel needs sm_80+: a CUDA build for older GPUs would not help.
+  if (gpuArchs?.split(";").every((a) => Number(a) < 80)) return undefined;
+  return "this machine has an NVIDIA GPU the CUDA prebuild cannot use, and nvcc";
 }
 
 async function main() {
@@ -41,11 +43,12 @@ async function main() {
   let choice = k.selectAddon();
   for (const r of choice.rejected) log(`not using ${basename(r.path)}: ${r.reason}`);
   const nvcc = findNvcc();
-  const why = reasonToBuild(choice, host, nvcc);
+  const gpuArchs = nvcc ? localGpuArchs() : undefined;
+  const why = reasonToBuild(choice, host, nvcc, gpuArchs);
   if (!why) return log(`using ${describe(choice)}`);
 
   const env = { ...process.env };
-  if (nvcc && !env.MARLIN_CUDA_ARCHS) env.MARLIN_CUDA_ARCHS = localGpuArchs() ?? "native";
+  if (nvcc && !env.MARLIN_CUDA_ARCHS) env.MARLIN_CUDA_ARCHS = gpuArchs ?? "native";
   log(`building from the shipped sources (${why}): ${nvcc ? `CUDA for ${env.MARLIN_CUDA_ARCHS}` : "CPU only, no nvcc found"}`);
   const r = spawnSync(process.execPath, [join(here, "build-native.mjs")], { env, stdio: "inherit" });
   if (r.status !== 0) {
