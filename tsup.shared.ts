@@ -8,6 +8,8 @@ export function libraryConfig(overrides: Options = {}) {
     dts: true,
     clean: true,
     sourcemap: true,
+    // import.meta.url in the CJS build (e.g. createRequire, finding files beside the package).
+    shims: true,
     target: "node20",
     ...overrides,
   });

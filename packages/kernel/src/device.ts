@@ -1,8 +1,9 @@
 /** Device discovery: what GPUs this process can use, and registry device targets for them. */
 
 import { availableParallelism } from "node:os";
+import { basename } from "node:path";
 import { CPU, type CudaDeviceTarget, type DeviceTarget, NoDeviceError } from "@marlin/core";
-import { call, type NativeCudaStatus, native } from "./native.js";
+import { call, NATIVE_PATH_ENV, type NativeCudaStatus, type NativeInfo, native, nativeInfo } from "./native.js";
 
 export interface GpuInfo {
   index: number;
@@ -87,13 +88,23 @@ export function synchronize(device = 0): void {
 const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
 
-/** A human-readable report of the devices, for the CLI and the demo. */
+/** Where the addon came from, e.g. "prebuild marlin-cuda.node (sm 80-real;86-real;89-real;90, CUDA 13.0)". */
+function addonOrigin(i: NativeInfo): string {
+  const m = i.meta;
+  const built = m?.backend === "cuda" ? ` (sm ${m.cudaArchs ?? "?"}, CUDA ${m.cudaVersion ?? "?"})` : "";
+  const what = i.origin === "env" ? `${NATIVE_PATH_ENV}=` : i.origin === "local" ? "local build " : "prebuild ";
+  return `${what}${i.origin === "env" ? i.path : basename(i.path ?? "")}${built}`;
+}
+
+/** A human-readable report of the addon and the devices, for the CLI and the demo. Never throws. */
 export function deviceReport(): string {
+  const info = nativeInfo();
+  const notUsed = info.rejected.map((r) => `  not used: ${basename(r.path)}: ${r.reason}`);
+  if (!info.path) return [`addon: none; neither the GPU nor the CPU path can run (${info.error})`, ...notUsed].join("\n");
   const s = cudaStatus();
   const cuda = (v?: number) => (v ? `${Math.floor(v / 1000)}.${(v % 1000) / 10}` : "n/a");
-  const lines = [
-    `addon: ${native().builtWithCuda ? `CUDA build (runtime ${cuda(s.runtimeVersion)}, driver ${cuda(s.driverVersion)})` : "CPU-only build"}`,
-  ];
+  const build = native().builtWithCuda ? `CUDA build (runtime ${cuda(s.runtimeVersion)}, driver ${cuda(s.driverVersion)})` : "CPU-only build";
+  const lines = [`addon: ${build}, ${addonOrigin(info)}`, ...notUsed];
   const devs = listDevices();
   if (!devs.length) lines.push(`GPUs: none (${noGpuReason()}); using the CPU path with ${availableParallelism()} threads`);
   for (const d of devs)

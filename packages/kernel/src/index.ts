@@ -1,3 +1,4 @@
+export { type AddonChoice, type AddonMeta, type AddonOrigin, type HostFacts, hostFacts, type Rejection, selectAddon } from "./addon-select.js";
 export { DeviceBuffer } from "./buffer.js";
 export { type CublasStatus, cublasStatus, DenseLayer, type DenseLayerOptions, type DenseMatmulArgs, denseMatmul } from "./dense.js";
 export {
@@ -45,7 +46,7 @@ export {
   numGroups,
   type WeightBits,
 } from "./marlin.js";
-export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, native, typedError } from "./native.js";
+export { NATIVE_PATH_ENV, type NativeAddon, type NativeCudaStatus, type NativeInfo, native, nativeInfo, typedError } from "./native.js";
 export { isDevice, type Operand } from "./operand.js";
 export { patternHost, writePattern } from "./pattern.js";
 export { registerKernels } from "./register.js";

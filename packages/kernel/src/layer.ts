@@ -137,7 +137,13 @@ export class MarlinLayer {
     return (this.dev ?? this.host)!;
   }
 
-  /** out[m, n] = x[m, k] * W (+ bias). x must live where the layer lives. */
+  /**
+   * out[m, n] = x[m, k] * W (+ bias). x must live where the layer lives; the result is the same kind
+   * as x (a DeviceBuffer for a DeviceBuffer, fp16/bf16 bits for a Uint16Array), or `opts.out`.
+   */
+  forward(x: DeviceBuffer, opts?: ForwardOptions): DeviceBuffer;
+  forward(x: Uint16Array, opts?: ForwardOptions): Uint16Array;
+  forward(x: Operand, opts?: ForwardOptions): Operand;
   forward(x: Operand, opts: ForwardOptions = {}): Operand {
     if (this.disposed) throw new DisposedError("MarlinLayer");
     const m = opts.m ?? inferRows("x", x, this.k);

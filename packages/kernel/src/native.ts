@@ -1,11 +1,9 @@
 /**
- * Loads marlin.node (built from native/ by scripts/build-native.mjs into prebuilds/) and turns the
- * errors it throws into the typed errors of @marlin/core.
+ * Loads marlin.node and turns the errors it throws into the typed errors of @marlin/core. Which
+ * file is chosen (and why others were not) is addon-select.ts; nothing is loaded at import, and a
+ * machine where no addon fits gets NativeLoadError from the first native call, never a crash.
  */
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   AlignmentError,
   CudaError,
@@ -17,6 +15,9 @@ import {
   NoDeviceError,
   ShapeError,
 } from "@marlin/core";
+import { type AddonMeta, type AddonOrigin, NATIVE_PATH_ENV, type Rejection, selectAddon } from "./addon-select.js";
+
+export { NATIVE_PATH_ENV };
 
 /** The raw addon. Areas add functions to it; see native/src/<area>. Prefer the typed wrappers. */
 export type NativeAddon = Record<string, any> & {
@@ -34,32 +35,50 @@ export interface NativeCudaStatus {
   driverVersion?: number;
 }
 
-export const NATIVE_PATH_ENV = "MARLIN_NATIVE_PATH";
-
-let cached: NativeAddon | undefined;
-
-function candidates(): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const plat = `${process.platform}-${process.arch}`;
-  const env = process.env[NATIVE_PATH_ENV];
-  // src/ and dist/ are siblings of prebuilds/.
-  return [...(env ? [env] : []), join(here, "..", "prebuilds", plat, "marlin.node")];
+/** Which addon this process uses, how it was chosen, and why others were passed over. */
+export interface NativeInfo {
+  /** The loaded file; undefined when none could be loaded (`error` says why). */
+  path?: string;
+  /** MARLIN_NATIVE_PATH, a local build (dev, or built from source at install), or a shipped prebuild. */
+  origin?: AddonOrigin;
+  /** What the build recorded beside the file (backend, CUDA architectures, toolkit, glibc). */
+  meta?: AddonMeta;
+  rejected: Rejection[];
+  error?: string;
 }
 
-/** The loaded addon; NativeLoadError when it is missing or does not load. */
+const BUILD_HINT =
+  "build it from the shipped sources with `npm rebuild @marlin/kernel` (needs cmake and a C++ compiler; nvcc for CUDA; MARLIN_BUILD_FROM_SOURCE=1 forces it), or in the repo `pnpm --filter @marlin/kernel build`";
+
+let cached: NativeAddon | undefined;
+let info: NativeInfo | undefined;
+
+function load(): NativeInfo {
+  const choice = selectAddon();
+  const base = { origin: choice.origin, meta: choice.meta, rejected: choice.rejected };
+  if (!choice.path) {
+    const why = choice.rejected.map((r) => `${r.path}: ${r.reason}`).join("; ");
+    return { ...base, error: `no usable marlin.node (${why || "none found"}); ${BUILD_HINT}` };
+  }
+  try {
+    cached = createRequire(import.meta.url)(choice.path) as NativeAddon;
+    return { ...base, path: choice.path };
+  } catch (err) {
+    return { ...base, error: `could not load ${choice.path}: ${(err as Error).message}; ${BUILD_HINT}` };
+  }
+}
+
+/** The addon in use and how it was chosen; loads it on first call. Never throws. */
+export function nativeInfo(): NativeInfo {
+  info ??= load();
+  return info;
+}
+
+/** The loaded addon; NativeLoadError (with every candidate's reason) when none can be used. */
 export function native(): NativeAddon {
   if (cached) return cached;
-  const tried = candidates();
-  const found = tried.find((p) => existsSync(p));
-  if (!found)
-    throw new NativeLoadError(
-      `marlin.node not found (looked in ${tried.join(", ")}); build it with \`pnpm --filter @marlin/kernel build\``,
-    );
-  try {
-    cached = createRequire(import.meta.url)(found) as NativeAddon;
-  } catch (err) {
-    throw new NativeLoadError(`could not load ${found}: ${(err as Error).message}`, { cause: err });
-  }
+  const i = nativeInfo();
+  if (!cached) throw new NativeLoadError(i.error ?? "marlin.node is not loaded");
   return cached;
 }
 
