@@ -81,15 +81,6 @@ __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionAr
 constexpr int kVecThreads = 256;
 constexpr int kVecUnroll = 4;
 
-__device__ __forceinline__ void Unpack8(const uint4& u, float* f) {
-  const half2* h = reinterpret_cast<const half2*>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const float2 v = __half22float2(h[j]);
-    f[2 * j] = v.x;
-    f[2 * j + 1] = v.y;
-  }
-}
 
 template <int L>
 __global__ void __launch_bounds__(kVecThreads) PagedAttentionVecKernel(AttentionArgs a) {

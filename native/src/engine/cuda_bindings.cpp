@@ -58,6 +58,24 @@ T* Ref(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t eleme
 int64_t I(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo = 0) { return ArgInt(info, i, name, lo, kMaxDim); }
 int64_t E(const Napi::CallbackInfo& info, const char* what, std::initializer_list<int64_t> dims) { return Elements(info.Env(), what, dims); }
 
+// An integer field of a shape object, in [lo, 2^30].
+int64_t FieldInt(Napi::Env env, Napi::Object o, const char* op, const char* k, int64_t lo) {
+  Napi::Value v = o.Get(k);
+  if (!v.IsNumber()) ThrowTyped(env, kErrInvalidArgument, std::string(op) + ": " + k + " must be a number");
+  const double x = v.As<Napi::Number>().DoubleValue();
+  if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(kMaxDim)) || x != static_cast<double>(static_cast<int64_t>(x)))
+    ThrowTyped(env, kErrInvalidArgument, std::string(op) + ": " + k + " must be an integer in [" + std::to_string(lo) + ", 2^30]");
+  return static_cast<int64_t>(x);
+}
+
+// A finite number field of a shape object.
+float FieldFinite(Napi::Env env, Napi::Object o, const char* op, const char* k) {
+  const Napi::Value v = o.Get(k);
+  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
+    ThrowTyped(env, kErrInvalidArgument, std::string(op) + ": " + k + " must be a finite number");
+  return static_cast<float>(v.As<Napi::Number>().DoubleValue());
+}
+
 void Check(Napi::Env env, cudaError_t e, const char* what) {
   if (e != cudaSuccess) ThrowCuda(env, e, what);
 }
@@ -192,14 +210,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8 || !info[7].IsObject()) ThrowTyped(env, kErrInvalidArgument, "pagedAttention: shape object missing");
   Napi::Object o = info[7].As<Napi::Object>();
-  auto get = [&](const char* k, int64_t lo) {
-    Napi::Value v = o.Get(k);
-    if (!v.IsNumber()) ThrowTyped(env, kErrInvalidArgument, std::string("pagedAttention: ") + k + " must be a number");
-    const double x = v.As<Napi::Number>().DoubleValue();
-    if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(kMaxDim)) || x != static_cast<double>(static_cast<int64_t>(x)))
-      ThrowTyped(env, kErrInvalidArgument, std::string("pagedAttention: ") + k + " must be an integer in [" + std::to_string(lo) + ", 2^30]");
-    return static_cast<int64_t>(x);
-  };
+  auto get = [&](const char* k, int64_t lo) { return FieldInt(env, o, "pagedAttention", k, lo); };
   ops::cuda::AttentionArgs a{};
   a.rows = get("rows", 0);
   a.q_stride = get("qStride", 1);
@@ -210,10 +221,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   a.block_size = get("blockSize", 1);
   const int64_t seqs = get("numSeqs", 1), blocks = get("numBlocks", 1);
   a.max_context = get("maxContext", 1);
-  const Napi::Value scale = o.Get("scale");
-  if (!scale.IsNumber() || !std::isfinite(scale.As<Napi::Number>().DoubleValue()))
-    ThrowTyped(env, kErrInvalidArgument, "pagedAttention: scale must be a finite number");
-  a.scale = static_cast<float>(scale.As<Napi::Number>().DoubleValue());
+  a.scale = FieldFinite(env, o, "pagedAttention", "scale");
   if (a.heads % a.kv_heads || a.head_dim > 256 || a.heads * a.head_dim > a.q_stride)
     ThrowTyped(env, kErrShape, "pagedAttention: heads must be a multiple of kvHeads, headDim <= 256, heads * headDim <= qStride");
   a.q = Ref<half>(info, 0, "q", E(info, "q (rows * qStride)", {a.rows, a.q_stride}), 2);
@@ -237,14 +245,7 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   if (info.Length() < 9 || !info[7].IsObject() || !info[8].IsObject()) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: shape or decode object missing");
   Napi::Object o = info[7].As<Napi::Object>();
   Napi::Object dd = info[8].As<Napi::Object>();
-  auto get = [&](Napi::Object obj, const char* k, int64_t lo) {
-    Napi::Value v = obj.Get(k);
-    if (!v.IsNumber()) ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " must be a number");
-    const double x = v.As<Napi::Number>().DoubleValue();
-    if (!(x >= static_cast<double>(lo) && x <= static_cast<double>(kMaxDim)) || x != static_cast<double>(static_cast<int64_t>(x)))
-      ThrowTyped(env, kErrInvalidArgument, std::string("decodeAttention: ") + k + " must be an integer in [" + std::to_string(lo) + ", 2^30]");
-    return static_cast<int64_t>(x);
-  };
+  auto get = [&](Napi::Object obj, const char* k, int64_t lo) { return FieldInt(env, obj, "decodeAttention", k, lo); };
   ops::cuda::DecodeAttentionArgs d{};
   ops::cuda::AttentionArgs& a = d.attn;
   a.rows = get(o, "rows", 0);
@@ -256,10 +257,7 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   a.block_size = get(o, "blockSize", 1);
   const int64_t seqs = get(o, "numSeqs", 1), blocks = get(o, "numBlocks", 1);
   a.max_context = get(o, "maxContext", 1);
-  const Napi::Value scale = o.Get("scale");
-  if (!scale.IsNumber() || !std::isfinite(scale.As<Napi::Number>().DoubleValue()))
-    ThrowTyped(env, kErrInvalidArgument, "decodeAttention: scale must be a finite number");
-  a.scale = static_cast<float>(scale.As<Napi::Number>().DoubleValue());
+  a.scale = FieldFinite(env, o, "decodeAttention", "scale");
   if (a.heads % a.kv_heads || !ops::cuda::DecodeAttentionSupports(a.head_dim) ||
       E(info, "(heads + 2 kvHeads) * headDim", {a.heads + 2 * a.kv_heads, a.head_dim}) > a.q_stride || a.q_stride % 8)
     ThrowTyped(env, kErrShape, "decodeAttention: heads must be a multiple of kvHeads, headDim 64, 128 or 256, qStride >= (heads + 2 kvHeads) * headDim and a multiple of 8");

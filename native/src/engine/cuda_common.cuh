@@ -9,6 +9,17 @@ namespace marlin {
 namespace ops {
 namespace cuda {
 
+// Eight fp16 values (one 16-byte load) as floats.
+__device__ __forceinline__ void Unpack8(const uint4& u, float* f) {
+  const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const float2 v = __half22float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

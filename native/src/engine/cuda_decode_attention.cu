@@ -20,16 +20,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ void Unpack8h(const uint4& u, float* f) {
-  const half2* h = reinterpret_cast<const half2*>(&u);
-#pragma unroll
-  for (int j = 0; j < 4; j++) {
-    const float2 v = __half22float2(h[j]);
-    f[2 * j] = v.x;
-    f[2 * j + 1] = v.y;
-  }
-}
-
 template <int L>
 __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentionArgs d) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
@@ -117,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
       float sc = 0;
       if (p < hi) {
         float kf[8];
-        if (p < last_cached) Unpack8h(kv[u], kf);
+        if (p < last_cached) Unpack8(kv[u], kf);
         else
 #pragma unroll
           for (int j = 0; j < 8; j++) kf[j] = kc[l * 8 + j];
@@ -162,7 +152,7 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
       const int p = base + u * G + g;
       if (p >= hi) continue;
       float vf[8];
-      if (p < last_cached) Unpack8h(vv[u], vf);
+      if (p < last_cached) Unpack8(vv[u], vf);
       else
 #pragma unroll
         for (int j = 0; j < 8; j++) vf[j] = vc[l * 8 + j];

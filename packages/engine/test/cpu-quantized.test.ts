@@ -2,7 +2,7 @@ import { Rng, relativeError, runSeed } from "@marlin/core";
 import { denseCpu, marlinCpu } from "@marlin/kernel";
 import { describe, expect, test } from "vitest";
 import { CpuLlama, LINEAR_NAMES, type LinearSource, linearToF32, loadModelDir, type ModelSources, quantizeSourcesRtn } from "../src/index.js";
-import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { dequantizedSources, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 // Quantized layers on the CPU model run packed through the Marlin CPU path (the registry's pick,
 // marlinCpu), not as dequantized fp32 copies; the result must match the dequantized model up to
@@ -19,18 +19,7 @@ describe.skipIf(!hasTinyLlama())("CpuLlama with quantized layers", () => {
       [8, true],
     ] as const) {
       const q = quantizeSourcesRtn(m.sources, { bits, groupSize: 128, symmetric });
-      const dense: ModelSources = {
-        ...q,
-        layers: q.layers.map((l) => ({
-          ...l,
-          linears: Object.fromEntries(
-            LINEAR_NAMES.map((n) => {
-              const s = l.linears[n];
-              return [n, { kind: "dense", n: s.n, k: s.k, weight: { dtype: "float32", shape: [s.n, s.k], data: linearToF32(s) }, bias: s.bias, name: s.name } satisfies LinearSource];
-            }),
-          ) as ModelSources["layers"][number]["linears"],
-        })),
-      };
+      const dense = dequantizedSources(q);
       const qm = new CpuLlama(m.config, q);
       const dm = new CpuLlama(m.config, dense);
       for (const slot of ["qkv", "o", "gateUp", "down"] as const) {

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { LINEAR_NAMES, type LinearSource, linearToF32, type ModelSources } from "../src/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -33,4 +34,20 @@ export function pagedRows(lens: number[], tables: Int32Array, maxBlocks: number,
     }
   });
   return { pos, seqOf, slots };
+}
+
+/** The same weights with every linear layer dequantized to dense fp32 (the reference of quantized runs). */
+export function dequantizedSources(q: ModelSources): ModelSources {
+  return {
+    ...q,
+    layers: q.layers.map((l) => ({
+      ...l,
+      linears: Object.fromEntries(
+        LINEAR_NAMES.map((n) => {
+          const s = l.linears[n];
+          return [n, { kind: "dense", n: s.n, k: s.k, weight: { dtype: "float32", shape: [s.n, s.k], data: linearToF32(s) }, bias: s.bias, name: s.name } satisfies LinearSource];
+        }),
+      ) as ModelSources["layers"][number]["linears"],
+    })),
+  };
 }

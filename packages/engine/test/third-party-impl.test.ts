@@ -15,7 +15,7 @@ import { dequantize } from "@marlin/format";
 import { marlinCpu } from "@marlin/kernel";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CpuLlama, LINEAR_NAMES, type LinearSource, LLM, type LoadedModel, linearToF32, loadModelDir, type ModelSources, quantizeSourcesRtn } from "../src/index.js";
-import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { dequantizedSources, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 /** y = x W with W dequantized once to fp32 [k, n]; plain loops, fp64 accumulation. */
 const dequantTs: LinearImplementation<Float32Array> = {
@@ -65,18 +65,7 @@ describe.skipIf(!hasTinyLlama())("a third-party implementation through the regis
     m = await loadModelDir(tinyLlamaDir());
     q = quantizeSourcesRtn(m.sources, { bits: 4, groupSize: 128, symmetric: true });
     // The reference: the same quantized weights, dequantized to fp32 dense layers.
-    const dense: ModelSources = {
-      ...q,
-      layers: q.layers.map((l) => ({
-        ...l,
-        linears: Object.fromEntries(
-          LINEAR_NAMES.map((n) => {
-            const s = l.linears[n];
-            return [n, { kind: "dense", n: s.n, k: s.k, weight: { dtype: "float32", shape: [s.n, s.k], data: linearToF32(s) }, bias: s.bias, name: s.name } satisfies LinearSource];
-          }),
-        ) as ModelSources["layers"][number]["linears"],
-      })),
-    };
+    const dense = dequantizedSources(q);
     reference = await greedy(m, dense);
     registry.register(dequantTs);
   });
