@@ -17,7 +17,6 @@
 namespace marlin {
 namespace {
 
-constexpr int64_t kMaxDim = int64_t{1} << 30;
 bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
 
 // cublasStatus() -> { available, reason? }

@@ -15,7 +15,6 @@
 namespace marlin {
 namespace {
 
-constexpr int64_t kMaxDim = int64_t{1} << 30;
 
 // The Marlin kernel's shape rules (this path reads the same layout).
 std::string Refusal(int n, int k, int group, WeightKind) {

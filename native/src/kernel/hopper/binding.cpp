@@ -15,7 +15,6 @@
 namespace marlin {
 namespace {
 
-constexpr int64_t kMaxDim = int64_t{1} << 30;
 
 #if defined(MARLIN_WITH_CUDA) && defined(MARLIN_WITH_HOPPER)
 constexpr bool kBuilt = true;

@@ -8,7 +8,6 @@ namespace marlin {
 
 namespace {
 bool Absent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
-constexpr int64_t kMaxDim = int64_t{1} << 30;
 }  // namespace
 
 QuantCall ArgQuantCall(const Napi::CallbackInfo& info, const std::function<std::string(int, int, int, WeightKind)>& refuse) {

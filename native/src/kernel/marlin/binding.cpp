@@ -39,7 +39,6 @@ Problem CheckProblem(Napi::Env env, int64_t m, int64_t n, int64_t k, int64_t gro
   return p;
 }
 
-constexpr int64_t kMaxDim = int64_t{1} << 30;
 
 // The problem arguments of either path (m, n, k, groupSize, act, weight from index `first` on), checked.
 Problem ArgProblem(const Napi::CallbackInfo& info, size_t first) {
