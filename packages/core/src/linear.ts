@@ -269,8 +269,10 @@ export class DispatchedLinear<X = unknown, S = unknown> {
     return this.runs[this.index(m)].weightBytes;
   }
 
+  /** out[m, n] = x[m, k] W^T (+ b); m = 0 does nothing. */
   forward(x: X, out: X, m: number, stream?: S): void {
     if (this.disposed) throw new InvalidArgumentError(`linear layer ${this.name} was disposed`);
+    if (m === 0) return;
     this.runs[this.index(m)].apply(x, out, m, stream);
   }
 
@@ -287,12 +289,12 @@ export class DispatchedLinear<X = unknown, S = unknown> {
 
   private index(m: number): number {
     const u = this.uppers;
-    for (let i = 0; i < u.length; i++) if (m <= u[i]) return m >= 1 ? i : this.badRows(m);
+    if (Number.isInteger(m) && m >= 1) for (let i = 0; i < u.length; i++) if (m <= u[i]) return i;
     return this.badRows(m);
   }
 
   private badRows(m: number): never {
-    throw new InvalidArgumentError(`linear layer ${this.name}: m = ${m} is outside the prepared range [1, ${this.maxRows}]`);
+    throw new InvalidArgumentError(`linear layer ${this.name}: m = ${m} is outside the prepared range [0, ${this.maxRows}]`);
   }
 }
 

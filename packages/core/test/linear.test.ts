@@ -92,6 +92,9 @@ describe("prepareLinear", () => {
       expect(Math.sqrt(num / den)).toBeLessThan(1e-6);
     }
     expect(() => lin.forward(new Float32Array(k), new Float32Array(n), 301)).toThrow(/outside the prepared range/);
+    expect(() => lin.forward(new Float32Array(k), new Float32Array(n), -1)).toThrow(/outside the prepared range/);
+    expect(() => lin.forward(new Float32Array(k), new Float32Array(n), 1.5)).toThrow(/outside the prepared range/);
+    lin.forward(new Float32Array(0), new Float32Array(0), 0); // an empty batch is nothing to do
     lin.dispose();
     expect([...live]).toEqual([]);
   });
