@@ -4,7 +4,7 @@
 //         @marlin/kernel also needs release prebuilds; copies the repo's LICENSE in, and the native
 //         sources when the package ships them ("native" in `files`), so a tarball builds from source.
 //   post: removes what pre copied in (listed in .pack-copies).
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { manifestTargets, repoRoot as root } from "./lib/manifest.mjs";
 
@@ -42,10 +42,15 @@ function pre() {
   if (files.includes("native")) {
     if (existsSync(join(pkgDir, "native"))) rmSync(join(pkgDir, "native"), { recursive: true });
     const src = join(root, "native");
-    // Sources and the CMake project only: no build trees, no standalone harnesses.
+    // Sources and the CMake project only: no build trees, no standalone harnesses, no generators
+    // (hopper/gen_wgmma.py writes a header that is itself shipped).
     cpSync(src, join(pkgDir, "native"), {
       recursive: true,
-      filter: (p) => !/(^|\/)(build[^/]*|standalone)(\/|$)/.test(relative(src, p)),
+      filter: (p) => {
+        const rel = relative(src, p);
+        if (/(^|\/)(build[^/]*|standalone)(\/|$)/.test(rel)) return false;
+        return statSync(p).isDirectory() || /(^|\/)(CMakeLists\.txt|package\.json)$|\.(cpp|cu|h|cuh)$/.test(rel);
+      },
     });
     copies.push("native");
   }
