@@ -8,8 +8,18 @@ function blocks(lang, file) {
   return [...text.matchAll(new RegExp("^```" + lang + "\\n([\\s\\S]*?)^```", "gm"))].map((m) => m[1]);
 }
 
+/**
+ * The ```ts blocks a consumer of the published packages runs alone: those importing only @marlin/*
+ * and node: modules. A client of a running server (the `openai` example) is run by
+ * packages/server/test/readme-client.test.ts against a real server instead.
+ */
 export function readmeTs(file = join(repoRoot, "README.md")) {
-  return blocks("ts", file);
+  return blocks("ts", file).filter((b) => [...b.matchAll(/from\s+"([^"]+)"/g)].every((m) => /^(@marlin\/|node:)/.test(m[1])));
+}
+
+/** The README's ```ts blocks that import the `openai` client. */
+export function readmeOpenAiTs(file = join(repoRoot, "README.md")) {
+  return blocks("ts", file).filter((b) => /from\s+"openai"/.test(b));
 }
 
 export function readmeCliLines(file = join(repoRoot, "README.md")) {
