@@ -1,0 +1,112 @@
+#pragma once
+// The 2:4 sparse kernel. W is the sparse A operand of mma.sp (16 outputs x 32 inputs per tile) and
+// the activations are B (32 inputs x 8 rows), so each warp computes C^T for 16 outputs x 16 rows.
+// A block is 4 warps (64 outputs) x 16 rows over one k slice; blockIdx.z is the slice. Slices of a
+// tile add up in slice order through the fp32 scratch, each waiting on the tile's lock; the last
+// writes C and sets the lock back to 0. Slices are the slowest grid dimension, so a slice only
+// waits on blocks dispatched before it.
+#include <cstdint>
+
+#include "sparse/gemm.h"
+#include "sparse/layout.h"
+#include "sparse/mma_sp.cuh"
+
+namespace marlin {
+namespace sparse24 {
+
+struct KernelArgs {
+  int m, n, k;
+  const void* a;
+  const uint32_t* values;
+  const uint32_t* meta;
+  const void* scales;
+  const void* bias;
+  void* c;
+  int* locks;
+  float* red;
+};
+
+// Two activation values (one 32-bit B register) of row `row` at input `col`; zero past m.
+template <typename T>
+__device__ __forceinline__ uint32_t LoadPair(const T* a, int m, int k, int row, int col) {
+  if (row >= m) return 0u;
+  return __ldg(reinterpret_cast<const uint32_t*>(a + size_t(row) * k + col));
+}
+
+template <typename T, bool kPerChannel>
+__global__ void __launch_bounds__(128) Sparse24Kernel(KernelArgs p) {
+  using D = Dtype<T>;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int g = lane >> 2, t = lane & 3;
+  const int n_tiles = p.n / kTileN;
+  const int nt = blockIdx.x * 4 + warp;
+  const int n0 = nt * kTileN, m0 = blockIdx.y * kSparseBlockM;
+  const int quads = p.k / kQuadK, splits = gridDim.z, s = blockIdx.z;
+  const int q_lo = int(int64_t(quads) * s / splits), q_hi = int(int64_t(quads) * (s + 1) / splits);
+  const T* a = static_cast<const T*>(p.a);
+  const T* scales = static_cast<const T*>(p.scales);
+
+  float acc[2][4] = {};
+  for (int kq = q_lo; kq < q_hi; kq++) {
+    const uint4 w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
+    uint4 e = make_uint4(0, 0, 0, 0);
+    if (t < 2) e = __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0)));
+    const int grp = kPerChannel ? 0 : kq;  // group 128 = one quad
+    const typename D::T2 s_lo = D::Pair(scales[size_t(grp) * p.n + n0 + g]);
+    const typename D::T2 s_hi = D::Pair(scales[size_t(grp) * p.n + n0 + g + 8]);
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, es[4] = {e.x, e.y, e.z, e.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      uint32_t af[4];
+      Dequant<T>(ws[j], s_lo, s_hi, af);
+      const int k0 = kq * kQuadK + j * kTileK + 2 * t;
+#pragma unroll
+      for (int mi = 0; mi < 2; mi++) {
+        const int row = m0 + mi * 8 + g;
+        uint32_t bf[4];
+#pragma unroll
+        for (int r = 0; r < 4; r++) bf[r] = LoadPair(a, p.m, p.k, row, k0 + 8 * r);
+        MmaSp<T>(acc[mi], af, bf, es[j]);
+      }
+    }
+  }
+
+  // C^T fragment: acc[mi][i] is output n0 + g + 8 (i >> 1), row m0 + 8 mi + 2t + (i & 1).
+  const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+  if (splits > 1) {
+    if (s > 0) {
+      if (threadIdx.x == 0)
+        while (atomicAdd(&p.locks[tile], 0) != s) {
+        }
+      __syncthreads();
+      __threadfence();
+    }
+  }
+  const bool last = s == splits - 1;
+#pragma unroll
+  for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const int col = n0 + g + 8 * (i >> 1), row = m0 + mi * 8 + 2 * t + (i & 1);
+      float v = acc[mi][i];
+      if (splits > 1) {
+        float* r = p.red + size_t(row) * p.n + col;
+        if (s > 0) v += __ldcg(r);
+        if (!last) {
+          __stcg(r, v);
+          continue;
+        }
+      }
+      if (row >= p.m) continue;
+      if (p.bias) v += D::ToFloat(static_cast<const T*>(p.bias)[col]);
+      static_cast<T*>(p.c)[size_t(row) * p.n + col] = D::FromFloat(v);
+    }
+  if (splits > 1) {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) atomicExch(&p.locks[tile], last ? 0 : s + 1);
+  }
+}
+
+}  // namespace sparse24
+}  // namespace marlin
