@@ -9,8 +9,8 @@
  */
 import {
   type ActivationDType,
-  type Fit,
   FITS,
+  type Fit,
   type KernelQuery,
   type LinearImplementation,
   type PrepareContext,
@@ -87,7 +87,10 @@ export function sparse24DeviceWeights(w: Sparse24LinearWeights, ctx: PrepareCont
         scales: up(conv(p.scales, ctx.activation)),
         bias: w.bias ? up(toBits(w.bias)) : undefined,
       };
-      return { value, dispose: () => made.forEach((b) => b.free()) };
+      const dispose = () => {
+        for (const b of made) b.free();
+      };
+      return { value, dispose };
     } catch (e) {
       for (const b of made) b.free();
       throw e;
@@ -102,11 +105,11 @@ export const sparse24Cuda: LinearImplementation<DeviceArg, Stream> = {
   devices: { kind: "cuda", minCapability: 80 },
   description: "2:4 sparse INT4 x FP16/BF16 kernel on mma.sp m16n8k32 (ordered split-k reduction, workspace restored)",
   canImplement(q) {
-    if (!builtWithCuda()) return refuse("the addon was built without CUDA");
     for (const f of [baseFit(q), placedFit(q, [SPARSE24_DEVICE_FORMAT])]) if (!f.ok) return f;
     const bits = q.extra?.bits;
     const why = sparse24CudaRefusal({ n: q.shape!.n, k: q.shape!.k, groupSize: groupOf(q), bits: typeof bits === "number" ? bits : 4 });
-    return why ? refuse(why) : FITS;
+    if (why) return refuse(why);
+    return builtWithCuda() ? FITS : refuse("the addon was built without CUDA");
   },
   prepare(weights, ctx): PreparedLinear<DeviceArg, Stream> {
     const w = asSparse24(weights);

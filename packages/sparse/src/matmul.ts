@@ -82,7 +82,10 @@ export function sparse24Matmul(args: Sparse24MatmulArgs): void {
   if (!args || typeof args !== "object") throw new InvalidArgumentError("sparse24Matmul takes an argument object");
   const { x, out, m, weights: w } = args;
   checkRows(m);
-  if (x instanceof DeviceBuffer) return deviceCall(args, x, w as DeviceSparse24Weights);
+  if (x instanceof DeviceBuffer) {
+    deviceCall(args, x, w as DeviceSparse24Weights);
+    return;
+  }
   if (!(x instanceof Uint16Array)) throw new DTypeError("x must be a Uint16Array (fp16 bits) or a DeviceBuffer");
   if (!(out instanceof Uint16Array)) throw new DTypeError("out must be a Uint16Array when x is");
   const p = w as Sparse24Layer;

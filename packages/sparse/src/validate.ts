@@ -4,7 +4,7 @@
  */
 import { AlignmentError, InvalidArgumentError, ShapeError } from "@marlin/core";
 import type { QuantizedLayer } from "@marlin/format";
-import { QUAD_K, type Sparse24Layer, SPARSE24_GROUP_SIZES, sparse24Groups, TILE_N, ZERO_CODE } from "./layout.js";
+import { QUAD_K, SPARSE24_GROUP_SIZES, type Sparse24Layer, sparse24Groups, TILE_N, ZERO_CODE } from "./layout.js";
 
 /** A weight with more than 2 nonzero values in some 4 consecutive inputs: names the first such chunk. */
 export class NotSparse24Error extends InvalidArgumentError {

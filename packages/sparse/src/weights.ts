@@ -3,7 +3,7 @@
  * (concat along n for fused q/k/v and gate/up, the dense form) and the op that serves it.
  */
 import { InvalidArgumentError, type LinearWeights, linearOp, type OtherLinearWeights, type PlacedWeights, registerWeightKind } from "@marlin/core";
-import { QUAD_K, type Sparse24Layer, sparse24Groups, TILE_N, valueWord, metaWord } from "./layout.js";
+import { metaWord, QUAD_K, type Sparse24Layer, sparse24Groups, TILE_N, valueWord } from "./layout.js";
 import { sparse24ToDense } from "./reference.js";
 import { checkPacked } from "./validate.js";
 

@@ -1,7 +1,7 @@
 // The 2:4 layout: bit-exact round trips, single-element placement against the documented rules,
 // and refusals with typed errors.
 import { AlignmentError, InvalidArgumentError, Rng, runSeed, ShapeError } from "@marlin/core";
-import { type QuantizedLayer } from "@marlin/format";
+import type { QuantizedLayer } from "@marlin/format";
 import { describe, expect, it } from "vitest";
 import { metaWord, NIBBLE_POS, NotSparse24Error, packSparse24, unpackSparse24, valueWord } from "../src/index.js";
 import { randomSparseLayer } from "./helpers.js";
