@@ -3,7 +3,7 @@
 // {1,2,7,16,17,33,64,128,255,1000} on small odd and real shapes against fp64 of the dequantized
 // sparse weights, poisoned outputs, repeats bit-identical, the workspace all-zero after each call,
 // streams, the registry's pick, and validation before launch. Skips (printing why) without a GPU.
-import { AlignmentError, InvalidArgumentError, Rng, registry, runSeed, ShapeError } from "@marlin/core";
+import { InvalidArgumentError, Rng, registry, runSeed, ShapeError } from "@marlin/core";
 import { DeviceBuffer, gpuTarget, hasGpu, MarlinWorkspace, noGpuReason, Stream } from "@marlin/kernel";
 import { describe, expect, it } from "vitest";
 import { type DeviceSparse24Weights, packSparse24, type Sparse24Layer, sparse24Matmul, sparse24Weights } from "../src/index.js";
