@@ -3,9 +3,10 @@
 #   run(command="bash tools/gpu/sparse.sh")                         harness steps only (nvcc there)
 #   run(carry=[".carry"], command="bash tools/gpu/sparse.sh")       + vitest GPU tests and the bench
 #                                                                   (.carry from tools/gpu/prepare.sh)
-# Steps (logs under $OUT, at most 7 files; a summary table is printed last):
+# Steps (logs under $OUT, at most 8 files; a summary table is printed last):
 #   1. the standalone harness built with nvcc for sm_90 (and compiled for sm_80)  -> build.log
-#   2. harness test: fp16/bf16 x group 128/per-channel x small odd and real shapes x
+#   2. harness probe (which metadata layout the hardware reads)                     -> probe.log
+#      harness test: fp16/bf16 x group 128/per-channel x small odd and real shapes x
 #      m in {1,2,7,16,17,33,64,128,255,1000} against the CPU path; poison, repeats, workspace -> harness-test.log
 #   3. compute-sanitizer memcheck and racecheck on `harness sanitize`              -> sanitize.log
 #   4. with .carry: packages/sparse vitest (sparse24.gpu.test.ts runs there)         -> test-sparse.log
@@ -40,6 +41,10 @@ status+=("build|ok ($(grep -c 'sm_80 ok' "$OUT/build.log") sm_80 object)")
 # SASS: the kernel must issue sparse HMMA (HMMA.SP) and spill nothing.
 sp=$(cuobjdump --dump-sass "$bin" 2>/dev/null | grep -c "HMMA.*SP" || true)
 status+=("sass|$sp sparse HMMA instructions")
+
+# Which reading of the PTX metadata figure the hardware has (see harness.cu, probe).
+timeout 60 "$bin" probe > "$OUT/probe.log" 2>&1
+status+=("probe|rc=$? $(grep -h 'PROBE SUMMARY' "$OUT/probe.log" | tail -1)")
 
 mode=""
 [ "${QUICK:-0}" = 1 ] && mode=quick

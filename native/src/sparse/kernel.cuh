@@ -33,7 +33,10 @@ __device__ __forceinline__ uint32_t LoadPair(const T* a, int m, int k, int row, 
   return __ldg(reinterpret_cast<const uint32_t*>(a + size_t(row) * k + col));
 }
 
-template <typename T, bool kPerChannel>
+// kMetaRows: the other reading of the PTX metadata figure (lane 0 of a quad holding row g's 8
+// chunks, lane 1 row g+8's) built from the stored words by one shuffle; only `harness probe`
+// launches it, to confirm on the GPU which reading the hardware has (layout.h documents ours).
+template <typename T, bool kPerChannel, bool kMetaRows = false>
 __global__ void __launch_bounds__(128) Sparse24Kernel(KernelArgs p) {
   using D = Dtype<T>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -54,7 +57,14 @@ __global__ void __launch_bounds__(128) Sparse24Kernel(KernelArgs p) {
     const int grp = kPerChannel ? 0 : kq;  // group 128 = one quad
     const typename D::T2 s_lo = D::Pair(scales[size_t(grp) * p.n + n0 + g]);
     const typename D::T2 s_hi = D::Pair(scales[size_t(grp) * p.n + n0 + g + 8]);
-    const uint32_t ws[4] = {w.x, w.y, w.z, w.w}, es[4] = {e.x, e.y, e.z, e.w};
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+    uint32_t es[4] = {e.x, e.y, e.z, e.w};
+    if (kMetaRows)
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const uint32_t other = __shfl_xor_sync(0xffffffffu, es[j], 1);
+        es[j] = t == 0 ? __byte_perm(es[j], other, 0x5410) : __byte_perm(other, es[j], 0x7632);
+      }
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t af[4];

@@ -5,6 +5,8 @@
 //                          m in {1,2,7,16,17,33,64,128,255,1000}; poisoned outputs, repeats
 //                          bit-identical, workspace all-zero after each call
 //   harness sanitize       a few small cases (split-k and partial m tiles) for memcheck / racecheck
+//   harness probe          which reading of the PTX metadata figure the hardware has: the layout's
+//                          (layout.h) or the other (lane 0 = row g, lane 1 = row g+8; meta_rows.cu)
 // Activations and scales are drawn exactly representable in both fp16 and bf16, so one fp16 CPU
 // reference serves both dtypes.
 #include <cuda_runtime.h>
@@ -32,8 +34,13 @@ using namespace marlin;
     }                                                                                           \
   } while (0)
 
+namespace marlin {
+cudaError_t Sparse24GemmMetaRows(const Sparse24GemmArgs& args, cudaStream_t stream);
+}
+
 namespace {
 
+bool g_meta_rows = false;  // probe: launch the other metadata reading
 std::mt19937_64 rng(12345);
 
 // A value exact in fp16 and bf16: 8 significant bits, exponent in [lo, hi].
@@ -111,7 +118,7 @@ bool RunCase(const Layer& l, const Case& c, int sms, bool quiet) {
   bool ok = true;
   for (int rep = 0; rep < 2; rep++) {
     CK(cudaMemset(dc, 0xff, mn * 2));  // NaN poison
-    CK(Sparse24Gemm(g, nullptr));
+    CK(g_meta_rows ? Sparse24GemmMetaRows(g, nullptr) : Sparse24Gemm(g, nullptr));
     CK(cudaDeviceSynchronize());
     out[rep].resize(mn);
     CK(cudaMemcpy(out[rep].data(), dc, mn * 2, cudaMemcpyDeviceToHost));
@@ -150,6 +157,20 @@ int main(int argc, char** argv) {
   CK(cudaGetDevice(&dev));
   CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   std::vector<Case> cases;
+  if (mode == "probe") {
+    // The same small cases under both readings: exactly one should pass.
+    int pass[2] = {0, 0};
+    for (int alt = 0; alt < 2; alt++) {
+      g_meta_rows = alt == 1;
+      for (int bf : {0, 1}) {
+        Layer l = RandomLayer(256, 64, 128);
+        for (int m : {1, 16, 33}) pass[alt] += RunCase(l, {m, 64, 256, 128, bf != 0}, sms, true) ? 1 : 0;
+      }
+    }
+    std::printf("PROBE SUMMARY: layout.h reading %d/6 cases, other reading %d/6 -> %s\n", pass[0], pass[1],
+                pass[0] == 6 && pass[1] < 6 ? "layout.h is right" : pass[1] == 6 ? "switch to the other reading (kMetaRows)" : "neither: check the A/B fragments");
+    return pass[0] == 6 ? 0 : 1;
+  }
   if (mode == "sanitize") {
     for (int bf : {0, 1})
       for (int g : {128, -1}) {
