@@ -1,6 +1,6 @@
 // A 2:4 checkpoint of tiny-llama end to end on the CPU: every linear pruned by magnitude 2:4,
 // RTN-quantized (4-bit symmetric, group 128), packed by @marlin/sparse and written as a checkpoint;
-// the engine must load it as sparse24 layers served by sparse24.cpu and generate the same greedy
+// the engine must load it as sparse24 layers served by the sparse CPU path and generate the same greedy
 // tokens as the same weights dequantized to dense fp32. A file that says "sparsity": "2:4" but
 // holds dense Marlin tensors loads as quantized (dense Marlin) layers.
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -8,7 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { relativeError } from "@marlin/core";
 import { type NamedTensor, openCheckpoint, packMarlin, type QuantizedLayer, quantizeRtn, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
-import { packSparse24, pruneMagnitude24, sparse24QuantizationConfig, sparse24Tensors } from "@marlin/sparse";
+import { marlinCpu } from "@marlin/kernel";
+import { packSparse24, pruneMagnitude24, sparse24Cpu, sparse24QuantizationConfig, sparse24Tensors } from "@marlin/sparse";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CpuLlama, LINEAR_NAMES, LLM, type LoadedModel, linearToF32, loadModelDir } from "../src/index.js";
 import { dequantizedSources, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
@@ -54,7 +55,7 @@ describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
     return dir;
   }
 
-  test("loads as sparse24 layers, runs sparse24.cpu, and generates the dequantized model's greedy text", async () => {
+  test("loads as sparse24 layers, runs the sparse CPU path, and generates the dequantized model's greedy text", async () => {
     const dir = await writeDir(sparse24QuantizationConfig(128), (prefix, l) => sparse24Tensors(prefix, packSparse24(l)));
     const sparse = await loadModelDir(dir);
     for (const name of LINEAR_NAMES) {
@@ -66,8 +67,8 @@ describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
     const sm = new CpuLlama(sparse.config, sparse.sources);
     const dm = new CpuLlama(sparse.config, dense);
     for (const slot of ["qkv", "o", "gateUp", "down"] as const) {
-      expect(sm.layers[0][slot].implementationFor(1)).toBe("sparse24.cpu");
-      expect(sm.layers[0][slot].implementationFor(1024)).toBe("sparse24.cpu");
+      expect(sm.layers[0][slot].implementationFor(1)).toBe(sparse24Cpu.id);
+      expect(sm.layers[0][slot].implementationFor(1024)).toBe(sparse24Cpu.id);
     }
     // the dense reference really is 2:4: half of every linear is zero
     const w = linearToF32(sparse.sources.layers[0].linears.down_proj);
@@ -77,7 +78,7 @@ describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
     const ha = sm.runLayers([tokens]);
     const hb = dm.runLayers([tokens]);
     const el = relativeError(sm.headForward(ha, tokens.length), dm.headForward(hb, tokens.length));
-    console.log(`2:4 + 4-bit g128 on sparse24.cpu vs dequantized fp32: logits rel. error ${el.toExponential(2)}`);
+    console.log(`2:4 + 4-bit g128 on the sparse CPU path vs dequantized fp32: logits rel. error ${el.toExponential(2)}`);
     expect(el).toBeLessThan(5e-3);
     expect(el).toBeGreaterThan(0); // really different code paths
 
@@ -104,6 +105,6 @@ describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
     const src = m.sources.layers[0].linears.q_proj;
     expect(src.kind).toBe("quantized");
     const qm = new CpuLlama(m.config, m.sources);
-    expect(qm.layers[0].qkv.implementationFor(1)).toBe("marlin.cpu");
+    expect(qm.layers[0].qkv.implementationFor(1)).toBe(marlinCpu.id);
   });
 });
