@@ -87,7 +87,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// sparse24WorkspaceBytes(m, n, k, device = 0): bytes of the (all-zero) workspace a call needs.
+// sparse24WorkspaceBytes(m, n, k, device = 0): bytes of (all-zero) workspace enough for any call
+// of at most m rows.
 Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t m = ArgInt(info, 0, "m", 1, kMaxDim);
@@ -100,7 +101,7 @@ Napi::Value WorkspaceBytes(const Napi::CallbackInfo& info) {
     cudaGetLastError();
     ThrowNoDevice(env, "sparse24WorkspaceBytes");
   }
-  return Napi::Number::New(env, static_cast<double>(PlanSparse24(m, n, k, sms).total));
+  return Napi::Number::New(env, static_cast<double>(Sparse24WorkspaceBound(m, n, k, sms)));
 #else
   (void)m, (void)n, (void)k, (void)dev;
   ThrowNoDevice(env, "sparse24WorkspaceBytes");

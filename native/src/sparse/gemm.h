@@ -39,6 +39,19 @@ inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms) {
   return p;
 }
 
+// Workspace bytes enough for every m' <= m (smaller m can split k and so need the fp32 scratch
+// where m itself does not): sized once for the largest call, no call grows it (graph capture).
+inline size_t Sparse24WorkspaceBound(int64_t m, int64_t n, int64_t k, int sms) {
+  size_t most = PlanSparse24(m, n, k, sms).total;
+  const int64_t blocks = (m + kSparseBlockM - 1) / kSparseBlockM;
+  // Splits exceed 1 only while the tiles stay under 2 waves, so m_blocks <= 2 * sms is enough to scan.
+  for (int64_t mb = 1; mb <= blocks && mb <= 2 * int64_t(sms); mb++) {
+    const size_t t = PlanSparse24(mb * kSparseBlockM, n, k, sms).total;
+    if (t > most) most = t;
+  }
+  return most;
+}
+
 #ifdef MARLIN_WITH_CUDA
 struct Sparse24GemmArgs {
   int m, n, k, group_size;  // group_size -1 or 128

@@ -49,16 +49,31 @@ __global__ void __launch_bounds__(128) Sparse24Kernel(KernelArgs p) {
   const T* a = static_cast<const T*>(p.a);
   const T* scales = static_cast<const T*>(p.scales);
 
+  // One quad's weights of this lane: codes, metadata (lanes t < 2), the two rows' scales. The next
+  // quad's are loaded before this one's MMAs, so their latency overlaps the math.
+  struct Quad {
+    uint4 w, e;
+    T s_lo, s_hi;
+  };
+  auto load = [&](int kq) {
+    Quad q;
+    q.w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
+    q.e = t < 2 ? __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0))) : make_uint4(0, 0, 0, 0);
+    const size_t grp = kPerChannel ? 0 : size_t(kq);  // group 128 = one quad
+    q.s_lo = scales[grp * p.n + n0 + g];
+    q.s_hi = scales[grp * p.n + n0 + g + 8];
+    return q;
+  };
+  // The second 8-row half of the m tile holds no row when m0 + 8 >= m (m <= 8 at decode): skip it.
+  const int halves = m0 + 8 < p.m ? 2 : 1;
+
   float acc[2][4] = {};
+  Quad cur = q_lo < q_hi ? load(q_lo) : Quad{};
   for (int kq = q_lo; kq < q_hi; kq++) {
-    const uint4 w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
-    uint4 e = make_uint4(0, 0, 0, 0);
-    if (t < 2) e = __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0)));
-    const int grp = kPerChannel ? 0 : kq;  // group 128 = one quad
-    const typename D::T2 s_lo = D::Pair(scales[size_t(grp) * p.n + n0 + g]);
-    const typename D::T2 s_hi = D::Pair(scales[size_t(grp) * p.n + n0 + g + 8]);
-    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-    uint32_t es[4] = {e.x, e.y, e.z, e.w};
+    const Quad nxt = kq + 1 < q_hi ? load(kq + 1) : cur;
+    const typename D::T2 s_lo = D::Pair(cur.s_lo), s_hi = D::Pair(cur.s_hi);
+    const uint32_t ws[4] = {cur.w.x, cur.w.y, cur.w.z, cur.w.w};
+    uint32_t es[4] = {cur.e.x, cur.e.y, cur.e.z, cur.e.w};
     if (kMetaRows)
 #pragma unroll
       for (int j = 0; j < 4; j++) {
@@ -72,6 +87,7 @@ __global__ void __launch_bounds__(128) Sparse24Kernel(KernelArgs p) {
       const int k0 = kq * kQuadK + j * kTileK + 2 * t;
 #pragma unroll
       for (int mi = 0; mi < 2; mi++) {
+        if (mi >= halves) break;
         const int row = m0 + mi * 8 + g;
         uint32_t bf[4];
 #pragma unroll
@@ -79,6 +95,7 @@ __global__ void __launch_bounds__(128) Sparse24Kernel(KernelArgs p) {
         MmaSp<T>(acc[mi], af, bf, es[j]);
       }
     }
+    cur = nxt;
   }
 
   // C^T fragment: acc[mi][i] is output n0 + g + 8 (i >> 1), row m0 + 8 mi + 2t + (i & 1).

@@ -72,7 +72,7 @@ function call<T>(fn: (a: Record<string, any>) => T): T {
   }
 }
 
-/** Bytes of all-zero workspace a GPU call of this problem needs on `device`. */
+/** Bytes of all-zero workspace enough for every GPU call of at most m rows of this layer on `device`. */
 export function sparse24WorkspaceBytes(m: number, n: number, k: number, device = 0): number {
   return call((a) => a.sparse24WorkspaceBytes(m, n, k, device)) as number;
 }
