@@ -8,12 +8,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { relativeError } from "@marlin/core";
 import { type NamedTensor, openCheckpoint, packMarlin, type QuantizedLayer, quantizeRtn, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
-import { marlinCpu } from "@marlin/kernel";
+import { hasGpu, marlinCpu, noGpuReason } from "@marlin/kernel";
 import { packSparse24, pruneMagnitude24, sparse24Cpu, sparse24QuantizationConfig, sparse24Tensors } from "@marlin/sparse";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { CpuLlama, LINEAR_NAMES, LLM, type LoadedModel, linearToF32, loadModelDir } from "../src/index.js";
+import { CpuLlama, LINEAR_NAMES, LLM, type LoadedModel, linearToF32, loadModelDir, perplexity } from "../src/index.js";
 import { dequantizedSources, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
+const gpu = hasGpu();
+if (!gpu) console.log(`2:4 engine GPU test skipped: ${noGpuReason()}`);
 const PROMPTS = ["The history of the city begins", "She opened the letter and read", "Once upon a time"];
 
 describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
@@ -93,6 +95,24 @@ describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
     } finally {
       a.dispose();
       b.dispose();
+    }
+  });
+
+  test.skipIf(!gpu)("on the GPU (sparse24.cuda): perplexity within 1% of the CPU run, greedy text printed", async () => {
+    const dir = await writeDir(sparse24QuantizationConfig(128), (prefix, l) => sparse24Tensors(prefix, packSparse24(l)));
+    const text = readFileSync(join(tinyLlamaDir(), "eval.txt"), "utf8").split("\n").slice(0, 200).join("\n");
+    const g = await LLM.load(dir, { device: "cuda", kvCacheTokens: 8192 });
+    const c = await LLM.load(dir, { device: "cpu", kvCacheTokens: 4096 });
+    try {
+      const pg = await perplexity(g, text);
+      const pc = await perplexity(c, text);
+      console.log(`2:4 + 4-bit perplexity on 200 lines: GPU ${pg.perplexity.toFixed(3)}, CPU ${pc.perplexity.toFixed(3)}`);
+      expect(Math.abs(pg.perplexity / pc.perplexity - 1)).toBeLessThan(0.01);
+      const out = await g.generate(PROMPTS, { temperature: 0, maxTokens: 16 });
+      for (const [i, r] of out.entries()) console.log(`2:4 greedy (GPU): ${JSON.stringify(PROMPTS[i] + r.text)}`);
+    } finally {
+      g.dispose();
+      c.dispose();
     }
   });
 
