@@ -8,7 +8,7 @@
 import { FormatError } from "@marlin/core";
 import { asF16, asInt32, type NamedTensor, type Tensor, type TensorSource } from "@marlin/format";
 import { QUAD_K, type Sparse24Layer, sparse24Shapes } from "./layout.js";
-import { checkPacked } from "./validate.js";
+import { checkPacked, firstBadMetaWord } from "./validate.js";
 
 export const SPARSE24_TENSORS = { values: "B_24", meta: "meta_24", scales: "s_24" } as const;
 
@@ -68,5 +68,7 @@ export async function loadSparse24Layer(src: TensorSource, prefix: string): Prom
   } catch (e) {
     throw new FormatError((e as Error).message, { tensor: prefix });
   }
+  const bad = firstBadMetaWord(layer.meta);
+  if (bad >= 0) throw new FormatError(`word ${bad} holds a chunk whose two indices are not ascending (not a 2:4 metadata word)`, { tensor: name("meta") });
   return layer;
 }

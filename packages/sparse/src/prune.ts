@@ -1,5 +1,9 @@
 /** Magnitude 2:4 pruning: the starting point of a 2:4 checkpoint (SparseGPT lives in @marlin/gptq). */
 import { InvalidArgumentError, ShapeError } from "@marlin/core";
+import { quantizeRtn } from "@marlin/format";
+import type { Sparse24Layer } from "./layout.js";
+import { packSparse24 } from "./pack.js";
+import { checkSparse24Shape } from "./validate.js";
 
 /**
  * W [k, n] (row-major, k inputs, n outputs: QuantizedLayer's orientation) with, in every 4
@@ -40,4 +44,14 @@ export function is24Sparse(w: Float32Array, k: number, n: number): boolean {
       if (nz > 2) return false;
     }
   return true;
+}
+
+/**
+ * The magnitude 2:4 path in one call: W [k, n] pruned (pruneMagnitude24), 4-bit symmetric RTN
+ * quantized (group 128 or -1), packed. Shape rules are checked before anything is allocated.
+ */
+export function magnitudeSparse24(w: Float32Array, k: number, n: number, opts: { groupSize?: number } = {}): Sparse24Layer {
+  const groupSize = opts.groupSize ?? 128;
+  checkSparse24Shape(k, n, 4, groupSize);
+  return packSparse24(quantizeRtn(pruneMagnitude24(w, k, n), k, n, { bits: 4, groupSize, symmetric: true }));
 }

@@ -67,3 +67,18 @@ export function checkPacked(p: Sparse24Layer, what = "sparse24 layer"): void {
   const s = sparse24Groups(p.k, p.groupSize) * p.n;
   if (!(p.scales instanceof Uint16Array) || p.scales.length !== s) throw new ShapeError(`${what}: scales has ${p.scales?.length} elements, expected ${s}`);
 }
+
+/**
+ * Every metadata nibble is two ascending indices (idx0 < idx1): anything else is undefined
+ * behaviour for mma.sp, so files are checked when read. Returns the first bad word, or -1.
+ */
+export function firstBadMetaWord(meta: Int32Array): number {
+  for (let x = 0; x < meta.length; x++) {
+    const w = meta[x];
+    for (let c = 0; c < 8; c++) {
+      const nib = (w >>> (4 * c)) & 0xf;
+      if ((nib & 3) >= nib >> 2) return x;
+    }
+  }
+  return -1;
+}

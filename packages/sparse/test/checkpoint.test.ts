@@ -44,5 +44,9 @@ describe("sparse24 checkpoint tensors", () => {
     await expect(loadSparse24Layer(await roundTrip(badMeta), "x")).rejects.toThrow(/x\.meta_24|expected \[2, 128\]/);
     const badGroups = { ...t, "x.s_24": { dtype: "float16", shape: [3, 32], data: new Uint16Array(96) } };
     await expect(loadSparse24Layer(await roundTrip(badGroups), "x")).rejects.toThrow(/scale groups/);
+    const meta = p.meta.slice();
+    meta[7] = 0; // every nibble (0, 0): invalid for mma.sp
+    const badIdx = { ...t, "x.meta_24": { dtype: "int32", shape: [2, 128], data: meta } };
+    await expect(loadSparse24Layer(await roundTrip(badIdx), "x")).rejects.toThrow(/word 7 .*not ascending/);
   });
 });

@@ -2,7 +2,7 @@
 import { Rng, runSeed, ShapeError } from "@marlin/core";
 import { dequantize, quantizeRtn } from "@marlin/format";
 import { describe, expect, it } from "vitest";
-import { is24Sparse, packSparse24, pruneMagnitude24, sparse24ToDense } from "../src/index.js";
+import { is24Sparse, magnitudeSparse24, packSparse24, pruneMagnitude24, sparse24ToDense, unpackSparse24 } from "../src/index.js";
 
 const seed = runSeed();
 console.log(`sparse24 prune tests: MARLIN_SEED=${seed}`);
@@ -46,4 +46,14 @@ describe("pruneMagnitude24", () => {
       const dense = sparse24ToDense(packSparse24(layer)); // [n, k]
       for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) expect(dense[j * k + i]).toBe(dq[i * n + j]);
     });
+  it("magnitudeSparse24 = prune, RTN, pack; refuses shapes off the layout first", () => {
+    const k = 128;
+    const n = 32;
+    const w = rng.fillNormal(new Float32Array(k * n), 0.05);
+    const p = magnitudeSparse24(w, k, n);
+    const want = quantizeRtn(pruneMagnitude24(w, k, n), k, n, { bits: 4, groupSize: 128, symmetric: true });
+    expect(unpackSparse24(p)).toEqual(want);
+    expect(() => magnitudeSparse24(new Float32Array(96 * 32), 96, 32)).toThrow(/k % 128/);
+    expect(() => magnitudeSparse24(w, k, n, { groupSize: 32 })).toThrow(/group size 32/);
+  });
 });
