@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { registry } from "@marlin/core";
 import "@marlin/kernel"; // registers the kernel package's implementations
+import "@marlin/sparse"; // and the 2:4 ones
 import { describe, expect, test } from "vitest";
 
 const root = resolve(__dirname, "../../..");

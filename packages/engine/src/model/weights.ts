@@ -1,10 +1,12 @@
 /**
- * Llama-family weights from a checkpoint: dense (fp16 / bf16 / fp32) and quantized (our Marlin
- * checkpoints, GPTQ, AWQ through @marlin/format). Each linear layer is described by a
+ * Llama-family weights from a checkpoint: dense (fp16 / bf16 / fp32), quantized (our Marlin
+ * checkpoints, GPTQ, AWQ through @marlin/format) and 2:4 sparse (@marlin/sparse, which also
+ * registers the kernels that serve them). Each linear layer is described by a
  * LinearSource that a device backend turns into what it runs.
  */
 import { FormatError, InvalidArgumentError, type LinearWeights, type OtherLinearWeights, quantizedWeights, weightKindHooks } from "@marlin/core";
 import { bf16ToF32, type Checkpoint, dequantize, f16ToF32, loadQuantizedLayer, type QuantizedLayer, type Tensor } from "@marlin/format";
+import { hasSparse24Layer, loadSparse24Layer, sparse24Weights } from "@marlin/sparse";
 import type { ModelConfig } from "./config.js";
 
 export const LINEAR_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
@@ -105,6 +107,12 @@ async function readLinear(ckpt: Checkpoint, config: ModelConfig, prefix: string,
       throw new FormatError(`shape [${weight.shape}], expected [${n}, ${k}]`, { tensor: `${prefix}.weight` });
     return { kind: "dense", n, k, weight, bias: b, name: prefix };
   }
+  // 2:4 sparse layers (@marlin/sparse) are recognised by their tensors, whatever the config says.
+  if (hasSparse24Layer(ckpt, prefix)) {
+    const layer = await loadSparse24Layer(ckpt, prefix);
+    if (layer.k !== k || layer.n !== n) throw new FormatError(`2:4 layer is ${layer.k}x${layer.n}, expected ${k}x${n}`, { tensor: prefix });
+    return { kind: "extension", n, k, weights: sparse24Weights(layer, { name: prefix }), bias: b, name: prefix };
+  }
   if (!q) throw new FormatError("no weight tensor and no quantization_config", { tensor: `${prefix}.weight` });
   // GPTQ v1/v2 (act-order too), AWQ gemm, or our Marlin checkpoints (B / s), as config says.
   const layer: QuantizedLayer = await loadQuantizedLayer(ckpt, prefix, q);
@@ -167,8 +175,9 @@ export async function loadModelSources(ckpt: Checkpoint, config: ModelConfig): P
   }
   const norm = await readF32(ckpt, "model.norm.weight", H);
   let lmHead: LinearSource | undefined;
-  if (!config.tieWordEmbeddings || ckpt.tensors.has("lm_head.weight") || ckpt.tensors.has("lm_head.qweight")) {
-    if (ckpt.tensors.has("lm_head.weight") || ckpt.tensors.has("lm_head.qweight") || ckpt.tensors.has("lm_head.B"))
+  const headStored = ["weight", "qweight", "B", "B_24"].some((t) => ckpt.tensors.has(`lm_head.${t}`));
+  if (!config.tieWordEmbeddings || headStored) {
+    if (headStored)
       lmHead = await readLinear(ckpt, config, "lm_head", config.vocabSize, H, false);
     else if (!config.tieWordEmbeddings) throw new FormatError("missing tensor", { tensor: "lm_head.weight" });
   }

@@ -1,0 +1,200 @@
+// 2:4 sparse vs dense Marlin on the linear layers of one transformer block (Llama-2-7B, 13B,
+// Llama-3-70B) and a 16384 x 65536 matrix, 4-bit, group 128: for each m, the registry's pick for
+// the dense layer ("quant.matmul": marlinMs) and for the same shapes 2:4 sparse ("sparse24.matmul":
+// sparseMs), timed as packages/kernel/bench/run.mjs times its rows: weights rotated over enough
+// copies to exceed 3x the L2, medians of CUDA-event batches each queued behind a holding kernel (so
+// launch latency is not timed). Writes JSON under the repo's bench/results/sparse-bench.json.
+//   node bench/run.mjs [--m 1,16,64] [--shapes llama2-7b,...] [--reps 15] [--hold-us 2000]
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { registry } from "@marlin/core";
+import { CudaEvent, cudaStatus, DeviceBuffer, gpuTarget, hasGpu, holdDevice, listDevices, noGpuReason } from "@marlin/kernel";
+import { SPARSE24_DEVICE_FORMAT } from "../dist/index.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../../..");
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const MS = opt("m", "1,2,4,8,16,32,64,128,256,1024").split(",").map(Number);
+const REPS = Number(opt("reps", "15"));
+const HOLD_US = Number(opt("hold-us", "2000"));
+const MODELS = {
+  "llama2-7b": [
+    [4096, 12288],
+    [4096, 4096],
+    [4096, 22016],
+    [11008, 4096],
+  ],
+  "llama2-13b": [
+    [5120, 15360],
+    [5120, 5120],
+    [5120, 27648],
+    [13824, 5120],
+  ],
+  "llama3-70b": [
+    [8192, 10240],
+    [8192, 8192],
+    [8192, 57344],
+    [28672, 8192],
+  ],
+  "16384x65536": [[16384, 65536]],
+};
+const pick = opt("shapes", Object.keys(MODELS).join(",")).split(",");
+
+if (!hasGpu()) {
+  console.log(`no GPU: ${noGpuReason()}`);
+  process.exit(0);
+}
+const dev = listDevices()[0];
+const device = gpuTarget(0);
+
+function xorshift(seed) {
+  let x = seed | 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return x;
+  };
+}
+const randomWords = (n, seed) => {
+  const r = xorshift(seed);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = r();
+  return out;
+};
+/** Metadata words whose every nibble is a valid pair of ascending indices. */
+const randomMeta = (n, seed) => {
+  const pairs = [0x4, 0x8, 0xc, 0x9, 0xd, 0xe];
+  const r = xorshift(seed);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let w = 0;
+    let x = r() >>> 0;
+    for (let c = 0; c < 8; c++, x = Math.floor(x / 6)) w |= pairs[x % 6] << (4 * c);
+    out[i] = w;
+  }
+  return out;
+};
+/** fp16 bits of values in [lo, hi). */
+const randomHalves = (n, seed, lo, hi) => {
+  const r = xorshift(seed);
+  const out = new Uint16Array(n);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < n; i++) {
+    f[0] = lo + ((r() >>> 8) / 16777216) * (hi - lo);
+    const b = u[0];
+    const e = ((b >>> 23) & 0xff) - 112;
+    out[i] = e <= 0 ? 0 : ((b >>> 16) & 0x8000) | (e << 10) | ((b >>> 13) & 0x3ff);
+  }
+  return out;
+};
+function deviceCopies(host, copies) {
+  const first = DeviceBuffer.from(host);
+  const list = [first];
+  for (let c = 1; c < copies; c++) {
+    const b = DeviceBuffer.alloc(first.byteLength);
+    b.copyFrom(first, 0, 0, first.byteLength);
+    list.push(b);
+  }
+  return list;
+}
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+function timeIt(fn, copies) {
+  const e0 = new CudaEvent();
+  const e1 = new CudaEvent();
+  for (let i = 0; i < 3 * copies; i++) fn(i % copies);
+  const per = Math.max(copies, 8);
+  const t = [];
+  let it = 0;
+  for (let r = 0; r < REPS; r++) {
+    holdDevice(HOLD_US);
+    e0.record();
+    for (let i = 0; i < per; i++) fn(it++ % copies);
+    e1.record();
+    t.push(CudaEvent.elapsedMs(e0, e1) / per);
+  }
+  return median(t);
+}
+
+const dense = (L, i) => ({
+  kind: "quantized",
+  n: L.n,
+  k: L.k,
+  bits: 4,
+  groupSize: 128,
+  symmetric: true,
+  actOrder: false,
+  placed: { format: "marlin-device", data: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] } },
+});
+const sparse = (L, i) => ({
+  kind: "sparse24",
+  n: L.n,
+  k: L.k,
+  bits: 4,
+  groupSize: 128,
+  placed: { format: SPARSE24_DEVICE_FORMAT, data: { k: L.k, n: L.n, groupSize: 128, values: L.v[i], meta: L.e[i], scales: L.s[i] } },
+});
+
+const rows = [];
+console.log(`device: ${dev.name}, ${dev.smCount} SMs, L2 ${(dev.l2CacheSize / 2 ** 20).toFixed(0)} MiB`);
+console.log(`${"shapes".padEnd(12)} ${"m".padStart(5)} ${"marlin ms".padStart(10)} ${"sparse ms".padStart(10)} ${"speedup".padStart(8)}  picks`);
+for (const name of pick) {
+  const layers = MODELS[name];
+  if (!layers) continue;
+  const qbytes = layers.reduce((s, [k, n]) => s + (k * n) / 2, 0);
+  const copies = Math.min(16, Math.floor((3 * dev.l2CacheSize) / ((qbytes * 3) / 4)) + 1);
+  const prepared = layers.map(([k, n], li) => ({
+    k,
+    n,
+    q: deviceCopies(randomWords((k * n) / 8, 17 + li), copies),
+    v: deviceCopies(randomWords((k * n) / 16, 19 + li), copies),
+    e: deviceCopies(randomMeta((k * n) / 32, 23 + li), copies),
+    s: deviceCopies(randomHalves((k / 128) * n, 29 + li, 0.001, 0.003), copies),
+  }));
+  for (const m of MS) {
+    let tm = 0;
+    let ts = 0;
+    const picks = new Set();
+    for (const L of prepared) {
+      const x = DeviceBuffer.from(randomHalves(m * L.k, 7 + m, -1, 1));
+      const out = DeviceBuffer.alloc(m * L.n * 2);
+      for (const [make, add] of [
+        [dense, (t) => (tm += t)],
+        [sparse, (t) => (ts += t)],
+      ]) {
+        const lins = L.q.map((_, i) => registry.prepareLinear(make(L, i), { device, maxRows: m }));
+        picks.add(lins[0].implementationFor(m));
+        add(timeIt((i) => lins[i].forward(x, out, m), copies));
+        for (const l of lins) l.dispose();
+      }
+      x.free();
+      out.free();
+    }
+    const row = { shapes: name, m, marlinMs: tm, sparseMs: ts, sparseSpeedup: tm / ts, picks: [...picks].join("+") };
+    rows.push(row);
+    console.log(`${name.padEnd(12)} ${String(m).padStart(5)} ${tm.toFixed(4).padStart(10)} ${ts.toFixed(4).padStart(10)} ${row.sparseSpeedup.toFixed(2).padStart(8)}  ${row.picks}`);
+  }
+  for (const L of prepared) for (const b of [...L.q, ...L.v, ...L.e, ...L.s]) b.free();
+}
+
+const outDir = join(root, "bench", "results");
+mkdirSync(outDir, { recursive: true });
+const cuda = cudaStatus();
+const meta = {
+  device: dev.name,
+  smCount: dev.smCount,
+  cudaRuntime: cuda.runtimeVersion,
+  commit: process.env.MARLIN_COMMIT ?? "unknown",
+  date: new Date().toISOString(),
+  groupSize: 128,
+  bits: 4,
+  timing: `median of ${REPS} CUDA-event batches, each behind a ${HOLD_US} us holding kernel (as packages/kernel/bench/run.mjs)`,
+};
+writeFileSync(join(outDir, "sparse-bench.json"), `${JSON.stringify({ ...meta, results: rows }, null, 2)}\n`);
+console.log(`wrote ${join(outDir, "sparse-bench.json")}`);

@@ -1,0 +1,10 @@
+export * from "./checkpoint.js";
+export * from "./impls.js";
+export * from "./layout.js";
+export * from "./matmul.js";
+export * from "./pack.js";
+export * from "./prune.js";
+export * from "./reference.js";
+export { registerSparse24 } from "./register.js";
+export * from "./validate.js";
+export * from "./weights.js";
