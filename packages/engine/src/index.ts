@@ -23,3 +23,4 @@ export * from "./model/tokenizer.js";
 export * from "./model/weights.js";
 export * from "./perplexity.js";
 export * from "./random-model.js";
+export * from "./parallel/index.js";
