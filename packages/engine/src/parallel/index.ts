@@ -6,3 +6,5 @@ export * from "./rank-sources.js";
 export * from "./shard.js";
 export * from "./shard-linear.js";
 export * from "./shm-communicator.js";
+export * from "./check.js";
+export * from "./nccl-communicator.js";
