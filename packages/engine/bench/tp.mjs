@@ -11,7 +11,7 @@
 // CUDA: NCCL (libnccl.so.2) between the ranks; run with NCCL_NVLS_ENABLE=0 (tools/gpu/tp.sh does).
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import { CPU, prepareLinear } from "@marlin/core";
-import { CudaEvent, DeviceBuffer, cudaStatus, gpuTarget, Stream, writePattern } from "@marlin/kernel";
+import { CudaEvent, cudaStatus, DeviceBuffer, gpuTarget, Stream, writePattern } from "@marlin/kernel";
 import { createShmState, gpuOps, NcclCommunicator, ShmCommunicator, splitRange } from "../dist/index.js";
 
 const SHAPES = {
@@ -53,7 +53,10 @@ async function main() {
     if (device === "cpu") common.shm = createShmState(tp, 1 << 20);
     else common.ncclId = NcclCommunicator.uniqueId();
     const workers = Array.from({ length: tp }, (_, r) => new Worker(new URL(import.meta.url), { workerData: { ...common, rank: r } }));
-    const results = await Promise.all(workers.map((w) => new Promise((res, rej) => (w.once("message", res), w.once("error", rej)))));
+    const results = await Promise.all(workers.map((w) => new Promise((res, rej) => {
+          w.once("message", res);
+          w.once("error", rej);
+        })));
     await Promise.all(workers.map((w) => w.terminate()));
     const failed = results.find((r) => r.error);
     if (failed) throw new Error(`tp ${tp}: rank ${failed.rank}: ${failed.error}`);
@@ -183,7 +186,10 @@ function runCuda(d) {
   const buf = { H: s.H, stream, x: b(s.H), qkv: b(s.qkv[0]), attn: b(s.qd), h: b(s.H), gu: b(s.gateUp[0]), act: b(s.i), logits: b(s.head[0]), all: b(s.head[0] * d.tp) };
   const pool = [];
   let used = 0;
-  const ev = () => (used < pool.length ? pool[used++] : (pool.push(new CudaEvent()), pool[used++]));
+  const ev = () => {
+    if (used === pool.length) pool.push(new CudaEvent());
+    return pool[used++];
+  };
   const marks = [];
   const time = (fn) => {
     const a = ev();

@@ -17,9 +17,9 @@ import { CpuModelRunner } from "./cpu/cpu-runner.js";
 import { type CachePlan, planCache } from "./load-options.js";
 import { type GenerationDefaults, loadGenerationDefaults, loadModelConfig, type ModelConfig } from "./model/config.js";
 import { Tokenizer } from "./model/tokenizer.js";
+import { loadModelSources, type ModelSources } from "./model/weights.js";
 import { checkTensorParallel } from "./parallel/check.js";
 import { CpuTpRunner } from "./parallel/cpu-tp-runner.js";
-import { loadModelSources, type ModelSources } from "./model/weights.js";
 
 export type Device = "auto" | "cpu" | "cuda";
 

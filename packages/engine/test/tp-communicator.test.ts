@@ -23,7 +23,10 @@ interface RankResult {
 /** Ranks 1..N-1 in workers; rank 0 runs `main` on this thread. */
 async function group(state: ShmState, plan: Step[], main: (c: ShmCommunicator) => void, timeoutMs = 20_000): Promise<RankResult[]> {
   const workers = Array.from({ length: state.worldSize - 1 }, (_, i) => new Worker(workerUrl, { workerData: { state, rank: i + 1, plan, timeoutMs } }));
-  const done = workers.map((w) => new Promise<RankResult>((res, rej) => (w.once("message", res), w.once("error", rej))));
+  const done = workers.map((w) => new Promise<RankResult>((res, rej) => {
+        w.once("message", res);
+        w.once("error", rej);
+      }));
   try {
     main(new ShmCommunicator(state, 0, { timeoutMs }));
     return await Promise.all(done);

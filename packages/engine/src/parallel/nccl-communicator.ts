@@ -18,7 +18,6 @@ export interface NcclStatus {
   version?: number;
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: the addon's untyped functions
 type Addon = Record<string, (...a: any[]) => any>;
 
 function addon(): Addon {
@@ -131,7 +130,7 @@ export class NcclCommunicator implements Communicator<DeviceRef> {
       fn();
     } catch (e) {
       const err = typedError(e);
-      this.failed = err.message;
+      this.failed = (err as Error)?.message ?? String(err);
       throw err;
     }
   }

@@ -66,7 +66,10 @@ export function buildRankModel(config: ModelConfig, layout: TpLayout, rs: RankSo
   const layerLinears = (li: number): LayerLinears<Float32Array> => {
     const l = rs.layers[li];
     const done: ShardLinear[] = [];
-    const track = (s: ShardLinear) => (done.push(s), s);
+    const track = (s: ShardLinear) => {
+      done.push(s);
+      return s;
+    };
     try {
       const qkv = fuseLinears(FUSED_LINEARS.qkv, l.linears);
       const gu = fuseLinears(FUSED_LINEARS.gateUp, l.linears);

@@ -22,7 +22,7 @@ import {
 } from "@marlin/core";
 import { type LinearSource, toLinearWeights } from "../model/weights.js";
 import type { Communicator } from "./communicator.js";
-import { type InputPad, NO_PAD, padSource, paddedShape } from "./shard.js";
+import { type InputPad, NO_PAD, paddedShape, padSource } from "./shard.js";
 
 export interface ShardPrepareOptions {
   device: DeviceTarget;

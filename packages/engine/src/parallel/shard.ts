@@ -33,7 +33,6 @@ export interface RowShard {
 }
 
 type Dense = Extract<LinearSource, { kind: "dense" }>;
-type Quant = Extract<LinearSource, { kind: "quantized" }>;
 type TypedRows = Float32Array | Uint16Array;
 
 function checkRange(what: string, start: number, end: number, total: number): void {
@@ -148,7 +147,7 @@ function quantRows(l: QuantizedLayer, start: number, end: number): { layer: Quan
   q.set(l.q.subarray(start * n, end * n));
   const gather = <T extends Uint8Array | Uint16Array>(a: T): T => {
     const out = new (a.constructor as new (len: number) => T)(used.length * n);
-    used.forEach((grp, i) => out.set(a.subarray(grp * n, grp * n + n) as T, i * n));
+    for (let i = 0; i < used.length; i++) out.set(a.subarray(used[i] * n, used[i] * n + n) as T, i * n);
     return out;
   };
   const zeros = l.zeros && gather(l.zeros);
