@@ -51,6 +51,7 @@ export class CpuTpRunner implements ModelRunner {
   private readonly comm: ShmCommunicator;
   private readonly workers: Worker[];
   private failure?: string;
+  private disposed = false;
 
   private constructor(config: ModelConfig, layout: TpLayout, model: CpuLlama, comm: ShmCommunicator, workers: Worker[], opts: CpuTpOptions) {
     this.config = config;
@@ -62,10 +63,20 @@ export class CpuTpRunner implements ModelRunner {
     this.blockSize = opts.blockSize;
     this.maxModelLen = opts.maxModelLen;
     this.cache = new CpuKvCache(rankConfig(config, layout, 0), model.layers.length, opts.numBlocks, opts.blockSize);
-    for (const w of workers)
+    workers.forEach((w, i) => {
       w.on("message", (m: RankReply) => {
         if (m.type === "error") this.failure ??= m.message;
       });
+      // a worker that dies fails the group's next step (its peers' collectives time out or see the abort)
+      w.on("error", (e) => {
+        this.failure ??= `rank ${i + 1}: ${e.message}`;
+        comm.abort(this.failure);
+      });
+      w.on("exit", (code) => {
+        if (!this.disposed) this.failure ??= `rank ${i + 1} exited (code ${code})`;
+      });
+      w.unref(); // the ranks never keep the process alive on their own
+    });
   }
 
   get tensorParallelSize(): number {
@@ -145,6 +156,8 @@ export class CpuTpRunner implements ModelRunner {
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     for (const w of this.workers) {
       w.postMessage({ type: "exit" } satisfies RankRequest);
       void w.terminate();
