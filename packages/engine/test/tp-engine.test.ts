@@ -3,9 +3,55 @@
 // for the fp16 checkpoint and for it quantized to 4 bits (RTN, g128).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { Rng } from "@marlin/core";
+import { quantizeRtn } from "@marlin/format";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { CpuTpRunner, LLM, type LoadedModel, loadModelDir, perplexity, quantizeSourcesRtn, TensorParallelError } from "../src/index.js";
+import {
+  CpuTpRunner,
+  LINEAR_NAMES,
+  type LinearSource,
+  LLM,
+  type LoadedModel,
+  linearToF32,
+  loadModelDir,
+  type ModelSources,
+  perplexity,
+  quantizeSourcesRtn,
+  TensorParallelError,
+} from "../src/index.js";
 import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+
+/**
+ * 4-bit RTN with act-order: per layer and input width one seeded g_idx (groups of 128 rows scattered
+ * over k), shared by the layers fused on that input, as GPTQ's desc_act checkpoints have them.
+ */
+function actOrderRtn(src: ModelSources, seed: number): ModelSources {
+  const rng = new Rng(seed);
+  const shuffled = (k: number) => {
+    const g = Int32Array.from({ length: k }, (_, i) => Math.floor(i / 128));
+    for (let i = k - 1; i > 0; i--) {
+      const j = rng.int(0, i + 1);
+      [g[i], g[j]] = [g[j], g[i]];
+    }
+    return g;
+  };
+  return {
+    ...src,
+    layers: src.layers.map((layer) => {
+      const byInput = new Map<string, Int32Array>();
+      const q = (name: string, l: LinearSource): LinearSource => {
+        const key = name === "o_proj" || name === "down_proj" ? name : "hidden";
+        if (!byInput.has(key)) byInput.set(key, shuffled(l.k));
+        const w = linearToF32(l);
+        const kn = new Float32Array(l.k * l.n);
+        for (let j = 0; j < l.n; j++) for (let i = 0; i < l.k; i++) kn[i * l.n + j] = w[j * l.k + i];
+        const ql = quantizeRtn(kn, l.k, l.n, { bits: 4, groupSize: 128, symmetric: true, gIdx: byInput.get(key) });
+        return { kind: "quantized", n: l.n, k: l.k, layer: ql, bias: l.bias, name: l.name };
+      };
+      return { ...layer, linears: Object.fromEntries(LINEAR_NAMES.map((n) => [n, q(n, layer.linears[n])])) as typeof layer.linears };
+    }),
+  };
+}
 
 const PROMPTS = ["Once upon a time", "The little dog ran to the", "She looked at the sky and said", "Tom and Sue"];
 
@@ -29,9 +75,15 @@ describe.skipIf(!hasTinyLlama())("tensor parallelism on the CPU: tiny-llama tp =
     return llm;
   };
 
-  for (const variant of ["fp16", "4-bit RTN"] as const)
+  const variants = {
+    fp16: () => fp16,
+    "4-bit RTN": () => ({ ...fp16, sources: quantizeSourcesRtn(fp16.sources, { bits: 4, groupSize: 128 }) }),
+    // act-order row shards complete each group they touch with zero rows (shard.ts)
+    "4-bit RTN act-order": () => ({ ...fp16, sources: actOrderRtn(fp16.sources, 18) }),
+  };
+  for (const [variant, make] of Object.entries(variants))
     test(`${variant}: greedy output identical, perplexity within 1e-3`, async () => {
-      const m = variant === "fp16" ? fp16 : { ...fp16, sources: quantizeSourcesRtn(fp16.sources, { bits: 4, groupSize: 128 }) };
+      const m = make();
       const results: { text: string[]; ids: number[][]; ppl: number; kernels: Record<string, string> }[] = [];
       for (const tp of [1, 2]) {
         const llm = await load(m, tp);
