@@ -2,7 +2,7 @@
 // row shards summed give x W^T + b, for dense, grouped, zero-point, act-order and per-channel
 // quantized layers, including cuts through the middle of a group, and shards padded to the
 // kernels' shape rules (the vLLM complaint: input_size_per_partition=10944 not divisible by 128).
-import { CPU, prepareLinear, Rng, runSeed } from "@marlin/core";
+import { CPU, type LinearWeights, prepareLinear, Rng, registerWeightKind, runSeed } from "@marlin/core";
 import { dequantize, f16ToF32, f32ToF16, quantizeRtn } from "@marlin/format";
 import { describe, expect, test } from "vitest";
 import {
@@ -204,5 +204,39 @@ describe("tensor-parallel layout", () => {
     expect(l.vocabPerRank).toBe(c.vocabSize / 2);
     for (const tp of [3, 4]) expect(() => planLayout(c, tp)).toThrow(/sizes that fit: 1, 2/);
     for (const bad of [0, 1.5, -2, 65]) expect(() => planLayout(c, bad)).toThrow(TensorParallelError);
+  });
+});
+
+describe("shards of weight kinds from other packages", () => {
+  // a kind holding W [n, k] as fp32 under its own field, with a dense form and (for one) a slice hook
+  const make = (kind: string, n: number, k: number, w: Float32Array): LinearSource => ({ kind: "extension", n, k, weights: { kind, n, k, values: w }, name: kind });
+  const values = (w: LinearWeights) => (w as unknown as { values: Float32Array }).values;
+  const slices: string[] = [];
+  registerWeightKind("tp-test-sliceable", {
+    toDense: values,
+    slice(w, axis, start, end) {
+      slices.push(`${axis} ${start}..${end}`);
+      const v = values(w);
+      const n = axis === "n" ? end - start : w.n;
+      const k = axis === "k" ? end - start : w.k;
+      const out = new Float32Array(n * k);
+      for (let j = 0; j < n; j++)
+        for (let i = 0; i < k; i++) out[j * k + i] = axis === "n" ? v[(start + j) * w.k + i] : v[j * w.k + start + i];
+      return { kind: w.kind, n, k, values: out };
+    },
+  });
+  registerWeightKind("tp-test-dense-only", { toDense: values });
+
+  test("the kind's slice hook cuts it; a kind without one is sharded dense", () => {
+    const w = Float32Array.from({ length: 8 * 6 }, (_, i) => i);
+    const a = shardColumns(make("tp-test-sliceable", 8, 6, w), 2, 5);
+    expect(a.kind).toBe("extension");
+    expect(Array.from(values((a as Extract<LinearSource, { kind: "extension" }>).weights))).toEqual(Array.from(w.subarray(12, 30)));
+    const b = shardRows(make("tp-test-sliceable", 8, 6, w), 1, 4);
+    expect(b.source.k).toBe(3);
+    expect(slices).toEqual(["n 2..5", "k 1..4"]);
+    const c = shardRows(make("tp-test-dense-only", 8, 6, w), 1, 4).source;
+    expect(c.kind).toBe("dense");
+    expect(Array.from(linearToF32(c).subarray(0, 3))).toEqual([1, 2, 3]);
   });
 });
