@@ -6,7 +6,9 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { CpuKvCache, type PagedBatch } from "../cpu/cpu-model.js";
+import { cpuOps } from "../cpu/ops.js";
 import type { ModelConfig } from "../model/config.js";
+import { rankThreadShare } from "./cpu-tp-runner.js";
 import { rankConfig, type TpLayout } from "./layout.js";
 import { buildRankModel } from "./rank-model.js";
 import type { RankSources } from "./rank-sources.js";
@@ -37,6 +39,7 @@ if (port && (workerData as { marlinRank?: boolean })?.marlinRank) {
     port.postMessage({ type: "error", message, during } satisfies RankReply);
   };
   try {
+    cpuOps().setThreadShare?.(rankThreadShare(d.layout.tp));
     const model = buildRankModel(d.config, d.layout, d.sources, comm, d.maxPositions);
     const cache = new CpuKvCache(rankConfig(d.config, d.layout, d.rank), model.layers.length, d.numBlocks, d.blockSize);
     port.on("message", (msg: RankRequest) => {

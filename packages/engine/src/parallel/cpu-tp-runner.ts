@@ -6,6 +6,7 @@
  * execute() stays synchronous: rank 0 blocks in Atomics.wait inside the collectives.
  */
 import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { NativeLoadError } from "@marlin/core";
@@ -28,6 +29,11 @@ export interface CpuTpOptions {
   maxModelLen: number;
   /** A rank waiting longer than this in a collective fails the step (default 300 s). */
   timeoutMs?: number;
+}
+
+/** Each rank's share of the cores: tp ranks of a process must not each start a thread per core. */
+export function rankThreadShare(tp: number): number {
+  return Math.max(1, Math.floor(availableParallelism() / tp));
 }
 
 /** The worker entry: beside the bundle (dist), or the package's dist when running from src (tests). */
@@ -129,12 +135,17 @@ export class CpuTpRunner implements ModelRunner {
     const batch = { tokens: rows.tokens, positions: rows.positions, slots: rows.slots, seqOfRow: rows.seqOfRow, blockTables: rows.blockTables, maxBlocks: rows.maxBlocks };
     const msg: RankRequest = { type: "forward", batch, logitRows };
     for (const w of this.workers) w.postMessage(msg);
+    // rank 0 is the engine's thread: its core share holds only while it runs its shard
+    const ops = cpuOps();
+    const prev = ops.setThreadShare?.(rankThreadShare(this.layout.tp));
     try {
       return this.model.forward(batch, this.cache, logitRows);
     } catch (e) {
       this.comm.abort(`rank 0: ${(e as Error).message}`);
       this.failure ??= (e as Error).message;
       throw e;
+    } finally {
+      if (prev !== undefined) ops.setThreadShare?.(prev);
     }
   }
 
