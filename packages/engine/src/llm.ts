@@ -44,6 +44,8 @@ export interface LoadOptions extends EngineOptions {
    * memory; CUDA needs one GPU per rank (see src/parallel/README.md). Must divide the heads.
    */
   tensorParallelSize?: number;
+  /** CPU tp > 1: modules each rank's worker imports first (implementations and weight kinds registered here). */
+  tensorParallelImports?: string[];
 }
 
 export interface GenerateResult {
@@ -107,7 +109,7 @@ async function makeRunner(m: LoadedModel, opts: LoadOptions, plan: CachePlan): P
     });
   }
   const tp = opts.tensorParallelSize ?? 1;
-  if (tp > 1) return CpuTpRunner.create(m.config, m.sources, { tensorParallelSize: tp, numBlocks: plan.numBlocks!, blockSize, maxModelLen });
+  if (tp > 1) return CpuTpRunner.create(m.config, m.sources, { tensorParallelSize: tp, numBlocks: plan.numBlocks!, blockSize, maxModelLen, imports: opts.tensorParallelImports });
   return new CpuModelRunner(new CpuLlama(m.config, m.sources, maxModelLen), plan.numBlocks!, blockSize);
 }
 

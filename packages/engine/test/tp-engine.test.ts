@@ -7,6 +7,7 @@ import { Rng } from "@marlin/core";
 import { quantizeRtn } from "@marlin/format";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
+  CommunicatorError,
   CpuTpRunner,
   LINEAR_NAMES,
   type LinearSource,
@@ -106,6 +107,21 @@ describe.skipIf(!hasTinyLlama())("tensor parallelism on the CPU: tiny-llama tp =
       // 3 heads x 64 = 192 features are padded to whole 128-row groups for the 4-bit kernel)
       expect(two.kernels).toEqual(one.kernels);
     });
+
+  test("a weight kind registered in this thread: workers import it (tensorParallelImports), else rank 1 fails to load", async () => {
+    const fixture = new URL("./fixtures/tp-kind.mjs", import.meta.url).href;
+    const { withFixtureKind } = await import(fixture);
+    const m = { ...fp16, sources: withFixtureKind(fp16.sources, linearToF32) };
+    const runs: number[][][] = [];
+    for (const tp of [1, 2]) {
+      const llm = await LLM.fromLoaded(m, { device: "cpu", tensorParallelSize: tp, kvCacheTokens: 4096, tensorParallelImports: [fixture] });
+      open.push(llm);
+      runs.push((await llm.generate(PROMPTS.slice(0, 2), { maxTokens: 16, temperature: 0 })).map((g) => g.tokenIds));
+    }
+    expect(runs[1]).toEqual(runs[0]);
+    await expect(LLM.fromLoaded(m, { device: "cpu", tensorParallelSize: 2, kvCacheTokens: 4096 })).rejects.toThrow(CommunicatorError);
+    await expect(LLM.fromLoaded(m, { device: "cpu", tensorParallelSize: 2, kvCacheTokens: 4096 })).rejects.toThrow(/rank 1: failed to load: .*tp-fixture\.matmul/);
+  });
 
   test("a size that does not divide the heads is refused before any weight is read", async () => {
     await expect(LLM.load(tinyLlamaDir(), { device: "cpu", tensorParallelSize: 4 })).rejects.toThrow(TensorParallelError);

@@ -24,14 +24,17 @@ export interface RankWorkerData {
   numBlocks: number;
   blockSize: number;
   timeoutMs?: number;
+  /** Modules imported before the shard is built (they register implementations and weight kinds). */
+  imports?: string[];
 }
 
 export type RankRequest = { type: "forward"; batch: PagedBatch; logitRows: Int32Array } | { type: "exit" };
 export type RankReply = { type: "ready"; kernels: Record<string, string> } | { type: "error"; message: string; during: "load" | "forward" };
 
 const port = parentPort;
-if (port && (workerData as { marlinRank?: boolean })?.marlinRank) {
-  const d = (workerData as { data: RankWorkerData }).data;
+if (port && (workerData as { marlinRank?: boolean })?.marlinRank) void serve(port, (workerData as { data: RankWorkerData }).data);
+
+async function serve(port: NonNullable<typeof parentPort>, d: RankWorkerData): Promise<void> {
   const comm = new ShmCommunicator(d.state, d.rank, { timeoutMs: d.timeoutMs });
   const fail = (e: unknown, during: "load" | "forward") => {
     const message = `rank ${d.rank}: ${(e as Error)?.message ?? String(e)}`;
@@ -39,6 +42,8 @@ if (port && (workerData as { marlinRank?: boolean })?.marlinRank) {
     port.postMessage({ type: "error", message, during } satisfies RankReply);
   };
   try {
+    // a worker has its own registry: what the engine's thread registered must be registered here too
+    for (const m of d.imports ?? []) await import(m);
     cpuOps().setThreadShare?.(rankThreadShare(d.layout.tp));
     const model = buildRankModel(d.config, d.layout, d.sources, comm, d.maxPositions);
     const cache = new CpuKvCache(rankConfig(d.config, d.layout, d.rank), model.layers.length, d.numBlocks, d.blockSize);

@@ -29,6 +29,12 @@ export interface CpuTpOptions {
   maxModelLen: number;
   /** A rank waiting longer than this in a collective fails the step (default 300 s). */
   timeoutMs?: number;
+  /**
+   * Modules (specifiers or file URLs) every worker imports before building its shard: the
+   * packages that registered implementations or weight kinds in this thread (e.g. "@marlin/sparse"),
+   * since each worker thread has a registry of its own. @marlin/kernel's are always there.
+   */
+  imports?: string[];
 }
 
 /** Each rank's share of the cores: tp ranks of a process must not each start a thread per core. */
@@ -107,6 +113,7 @@ export class CpuTpRunner implements ModelRunner {
           numBlocks: opts.numBlocks,
           blockSize: opts.blockSize,
           timeoutMs: opts.timeoutMs,
+          imports: opts.imports,
         };
         const w = new Worker(url, { workerData: { marlinRank: true, data } });
         workers.push(w);
