@@ -108,6 +108,27 @@ describe.skipIf(!hasTinyLlama())("tensor parallelism on the CPU: tiny-llama tp =
       expect(two.kernels).toEqual(one.kernels);
     });
 
+  test("biases on every linear (row-parallel ones added once) and an lm_head tied to the embedding", async () => {
+    const rng = new Rng(7);
+    const withBias = (l: LinearSource): LinearSource => ({ ...l, bias: rng.fillNormal(new Float32Array(l.n), 0.05) });
+    const sources: ModelSources = {
+      ...fp16.sources,
+      lmHead: undefined, // tied: the logits come from the (vocabulary-parallel) embedding rows
+      layers: fp16.sources.layers.map((l) => ({ ...l, linears: Object.fromEntries(LINEAR_NAMES.map((n) => [n, withBias(l.linears[n])])) as typeof l.linears })),
+    };
+    const m = { ...fp16, config: { ...fp16.config, tieWordEmbeddings: true, qkvBias: true, oBias: true, mlpBias: true }, sources };
+    const runs: { ids: number[][]; ppl: number }[] = [];
+    for (const tp of [1, 2]) {
+      const llm = await load(m, tp);
+      const gen = await llm.generate(PROMPTS, { maxTokens: 24, temperature: 0 });
+      const p = await perplexity(llm, text.slice(0, 20_000), { window: 256 });
+      runs.push({ ids: gen.map((g) => g.tokenIds), ppl: p.perplexity });
+      console.log(`biased, tied tp=${tp}: perplexity ${p.perplexity.toFixed(6)} over ${p.windows} windows`);
+    }
+    expect(runs[1].ids).toEqual(runs[0].ids);
+    expect(Math.abs(runs[1].ppl / runs[0].ppl - 1)).toBeLessThan(1e-3);
+  });
+
   test("a weight kind registered in this thread: workers import it (tensorParallelImports), else rank 1 fails to load", async () => {
     const fixture = new URL("./fixtures/tp-kind.mjs", import.meta.url).href;
     const { withFixtureKind } = await import(fixture);
