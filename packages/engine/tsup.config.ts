@@ -1,3 +1,4 @@
 import { libraryConfig } from "../../tsup.shared";
 
-export default libraryConfig();
+// The tensor-parallel worker is an entry of its own: worker threads start from a file.
+export default libraryConfig({ entry: ["src/index.ts", "src/parallel/cpu-rank-worker.ts"] });

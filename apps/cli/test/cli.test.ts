@@ -58,13 +58,13 @@ describe("marlin command line", () => {
 
   test.skipIf(!hasFixture)("serve options map onto the server's", () => {
     const a = parseServeArgs(
-      [FIXTURE, "--host", "0.0.0.0", "--port", "0", "--device", "cpu", "--max-num-seqs", "8", "--max-model-len", "512", "--api-key", "k", "--served-model-name", "m", "--max-queued", "9", "--idle-timeout", "1.5", "--shutdown-timeout", "2"],
+      [FIXTURE, "--host", "0.0.0.0", "--port", "0", "--device", "cpu", "--tensor-parallel-size", "2", "--max-num-seqs", "8", "--max-model-len", "512", "--api-key", "k", "--served-model-name", "m", "--max-queued", "9", "--idle-timeout", "1.5", "--shutdown-timeout", "2"],
       {},
     );
     if (a === "help") throw new Error("unexpected help");
     expect(a.host).toBe("0.0.0.0");
     expect(a.port).toBe(0);
-    expect(a.options).toMatchObject({ apiKey: "k", servedModelName: "m", maxQueued: 9, idleTimeoutMs: 1500, shutdownTimeoutMs: 2000, load: { device: "cpu", maxNumSeqs: 8, maxModelLen: 512 } });
+    expect(a.options).toMatchObject({ apiKey: "k", servedModelName: "m", maxQueued: 9, idleTimeoutMs: 1500, shutdownTimeoutMs: 2000, load: { device: "cpu", tensorParallelSize: 2, maxNumSeqs: 8, maxModelLen: 512 } });
     const env = parseServeArgs([FIXTURE], { MARLIN_API_KEY: "from-env" });
     expect(env !== "help" && env.options.apiKey).toBe("from-env");
   });

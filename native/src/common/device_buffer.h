@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/env_ctor.h"
+
 #ifdef MARLIN_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -43,7 +45,7 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
   size_t bytes_ = 0;
   int device_ = 0;
   bool freed_ = false;
-  static Napi::FunctionReference* ctor_;
+  static EnvConstructor ctor_;
 };
 
 // A pointer `byte_offset` bytes into buffer argument i, checked to hold `need_bytes` from there and

@@ -8,9 +8,18 @@
 
 namespace marlin {
 
+// The calling thread's share of the cores (0: all of them). Tensor-parallel CPU ranks are threads
+// of one process; each caps its share so tp ranks do not start tp x cores threads.
+inline unsigned& ThreadShare() {
+  thread_local unsigned share = 0;
+  return share;
+}
+
 inline unsigned CpuThreads() {
   unsigned t = std::thread::hardware_concurrency();
-  return t == 0 ? 1 : t;
+  t = t == 0 ? 1 : t;
+  const unsigned s = ThreadShare();
+  return s ? std::min(s, t) : t;
 }
 
 template <typename F>

@@ -7,6 +7,7 @@
 #include "common/args.h"
 #include "common/errors.h"
 #include "common/module.h"
+#include "common/parallel.h"
 #include "engine/cpu_ops.h"
 #include "engine/cpu_simd.h"
 
@@ -215,6 +216,14 @@ Napi::Value Logprobs(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// setThreadShare(n): the CPU ops called from this JS thread use at most n threads (0: every core).
+// Returns the previous share. Results do not depend on it (every output is one thread's work).
+Napi::Value SetThreadShare(const Napi::CallbackInfo& info) {
+  const unsigned prev = ThreadShare();
+  ThreadShare() = static_cast<unsigned>(ArgInt(info, 0, "threads", 0, 4096));
+  return Napi::Number::New(info.Env(), prev);
+}
+
 void InitEngineCpu(Napi::Env env, Napi::Object exports) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("linear", Napi::Function::New<Linear>(env, "linear"));
@@ -230,6 +239,7 @@ void InitEngineCpu(Napi::Env env, Napi::Object exports) {
   o.Set("pagedAttention", Napi::Function::New<PagedAttention>(env, "pagedAttention"));
   o.Set("sample", Napi::Function::New<Sample>(env, "sample"));
   o.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));
+  o.Set("setThreadShare", Napi::Function::New<SetThreadShare>(env, "setThreadShare"));
   o.Set("avx2", Napi::Boolean::New(env, ops::HasAvx2Fma()));
   exports.Set("engineCpu", o);
 }

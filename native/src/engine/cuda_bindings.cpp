@@ -366,10 +366,10 @@ Napi::Value DenseGemmF32(const Napi::CallbackInfo& info) {
 
 class Graph : public Napi::ObjectWrap<Graph> {
  public:
-  static Napi::FunctionReference* ctor;
+  static EnvConstructor ctor;
   static void Init(Napi::Env env, Napi::Object target) {
     Napi::Function f = DefineClass(env, "CudaGraph", {InstanceMethod<&Graph::Launch>("launch"), InstanceMethod<&Graph::Destroy>("destroy")});
-    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    ctor.Set(env, f);
     target.Set("CudaGraph", f);
   }
   explicit Graph(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Graph>(info) {}
@@ -394,7 +394,7 @@ class Graph : public Napi::ObjectWrap<Graph> {
     return info.Env().Undefined();
   }
 };
-Napi::FunctionReference* Graph::ctor = nullptr;
+EnvConstructor Graph::ctor;
 
 // beginCapture(stream): the stream must be a Stream (the legacy default stream cannot be captured).
 Napi::Value BeginCapture(const Napi::CallbackInfo& info) {
@@ -422,7 +422,7 @@ Napi::Value EndCapture(const Napi::CallbackInfo& info) {
     cudaGraphDestroy(g);
     ThrowCuda(env, e, "cudaGraphInstantiate");
   }
-  Napi::Object obj = Graph::ctor->New({});
+  Napi::Object obj = Graph::ctor.Get(env)->New({});
   Graph* gr = Graph::Unwrap(obj);
   gr->graph = g;
   gr->exec = exec;

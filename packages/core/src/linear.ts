@@ -90,6 +90,11 @@ export interface WeightKindHooks {
   concat?(parts: LinearWeights[], name: string): LinearWeights;
   /** W [n, k] as fp32 values. */
   toDense?(w: LinearWeights): Float32Array;
+  /**
+   * Tensor parallelism: the rows [start, end) of W along `axis` ("n": output features, "k": input
+   * features) as a layer of its own. Without it, a shard of this kind is served dense.
+   */
+  slice?(w: LinearWeights, axis: "n" | "k", start: number, end: number): LinearWeights;
 }
 
 const KIND_KEY = Symbol.for("@marlin/core/weight-kinds");

@@ -21,5 +21,6 @@ export * from "./model/rope.js";
 export * from "./model/rtn.js";
 export * from "./model/tokenizer.js";
 export * from "./model/weights.js";
+export * from "./parallel/index.js";
 export * from "./perplexity.js";
 export * from "./random-model.js";

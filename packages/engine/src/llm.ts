@@ -18,6 +18,8 @@ import { type CachePlan, planCache } from "./load-options.js";
 import { type GenerationDefaults, loadGenerationDefaults, loadModelConfig, type ModelConfig } from "./model/config.js";
 import { Tokenizer } from "./model/tokenizer.js";
 import { loadModelSources, type ModelSources } from "./model/weights.js";
+import { checkTensorParallel } from "./parallel/check.js";
+import { CpuTpRunner } from "./parallel/cpu-tp-runner.js";
 
 export type Device = "auto" | "cpu" | "cuda";
 
@@ -37,6 +39,13 @@ export interface LoadOptions extends EngineOptions {
   gpuMemoryFraction?: number;
   /** GPU: capture decode steps in CUDA graphs (default true). */
   cudaGraphs?: boolean;
+  /**
+   * Ranks the model is split over (default 1): CPU ranks are worker threads meeting in shared
+   * memory; CUDA needs one GPU per rank (see src/parallel/README.md). Must divide the heads.
+   */
+  tensorParallelSize?: number;
+  /** CPU tp > 1: modules each rank's worker imports first (implementations and weight kinds registered here). */
+  tensorParallelImports?: string[];
 }
 
 export interface GenerateResult {
@@ -82,7 +91,9 @@ export function planLoad(config: ModelConfig, opts: LoadOptions = {}): CachePlan
   const want = (opts as LoadOptions | null)?.device ?? "auto";
   if (want === "cuda" && !hasGpu()) throw new NoDeviceError(`device "cuda" needs a CUDA device: ${noGpuReason() ?? "none was found"}`);
   const device = want === "cuda" || (want === "auto" && hasGpu()) ? "cuda" : "cpu";
-  return planCache(config, opts, device, device === "cuda" ? memInfo(0) : undefined);
+  const plan = planCache(config, opts, device, device === "cuda" ? memInfo(0) : undefined);
+  checkTensorParallel(config, opts.tensorParallelSize ?? 1, device);
+  return plan;
 }
 
 async function makeRunner(m: LoadedModel, opts: LoadOptions, plan: CachePlan): Promise<ModelRunner> {
@@ -97,6 +108,8 @@ async function makeRunner(m: LoadedModel, opts: LoadOptions, plan: CachePlan): P
       maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 2048,
     });
   }
+  const tp = opts.tensorParallelSize ?? 1;
+  if (tp > 1) return CpuTpRunner.create(m.config, m.sources, { tensorParallelSize: tp, numBlocks: plan.numBlocks!, blockSize, maxModelLen, imports: opts.tensorParallelImports });
   return new CpuModelRunner(new CpuLlama(m.config, m.sources, maxModelLen), plan.numBlocks!, blockSize);
 }
 

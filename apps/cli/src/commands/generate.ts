@@ -12,6 +12,7 @@ export const GENERATE_USAGE = `usage: marlin generate <model-dir> "prompt" [opti
   --stop TEXT            stop before TEXT (repeatable)
   --ignore-eos           keep going past the end-of-sequence token
   --device auto|cpu|cuda where the model runs (auto)
+  --tensor-parallel-size N  ranks the model is split over (1; CPU: worker threads, CUDA: one GPU each)
 
 The text goes to stdout; timings (time to first token, per output token) to stderr.
 `;
@@ -25,6 +26,7 @@ const OPTIONS = {
   stop: { type: "string", multiple: true },
   "ignore-eos": { type: "boolean" },
   device: { type: "string" },
+  "tensor-parallel-size": { type: "string" },
 } as const;
 
 export async function generate(args: string[], io: Io): Promise<number> {
@@ -47,7 +49,8 @@ export async function generate(args: string[], io: Io): Promise<number> {
     ignoreEos: p.values["ignore-eos"] === true ? true : undefined,
   });
   const device = oneOf(p, "device", ["auto", "cpu", "cuda"] as const) ?? "auto";
-  const llm = await LLM.load(dir, { device, maxNumSeqs: 1 });
+  const tensorParallelSize = num(p, "tensor-parallel-size", { integer: true, min: 1 });
+  const llm = await LLM.load(dir, defined({ device, maxNumSeqs: 1, tensorParallelSize }));
   try {
     if (!llm.tokenizer) throw new UsageError(`${dir} has no tokenizer.json: text prompts need one`);
     const engine = new AsyncEngine(llm.engine, { idleTimeoutMs: Number.POSITIVE_INFINITY });

@@ -8,6 +8,7 @@ export const SERVE_USAGE = `usage: marlin serve <model-dir> [options]
   --host HOST                  address to listen on (127.0.0.1)
   --port N                     port (8000; 0 picks a free one)
   --device auto|cpu|cuda       where the model runs (auto: the GPU when present)
+  --tensor-parallel-size N     ranks the model is split over (1; CPU: worker threads, CUDA: one GPU each)
   --max-num-seqs N             sequences in the running batch (64)
   --max-model-len N            longest prompt + output (the model's max_position_embeddings)
   --max-num-batched-tokens N   tokens in one step (2048)
@@ -30,6 +31,7 @@ const OPTIONS = {
   host: { type: "string" },
   port: { type: "string" },
   device: { type: "string" },
+  "tensor-parallel-size": { type: "string" },
   "max-num-seqs": { type: "string" },
   "max-model-len": { type: "string" },
   "max-num-batched-tokens": { type: "string" },
@@ -77,6 +79,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     logger: { level: oneOf(p, "log-level", ["fatal", "error", "warn", "info", "debug", "trace"] as const) ?? "info" },
     load: defined({
       device: oneOf(p, "device", ["auto", "cpu", "cuda"] as const),
+      tensorParallelSize: num(p, "tensor-parallel-size", { integer: true, min: 1 }),
       maxNumSeqs: num(p, "max-num-seqs", { integer: true, min: 1 }),
       maxModelLen: num(p, "max-model-len", { integer: true, min: 2 }),
       maxNumBatchedTokens: num(p, "max-num-batched-tokens", { integer: true, min: 1 }),

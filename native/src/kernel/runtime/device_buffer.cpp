@@ -9,7 +9,7 @@
 
 namespace marlin {
 
-Napi::FunctionReference* DeviceBuffer::ctor_ = nullptr;
+EnvConstructor DeviceBuffer::ctor_;
 
 void DeviceBuffer::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function fn = DefineClass(
@@ -25,7 +25,7 @@ void DeviceBuffer::Init(Napi::Env env, Napi::Object exports) {
           InstanceAccessor<&DeviceBuffer::GetFreed>("freed"),
           InstanceAccessor<&DeviceBuffer::GetAddress>("address"),
       });
-  ctor_ = new Napi::FunctionReference(Napi::Persistent(fn));
+  ctor_.Set(env, fn);
   exports.Set("DeviceBuffer", fn);
 }
 
@@ -71,7 +71,7 @@ void DeviceBuffer::Release() {
 }
 
 bool DeviceBuffer::Is(Napi::Value v) {
-  return ctor_ && v.IsObject() && v.As<Napi::Object>().InstanceOf(ctor_->Value());
+  return ctor_.IsInstance(v);
 }
 
 DeviceBuffer* DeviceBuffer::From(Napi::Env env, Napi::Value v, const char* name) {

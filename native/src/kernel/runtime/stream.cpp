@@ -7,18 +7,18 @@
 
 namespace marlin {
 
-Napi::FunctionReference* Stream::ctor_ = nullptr;
-Napi::FunctionReference* Event::ctor_ = nullptr;
+EnvConstructor Stream::ctor_;
+EnvConstructor Event::ctor_;
 
 void Stream::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function fn = DefineClass(env, "Stream",
                                   {InstanceMethod<&Stream::Synchronize>("synchronize"),
                                    InstanceMethod<&Stream::Destroy>("destroy")});
-  ctor_ = new Napi::FunctionReference(Napi::Persistent(fn));
+  ctor_.Set(env, fn);
   exports.Set("Stream", fn);
 }
 
-bool Stream::Is(Napi::Value v) { return ctor_ && v.IsObject() && v.As<Napi::Object>().InstanceOf(ctor_->Value()); }
+bool Stream::Is(Napi::Value v) { return ctor_.IsInstance(v); }
 
 // new Stream(device = 0): a non-blocking stream.
 Stream::Stream(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Stream>(info) {
@@ -73,7 +73,7 @@ void Event::Init(Napi::Env env, Napi::Object exports) {
                                   {InstanceMethod<&Event::Record>("record"),
                                    InstanceMethod<&Event::Synchronize>("synchronize"),
                                    StaticMethod<&Event::Elapsed>("elapsedMs")});
-  ctor_ = new Napi::FunctionReference(Napi::Persistent(fn));
+  ctor_.Set(env, fn);
   exports.Set("Event", fn);
 }
 
@@ -112,8 +112,8 @@ Napi::Value Event::Synchronize(const Napi::CallbackInfo& info) {
 // Event.elapsedMs(start, end): milliseconds between two recorded events (waits for end).
 Napi::Value Event::Elapsed(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject() || !info[0].As<Napi::Object>().InstanceOf(ctor_->Value()) ||
-      !info[1].As<Napi::Object>().InstanceOf(ctor_->Value()))
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject() || !ctor_.IsInstance(info[0]) ||
+      !ctor_.IsInstance(info[1]))
     ThrowTyped(env, kErrInvalidArgument, "elapsedMs(start, end) takes two Events");
   float ms = 0;
 #ifdef MARLIN_WITH_CUDA

@@ -1,6 +1,7 @@
 #pragma once
 // CUDA streams and events owned by JS objects (classes Stream and Event in JS).
 #include <napi.h>
+#include "common/env_ctor.h"
 #ifdef MARLIN_WITH_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -27,7 +28,7 @@ class Stream : public Napi::ObjectWrap<Stream> {
 #endif
   int device_ = 0;
   bool destroyed_ = false;
-  static Napi::FunctionReference* ctor_;
+  static EnvConstructor ctor_;
 };
 
 class Event : public Napi::ObjectWrap<Event> {
@@ -43,7 +44,7 @@ class Event : public Napi::ObjectWrap<Event> {
 #ifdef MARLIN_WITH_CUDA
   cudaEvent_t event_ = nullptr;
 #endif
-  static Napi::FunctionReference* ctor_;
+  static EnvConstructor ctor_;
 };
 
 }  // namespace marlin

@@ -10,7 +10,7 @@
 import { CPU, type DispatchedLinear, InvalidArgumentError, ShapeError } from "@marlin/core";
 import { layerDims, type ModelConfig } from "../model/config.js";
 import { describePlans, disposeLinears, FUSED_LINEARS, prepareLayerLinears, prepareSource } from "../model/linears.js";
-import { decoderLayer, decoderStack, type LayerBuffers, type LayerOps, type LayerParams } from "../model/llama.js";
+import { decoderLayer, decoderStack, type LayerBuffers, type LayerLinears, type LayerOps, type LayerParams } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
 import { fuseLinears, LINEAR_NAMES, type LinearName, type LinearSource, linearToF32, type ModelSources } from "../model/weights.js";
 import { type CpuOps, cpuOps } from "./ops.js";
@@ -43,6 +43,17 @@ export class CpuKvCache {
     this.numBlocks = numBlocks;
     this.blockSize = blockSize;
   }
+}
+
+/**
+ * A model's parts made elsewhere (tensor parallelism: sharded linears that own their collectives,
+ * a vocabulary-parallel embedding and lm_head); the decoder is the same.
+ */
+export interface CpuModelParts {
+  layerLinears(li: number, layer: ModelSources["layers"][number]): LayerLinears<Float32Array>;
+  lmHead: CpuLinear;
+  /** Hidden states [T, H] of token ids into out. */
+  embed(tokens: Int32Array, out: Float32Array): void;
 }
 
 export type LinearHook = (layer: number, name: LinearName, x: Float32Array, rows: number, k: number) => void;
@@ -96,7 +107,9 @@ export class CpuLlama {
   /** The linear sources per layer (this model's copy: setLinearWeight replaces entries here). */
   private readonly linearSources: Record<LinearName, LinearSource>[];
 
-  constructor(config: ModelConfig, src: ModelSources, maxPositions = config.maxPositionEmbeddings) {
+  private readonly parts?: CpuModelParts;
+
+  constructor(config: ModelConfig, src: ModelSources, maxPositions = config.maxPositionEmbeddings, parts?: CpuModelParts) {
     if (src.layers.length !== config.numLayers) throw new ShapeError(`${src.layers.length} layers of weights for ${config.numLayers} in the config`);
     this.config = config;
     this.ops = cpuOps();
@@ -106,12 +119,15 @@ export class CpuLlama {
     const H = config.hiddenSize;
     const opts = { device: CPU, maxRows: 1 << 20 };
     this.linearSources = src.layers.map((l) => ({ ...l.linears }));
-    this.lmHead = prepareSource<Float32Array, unknown>(
-      src.lmHead ?? { kind: "dense", n: config.vocabSize, k: H, weight: { dtype: "float32", shape: [config.vocabSize, H], data: src.embed }, name: "lm_head" },
-      undefined,
-      opts,
-    );
-    this.layers = src.layers.map((l) => ({ inputNorm: l.inputNorm, postNorm: l.postNorm, ...prepareLayerLinears<Float32Array, unknown>(l, opts) }));
+    this.parts = parts;
+    this.lmHead =
+      parts?.lmHead ??
+      prepareSource<Float32Array, unknown>(
+        src.lmHead ?? { kind: "dense", n: config.vocabSize, k: H, weight: { dtype: "float32", shape: [config.vocabSize, H], data: src.embed }, name: "lm_head" },
+        undefined,
+        opts,
+      );
+    this.layers = src.layers.map((l, li) => ({ inputNorm: l.inputNorm, postNorm: l.postNorm, ...(parts ? parts.layerLinears(li, l) : prepareLayerLinears<Float32Array, unknown>(l, opts)) }));
     const first = this.layers[0];
     this.kernels = first
       ? describePlans([
@@ -128,7 +144,8 @@ export class CpuLlama {
   embedTokens(tokens: Int32Array): Float32Array {
     const H = this.config.hiddenSize;
     const out = new Float32Array(tokens.length * H);
-    this.ops.embedding(tokens, this.embed, this.config.vocabSize, H, out);
+    if (this.parts) this.parts.embed(tokens, out);
+    else this.ops.embedding(tokens, this.embed, this.config.vocabSize, H, out);
     return out;
   }
 
@@ -274,6 +291,7 @@ export class CpuLlama {
 
   /** Replaces a linear layer's weight W [n, k] (e.g. with its dequantized GPTQ result); its fused layer is prepared again. */
   setLinearWeight(li: number, name: LinearName, w: Float32Array): void {
+    if (this.parts) throw new InvalidArgumentError("setLinearWeight needs an unsharded model");
     const src = this.source(li, name);
     if (w.length !== src.n * src.k) throw new ShapeError(`${name} weight needs ${src.n}x${src.k} elements, got ${w.length}`);
     this.linearSources[li][name] = { kind: "dense", n: src.n, k: src.k, weight: { dtype: "float32", shape: [src.n, src.k], data: w.slice() }, bias: src.bias, name: src.name };

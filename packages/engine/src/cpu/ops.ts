@@ -16,6 +16,8 @@ export interface CpuOps {
   pagedAttention(q: Float32Array, rows: number, qStride: number, heads: number, kvHeads: number, headDim: number, kCache: Float32Array, vCache: Float32Array, blockTables: Int32Array, maxBlocks: number, blockSize: number, seqOfRow: Int32Array, posOfRow: Int32Array, scale: number, out: Float32Array): void;
   sample(logits: Float32Array, rows: number, vocab: number, temperature: Float32Array, topK: Int32Array, topP: Float32Array, seeds: Uint32Array, counters: Int32Array, out: Int32Array): void;
   logprobs(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, out: Float64Array): void;
+  /** The ops called from this JS thread use at most n threads (0: every core); returns the previous cap. Absent in older addons. */
+  setThreadShare?(threads: number): number;
   avx2: boolean;
   /**
    * The largest dimension any op takes (2^30); every length is an overflow-checked product, so a

@@ -1,0 +1,10 @@
+export * from "./check.js";
+export * from "./communicator.js";
+export { type CpuTpOptions, CpuTpRunner } from "./cpu-tp-runner.js";
+export * from "./layout.js";
+export * from "./nccl-communicator.js";
+export * from "./rank-model.js";
+export * from "./rank-sources.js";
+export * from "./shard.js";
+export * from "./shard-linear.js";
+export * from "./shm-communicator.js";
