@@ -1,7 +1,7 @@
 /**
  * NCCL between GPUs, one rank per device: the same Communicator as the CPU ranks, over device
  * buffers, each collective queued on the rank's stream (so it can sit inside a captured CUDA graph
- * of a decode step). NCCL is loaded at run time (libnccl.so.2, native/src/parallel); nothing here
+ * of a decode step). NCCL is loaded at run time (libnccl.so.2, native/src/engine/parallel); nothing here
  * runs on a machine without it, and ncclStatus() says why.
  *
  * Sums are NCCL's: with a fixed topology, rank count, algorithm and protocol (NCCL_ALGO=Ring,

@@ -19,7 +19,7 @@
 #include "common/device_guard.h"
 #include "common/errors.h"
 #include "common/module.h"
-#include "parallel/nccl_loader.h"
+#include "engine/parallel/nccl_loader.h"
 
 namespace marlin {
 namespace {

@@ -1,4 +1,4 @@
-#include "parallel/nccl_loader.h"
+#include "engine/parallel/nccl_loader.h"
 
 #ifdef MARLIN_WITH_CUDA
 #include "common/dynlib.h"
