@@ -17,6 +17,8 @@ describe("marlin command line", () => {
       [["serve", "--help"], /--max-num-seqs/],
       [["generate", "--help"], /--max-tokens/],
       [["quantize", "--help"], /--group-size/],
+      [["quantize", "--help"], /--sparsity 2:4/],
+      [["quantize", "--help"], /--clip \| --no-clip/],
       [["bench", "--help"], /--request-rate/],
       [["bench", "serve", "--help"], /--goodput/],
       [["bench", "compare", "-h"], /compare/],
@@ -47,6 +49,8 @@ describe("marlin command line", () => {
       [["bench", "compare", "a.json"], /two or more/],
       [["bench", "nope"], /unknown bench command/],
       [["quantize", FIXTURE], /missing --out/],
+      [["quantize", FIXTURE, "--out", "/tmp/x", "--prune", "magnitude"], /--prune needs --sparsity 2:4/],
+      [["quantize", FIXTURE, "--out", "/tmp/x", "--sparsity", "4:8"], /--sparsity must be 2:4/],
     ];
     for (const [args, re] of cases) {
       const r = await run(args);

@@ -170,7 +170,22 @@ Napi::Value Factor(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// params(w fp32 [k, n], k, n, r0, r1, bits, sym, scales fp32 [groups, n], zeros fp32, g, stream?)
+#ifdef MARLIN_WITH_CUDA
+// The range search arguments (clipSteps, clipGrid) at i, i + 1: steps 0 = none.
+gptq::ClipSearch ArgClip(const Napi::CallbackInfo& info, size_t i) {
+  gptq::ClipSearch c;
+  c.steps = int(ArgInt(info, i, "clipSteps", 0, 1 << 20));
+  c.grid = float(ArgFinite(info, i + 1, "clipGrid", 1, 1 << 20));
+  return c;
+}
+
+bool IsNothing(const Napi::CallbackInfo& info, size_t i) { return info.Length() <= i || info[i].IsNull() || info[i].IsUndefined(); }
+#endif
+
+// params(w fp32 [k, n], k, n, r0, r1, bits, sym, scales fp32 [groups, n], zeros fp32, g,
+//        rowWeights fp32 | null, rowStride, rowInvSq, clipSteps, clipGrid, stream?)
+// With clipSteps > 0 the range search weighs row r's error by rowWeights[r * rowStride] (or its
+// inverse square when rowInvSq: U's diagonal, stride k + 1); rowWeights null: no search.
 Napi::Value Params(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef MARLIN_WITH_CUDA
@@ -185,9 +200,15 @@ Napi::Value Params(const Napi::CallbackInfo& info) {
   const float* w = static_cast<const float*>(DevicePtr(info, 0, "w", 0, size_t(k) * n * 4, 4));
   float* sc = static_cast<float*>(DevicePtr(info, 7, "scales", 0, size_t(g + 1) * n * 4, 4));
   float* zr = static_cast<float*>(DevicePtr(info, 8, "zeros", 0, size_t(g + 1) * n * 4, 4));
+  const int64_t rs = ArgInt(info, 11, "rowStride", 1, kMaxK + 1);
+  const bool inv_sq = ArgBool(info, 12, "rowInvSq");
+  const gptq::ClipSearch clip = ArgClip(info, 13);
+  const float* rw = IsNothing(info, 10) ? nullptr
+                                        : static_cast<const float*>(DevicePtr(info, 10, "rowWeights", 0, size_t((r1 - 1) * rs + 1) * 4, 4));
+  if (clip.steps > 0 && rw == nullptr) ThrowTyped(env, kErrInvalidArgument, "a range search (clipSteps > 0) needs rowWeights");
   DeviceGuard guard(env, DeviceBuffer::From(env, info[0], "w")->device());
-  cudaStream_t s = ArgStream(info, 10);
-  CUDA_CHECK(env, gptq::LaunchGroupParams(w, int(n), int(r0), int(r1), int(bits), sym, sc, zr, int(g), s));
+  cudaStream_t s = ArgStream(info, 15);
+  CUDA_CHECK(env, gptq::LaunchGroupParams(w, int(n), int(r0), int(r1), int(bits), sym, sc, zr, int(g), clip, rw, rs, inv_sq, s));
   return env.Undefined();
 #else
   ThrowNoDevice(env, "gptq.params");
@@ -195,8 +216,10 @@ Napi::Value Params(const Napi::CallbackInfo& info) {
 }
 
 // loop(w fp32 [k, n] (consumed), u fp32 [k, k], k, n, bits, sym, groupSize, dynamic, gperm Int32Array [k],
-//      scales fp32 [groups, n], zeros fp32 [groups, n], q uint8 [k, n], blockSize, stream?) -> loss
-// Rows in blocks: quantize with in-block error feedback (kernel), then
+//      scales fp32 [groups, n], zeros fp32 [groups, n], q uint8 [k, n], blockSize,
+//      mask uint8 [k, n] | null, sparseMode (0 none, 1 SparseGPT select: mask written, 2 fixed: mask read),
+//      clipSteps, clipGrid, stream?) -> loss
+// Rows in blocks: quantize (and prune 2:4) with in-block error feedback (kernel), then
 // W[i2:, :] -= U[i1:i2, i2:]^T Err as one fp32 GEMM. Returns sum over rows of ||err||^2.
 Napi::Value Loop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -221,9 +244,16 @@ Napi::Value Loop(const Napi::CallbackInfo& info) {
   float* sc = static_cast<float*>(DevicePtr(info, 9, "scales", 0, size_t(groups) * n * 4, 4));
   float* zr = static_cast<float*>(DevicePtr(info, 10, "zeros", 0, size_t(groups) * n * 4, 4));
   uint8_t* q = static_cast<uint8_t*>(DevicePtr(info, 11, "q", 0, size_t(k) * n, 1));
+  const int64_t mode = ArgInt(info, 14, "sparseMode", 0, 2);
+  uint8_t* mask = IsNothing(info, 13) ? nullptr : static_cast<uint8_t*>(DevicePtr(info, 13, "mask", 0, size_t(k) * n, 1));
+  if (mode != 0) {
+    if (mask == nullptr) ThrowTyped(env, kErrInvalidArgument, "2:4 pruning (sparseMode != 0) needs a mask buffer");
+    if (k % 4 != 0 || bs % 4 != 0) ThrowTyped(env, kErrShape, "2:4 pruning needs k and blockSize to be multiples of 4");
+  }
+  const gptq::ClipSearch clip = ArgClip(info, 15);
   const int dev = DeviceBuffer::From(env, info[0], "w")->device();
   DeviceGuard guard(env, dev);
-  cudaStream_t s = ArgStream(info, 13);
+  cudaStream_t s = ArgStream(info, 17);
   blas::Handle bh = Cublas(env, dev, s);
   Scratch err(env, size_t(bs) * n * 4), dg(env, size_t(k) * 4), loss(env, 8);
   CUDA_CHECK(env, cudaMemcpyAsync(dg.p, gp, size_t(k) * 4, cudaMemcpyHostToDevice, s));
@@ -232,7 +262,7 @@ Napi::Value Loop(const Napi::CallbackInfo& info) {
   for (int64_t i1 = 0; i1 < k; i1 += bs) {
     const int64_t i2 = i1 + bs < k ? i1 + bs : k;
     CUDA_CHECK(env, gptq::LaunchBlockQuant(w, u, int(k), int(n), int(i1), int(i2), int(bits), sym, int(gs), dynamic, dg.as<int>(), sc,
-                                           zr, q, err.as<float>(), loss.as<double>(), s));
+                                           zr, q, err.as<float>(), loss.as<double>(), clip, gptq::SparseMode(mode), mask, s));
     if (i2 < k) {
       // Column-major: W2^T (n x (k-i2), ld n) -= Err^T (n x rows, ld n) * Ublk^T, Ublk = U[i1:i2, i2:] (ld k).
       const int st = blas::Load(nullptr)->gemm_ex(bh, blas::kOpN, blas::kOpT, int(n), int(k - i2), int(i2 - i1), &minus_one, err.p,

@@ -59,8 +59,38 @@ __device__ __forceinline__ void ParamsFromRange(float lo, float hi, int bits, bo
   }
 }
 
+// The params of one column's group: rows' values value(r) and error weights weight(r), r < rows,
+// whose range is [lo, hi]. Without a search the plain range; with one, the best shrunk range
+// (first minimum wins, as in quantizer.ts).
+template <class Value, class Weight>
+__device__ __forceinline__ void SearchParams(float lo, float hi, int rows, Value value, Weight weight, int bits, bool sym,
+                                             ClipSearch clip, float& s, float& z) {
+  ParamsFromRange(lo, hi, bits, sym, s, z);
+  if (clip.steps <= 0) return;
+  const float maxq = float((1 << bits) - 1);
+  float best = INFINITY;
+  for (int t = 0; t < clip.steps; t++) {
+    const float p = 1.f - float(t) / clip.grid;
+    float cs, cz;
+    ParamsFromRange(p * lo, p * hi, bits, sym, cs, cz);
+    float score = 0.f;
+    for (int r = 0; r < rows; r++) {
+      const float x = value(r);
+      const float qv = fminf(maxq, fmaxf(0.f, rintf(x / cs) + cz));
+      const float e = x - cs * (qv - cz);
+      score += weight(r) * e * e;
+    }
+    if (score < best) {
+      best = score;
+      s = cs;
+      z = cz;
+    }
+  }
+}
+
 __global__ void GroupParamsKernel(const float* __restrict__ w, int n, int r0, int r1, int bits, bool sym,
-                                  float* __restrict__ scales, float* __restrict__ zeros, int g) {
+                                  float* __restrict__ scales, float* __restrict__ zeros, int g, ClipSearch clip,
+                                  const float* __restrict__ rw, int64_t rw_stride, bool rw_inv_sq) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= n) return;
   float lo = 0.f, hi = 0.f;
@@ -70,7 +100,14 @@ __global__ void GroupParamsKernel(const float* __restrict__ w, int n, int r0, in
     hi = fmaxf(hi, v);
   }
   float s, z;
-  ParamsFromRange(lo, hi, bits, sym, s, z);
+  if (rw == nullptr) clip.steps = 0;
+  SearchParams(
+      lo, hi, r1 - r0, [&](int r) { return w[int64_t(r0 + r) * n + j]; },
+      [&](int r) {
+        const float d = rw[int64_t(r0 + r) * rw_stride];
+        return rw_inv_sq ? 1.f / (d * d) : d;
+      },
+      bits, sym, clip, s, z);
   scales[int64_t(g) * n + j] = s;
   zeros[int64_t(g) * n + j] = z;
 }
@@ -80,31 +117,44 @@ __global__ void GroupParamsKernel(const float* __restrict__ w, int n, int r0, in
 __global__ void BlockQuantKernel(const float* __restrict__ w, const float* __restrict__ u, int k, int n, int i1, int i2,
                                  int bits, bool sym, int gs, bool dynamic, const int* __restrict__ gperm,
                                  float* __restrict__ scales, float* __restrict__ zeros, uint8_t* __restrict__ q,
-                                 float* __restrict__ err, double* __restrict__ loss) {
+                                 float* __restrict__ err, double* __restrict__ loss, ClipSearch clip, int sparse,
+                                 uint8_t* __restrict__ mask) {
   __shared__ float tile[kMaxBlock * kCols];
+  __shared__ float inv_d2[kMaxBlock];  // 1 / U_rr^2 of the block's rows: clip weights and SparseGPT scores
   const int t = threadIdx.x;
   const int j = blockIdx.x * kCols + t;
   const bool active = j < n;
   const int rows = i2 - i1;
   for (int r = 0; r < rows; r++) tile[r * kCols + t] = active ? w[int64_t(i1 + r) * n + j] : 0.f;
+  for (int r = t; r < rows; r += kCols) {
+    const float d = u[int64_t(i1 + r) * k + i1 + r];
+    inv_d2[r] = 1.f / (d * d);
+  }
+  __syncthreads();
   const float maxq = float((1 << bits) - 1);
   float s = 1.f, z = 0.f;
   int cur = -1;
   double l = 0.0;
+  unsigned pruned = 0;  // bit a: row (quad start + a) of this column is pruned
+  // A fixed mask's entry of block row rr (0 for inactive columns).
+  auto fixed_pruned = [&](int rr) { return sparse == kSparseFixed && active && mask[int64_t(i1 + rr) * n + j] != 0; };
   for (int i = i1; i < i2; i++) {
     const int r = i - i1;
     if (gs > 0 && dynamic) {
       if (i % gs == 0) {
-        // Rows [i, i + gs) are in this block and have every earlier row's update.
+        // Rows [i, i + gs) are in this block and have every earlier row's update. A fixed mask's
+        // pruned entries count as the 0 they become.
         const int g = i / gs;
         const int end = min(rows, r + gs);
         float lo = 0.f, hi = 0.f;
         for (int rr = r; rr < end; rr++) {
-          const float v = tile[rr * kCols + t];
+          const float v = fixed_pruned(rr) ? 0.f : tile[rr * kCols + t];
           lo = fminf(lo, v);
           hi = fmaxf(hi, v);
         }
-        ParamsFromRange(lo, hi, bits, sym, s, z);
+        SearchParams(
+            lo, hi, end - r, [&](int a) { return fixed_pruned(r + a) ? 0.f : tile[(r + a) * kCols + t]; },
+            [&](int a) { return inv_d2[r + a]; }, bits, sym, clip, s, z);
         if (active) {
           scales[int64_t(g) * n + j] = s;
           zeros[int64_t(g) * n + j] = z;
@@ -120,8 +170,32 @@ __global__ void BlockQuantKernel(const float* __restrict__ w, const float* __res
         }
       }
     }
+    if (sparse != kSparseNone && (i & 3) == 0) {
+      if (sparse == kSparseSelect) {
+        // SparseGPT: prune the 2 smallest w^2 / U_rr^2 of rows i..i+3 (ties: lower row first, as
+        // sparsity.ts pruneTwoOfFour), from the weights updated by every earlier row.
+        float sc[4];
+        for (int a = 0; a < 4; a++) {
+          const float v = tile[(r + a) * kCols + t];
+          sc[a] = v * v * inv_d2[r + a];
+        }
+        pruned = 0;
+        for (int a = 0; a < 4; a++) {
+          int rank = 0;
+          for (int b = 0; b < 4; b++) rank += (sc[b] < sc[a] || (sc[b] == sc[a] && b < a)) ? 1 : 0;
+          if (rank < 2) pruned |= 1u << a;
+        }
+        if (active)
+          for (int a = 0; a < 4; a++) mask[int64_t(i + a) * n + j] = uint8_t((pruned >> a) & 1u);
+      } else {
+        pruned = 0;
+        for (int a = 0; a < 4; a++)
+          if (fixed_pruned(r + a)) pruned |= 1u << a;
+      }
+    }
     const float x = tile[r * kCols + t];
-    const float qv = fminf(maxq, fmaxf(0.f, rintf(x / s) + z));
+    const bool drop = (pruned >> (i & 3)) & 1u;
+    const float qv = drop ? z : fminf(maxq, fmaxf(0.f, rintf(x / s) + z));
     const float e = (x - s * (qv - z)) / u[int64_t(i) * k + i];
     if (active) {
       q[int64_t(i) * n + j] = uint8_t(qv);
@@ -154,17 +228,18 @@ cudaError_t LaunchUpperToF32(const double* a, float* u, int k, cudaStream_t s) {
 }
 
 cudaError_t LaunchGroupParams(const float* w, int n, int r0, int r1, int bits, bool sym, float* scales, float* zeros, int g,
-                              cudaStream_t s) {
-  GroupParamsKernel<<<(n + 127) / 128, 128, 0, s>>>(w, n, r0, r1, bits, sym, scales, zeros, g);
+                              ClipSearch clip, const float* rw, int64_t rw_stride, bool rw_inv_sq, cudaStream_t s) {
+  GroupParamsKernel<<<(n + 127) / 128, 128, 0, s>>>(w, n, r0, r1, bits, sym, scales, zeros, g, clip, rw, rw_stride, rw_inv_sq);
   return cudaGetLastError();
 }
 
 cudaError_t LaunchBlockQuant(const float* w, const float* u, int k, int n, int i1, int i2, int bits, bool sym, int gs,
                              bool dynamic, const int* gperm, float* scales, float* zeros, uint8_t* q, float* err,
-                             double* loss, cudaStream_t s) {
+                             double* loss, ClipSearch clip, SparseMode sparse, uint8_t* mask, cudaStream_t s) {
   if (i2 - i1 > kMaxBlock || i2 <= i1) return cudaErrorInvalidValue;
+  if (sparse != kSparseNone && (mask == nullptr || i1 % 4 != 0 || (i2 - i1) % 4 != 0)) return cudaErrorInvalidValue;
   BlockQuantKernel<<<(n + kCols - 1) / kCols, kCols, 0, s>>>(w, u, k, n, i1, i2, bits, sym, gs, dynamic, gperm, scales, zeros,
-                                                             q, err, loss);
+                                                             q, err, loss, clip, int(sparse), mask);
   return cudaGetLastError();
 }
 

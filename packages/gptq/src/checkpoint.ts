@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readdir, rename, rm, statfs, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { IoError } from "@marlin/core";
+import { IoError, ShapeError } from "@marlin/core";
 import {
   type Checkpoint,
   FILE_LIMITS,
@@ -28,6 +28,7 @@ import {
 } from "@marlin/format";
 import type { ResolvedOptions } from "./options.js";
 import { linearShapes } from "./options.js";
+import { first24CodeViolation } from "./sparsity.js";
 
 /** Files copied unchanged from the model directory when present. */
 const AUX_FILES = [
@@ -59,10 +60,14 @@ export function quantizationConfig(o: ResolvedOptions): Record<string, unknown> 
     true_sequential: true,
     damp_percent: o.percDamp,
     lm_head: false,
+    // A 2:4-pruned layer is stored as dense Marlin / GPTQ tensors for now (valid for the dense
+    // kernels: the pruned weights are exact zeros); these keys record the pruning.
+    ...(o.sparsity ? { sparsity: o.sparsity, prune_method: o.prune ?? "sparsegpt" } : {}),
     quantizer: {
       tool: "@marlin/gptq",
       method: o.method,
       act_order: o.actOrder,
+      clip: o.clip !== false,
       ...(o.method === "gptq" ? { calibration: { file: basename(o.calib ?? ""), nsamples: o.nsamples, seqlen: o.seqlen, seed: o.seed } } : {}),
     },
   };
@@ -82,40 +87,58 @@ export function linearPrefix(layer: number, name: string): string {
   return `model.layers.${layer}.${MODULE_OF[name]}.${name}`;
 }
 
-/** The tensors one quantized linear becomes, in write order. */
-function linearSpecs(o: ResolvedOptions, prefix: string, k: number, n: number): TensorSpec[] {
+/**
+ * How one quantized linear [k inputs, n outputs] is stored: the tensors declared in the header
+ * before any data (`specs`, in write order) and the function that produces their data from the
+ * layer (`tensors`, same names and order). The ONE place that decides the per-linear layout: a 2:4
+ * layer is written as dense Marlin / GPTQ tensors today; switching it to a sparse packed layout is
+ * a change here only (the header is planned from `specs`, writeLinear writes `tensors`).
+ */
+export function linearLayout(
+  o: ResolvedOptions,
+  prefix: string,
+  k: number,
+  n: number,
+): { specs: TensorSpec[]; tensors: (layer: QuantizedLayer) => [string, ArrayBufferView][] } {
   const groups = o.groupSize > 0 ? k / o.groupSize : 1;
   if (o.format === "marlin") {
-    return [
-      { name: `${prefix}.B`, dtype: "int32", shape: [k / 16, 2 * n] },
-      { name: `${prefix}.s`, dtype: "float16", shape: [groups, n] },
-    ];
+    return {
+      specs: [
+        { name: `${prefix}.B`, dtype: "int32", shape: [k / 16, 2 * n] },
+        { name: `${prefix}.s`, dtype: "float16", shape: [groups, n] },
+      ],
+      tensors: (layer) => {
+        const t = toMarlinCheckpoint(packMarlin(layer));
+        return [
+          [`${prefix}.B`, t.B.data],
+          [`${prefix}.s`, t.s.data],
+        ];
+      },
+    };
   }
   const per = 32 / o.bits;
-  return [
-    { name: `${prefix}.qweight`, dtype: "int32", shape: [k / per, n] },
-    { name: `${prefix}.qzeros`, dtype: "int32", shape: [groups, n / per] },
-    { name: `${prefix}.scales`, dtype: "float16", shape: [groups, n] },
-    { name: `${prefix}.g_idx`, dtype: "int32", shape: [k] },
-  ];
+  return {
+    specs: [
+      { name: `${prefix}.qweight`, dtype: "int32", shape: [k / per, n] },
+      { name: `${prefix}.qzeros`, dtype: "int32", shape: [groups, n / per] },
+      { name: `${prefix}.scales`, dtype: "float16", shape: [groups, n] },
+      { name: `${prefix}.g_idx`, dtype: "int32", shape: [k] },
+    ],
+    tensors: (layer) => {
+      const g = toGptq(layer, { version: 1 });
+      return [
+        [`${prefix}.qweight`, g.qweight.data],
+        [`${prefix}.qzeros`, g.qzeros.data],
+        [`${prefix}.scales`, g.scales.data],
+        [`${prefix}.g_idx`, g.g_idx.data],
+      ];
+    },
+  };
 }
 
-/** The tensors of a quantized layer in the output format, in the order linearSpecs declares. */
+/** The tensors of a quantized layer in the output format (linearLayout's data). */
 export function linearTensors(o: ResolvedOptions, prefix: string, layer: QuantizedLayer): [string, ArrayBufferView][] {
-  if (o.format === "marlin") {
-    const t = toMarlinCheckpoint(packMarlin(layer));
-    return [
-      [`${prefix}.B`, t.B.data],
-      [`${prefix}.s`, t.s.data],
-    ];
-  }
-  const g = toGptq(layer, { version: 1 });
-  return [
-    [`${prefix}.qweight`, g.qweight.data],
-    [`${prefix}.qzeros`, g.qzeros.data],
-    [`${prefix}.scales`, g.scales.data],
-    [`${prefix}.g_idx`, g.g_idx.data],
-  ];
+  return linearLayout(o, prefix, layer.k, layer.n).tensors(layer);
 }
 
 /** True when process `pid` exists (EPERM: it does, as another user). */
@@ -211,6 +234,10 @@ export class CheckpointOutput {
   /** Writes one quantized linear (layers in order, linears in q, k, v, o, gate, up, down order). */
   async writeLinear(layer: number, name: string, q: QuantizedLayer): Promise<void> {
     if (!this.writer) throw new Error("checkpoint output is closed");
+    if (this.o.sparsity) {
+      const bad = first24CodeViolation(q);
+      if (bad) throw new ShapeError(`${linearPrefix(layer, name)}: the quad at rows ${bad.row}..${bad.row + 3}, column ${bad.col} has ${bad.zeros} zero weights; a 2:4 checkpoint needs at least 2`);
+    }
     for (const [t, data] of linearTensors(this.o, linearPrefix(layer, name), q)) await this.writer.write(t, data);
   }
 
@@ -248,7 +275,7 @@ function quantizedSpecs(o: ResolvedOptions): { names: Set<string>; specs: Tensor
     for (const { name, k, n } of linearShapes(o.config)) {
       const prefix = `model.layers.${li}.${name}`;
       names.add(`${prefix}.weight`);
-      specs.push(...linearSpecs(o, prefix, k, n));
+      specs.push(...linearLayout(o, prefix, k, n).specs);
     }
   return { names, specs };
 }

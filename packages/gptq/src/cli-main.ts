@@ -23,7 +23,15 @@ export const USAGE = `usage: marlin quantize <model-dir> --out <dir> [options]
   --act-order             quantize inputs by descending Hessian diagonal (desc_act)
   --static-groups         with --act-order: fix group params first (keeps g_idx monotone)
   --sym | --asym          symmetric (default) or with zero points
-  --damp F                relative Hessian damping (0.01)
+  --damp F                relative Hessian damping (0.1)
+  --clip | --no-clip      Hessian-weighted range search of each group's scale (on for gptq)
+                          (the defaults are the reference scripts' best recipe, damping 0.1 with
+                          the search; --damp 0.01 --no-clip gives the classic GPTQ recipe)
+  --sparsity 2:4          prune 2 of every 4 consecutive inputs of each output (gptq, no
+                          --act-order); written as dense tensors with "sparsity" in the config
+  --prune sparsegpt|magnitude
+                          with --sparsity: choose the 2:4 mask in the GPTQ pass from the updated
+                          weights and H^-1 (sparsegpt, default) or keep the 2 largest |w| (magnitude)
   --calib FILE            calibration text, one passage per line (required for gptq)
   --samples N             calibration windows (128)
   --seqlen N              tokens per window (min(2048, max_position_embeddings))
@@ -49,7 +57,8 @@ interface Parsed {
   quiet: boolean;
 }
 
-const VALUE_FLAGS = new Set(["--out", "--bits", "--group-size", "--damp", "--calib", "--samples", "--seqlen", "--seed", "--method", "--format", "--device"]);
+const VALUE_FLAGS = new Set(["--out", "--bits", "--group-size", "--damp", "--calib", "--samples", "--seqlen", "--seed", "--method", "--format", "--device", "--sparsity", "--prune"]);
+const BOOL_FLAGS = ["--act-order", "--static-groups", "--sym", "--asym", "--force", "--quiet", "--clip", "--no-clip"];
 
 function num(flag: string, v: string, integer: boolean): number {
   const x = Number(v);
@@ -75,7 +84,7 @@ export function parseQuantizeArgs(args: string[]): Parsed {
         v = args[++i];
       }
       vals.set(a, v);
-    } else if (["--act-order", "--static-groups", "--sym", "--asym", "--force", "--quiet"].includes(a)) {
+    } else if (BOOL_FLAGS.includes(a)) {
       if (v !== undefined) throw new UsageError(`${a} takes no value`);
       flags.add(a);
     } else if (a.startsWith("-") && a !== "-") {
@@ -86,6 +95,7 @@ export function parseQuantizeArgs(args: string[]): Parsed {
   const out = vals.get("--out");
   if (!out) throw new UsageError("missing --out <dir>");
   if (flags.has("--sym") && flags.has("--asym")) throw new UsageError("--sym and --asym exclude each other");
+  if (flags.has("--clip") && flags.has("--no-clip")) throw new UsageError("--clip and --no-clip exclude each other");
   const opts: QuantizeModelOptions = {};
   const bits = vals.get("--bits");
   if (bits !== undefined) {
@@ -114,6 +124,19 @@ export function parseQuantizeArgs(args: string[]): Parsed {
     if (device !== "cpu" && device !== "cuda") throw new UsageError(`--device must be cpu or cuda, got ${device}`);
     opts.device = device;
   }
+  const sparsity = vals.get("--sparsity");
+  if (sparsity !== undefined) {
+    if (sparsity !== "2:4") throw new UsageError(`--sparsity must be 2:4, got ${sparsity}`);
+    opts.sparsity = sparsity;
+  }
+  const prune = vals.get("--prune");
+  if (prune !== undefined) {
+    if (prune !== "sparsegpt" && prune !== "magnitude") throw new UsageError(`--prune must be sparsegpt or magnitude, got ${prune}`);
+    if (sparsity === undefined) throw new UsageError("--prune needs --sparsity 2:4");
+    opts.prune = prune;
+  }
+  if (flags.has("--clip")) opts.clip = true;
+  if (flags.has("--no-clip")) opts.clip = false;
   if (flags.has("--act-order")) opts.actOrder = true;
   if (flags.has("--static-groups")) opts.staticGroups = true;
   if (flags.has("--asym")) opts.symmetric = false;
@@ -186,7 +209,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       return 130;
     }
     const { r } = outcome;
-    io.stdout.write(`wrote ${r.outDir} (${r.options.method}, ${r.options.bits}-bit, group ${r.options.groupSize}${r.options.actOrder ? ", act-order" : ""}, ${r.options.format} format) in ${r.seconds.toFixed(1)} s\n`);
+    io.stdout.write(`wrote ${r.outDir} (${r.options.method}, ${r.options.bits}-bit, group ${r.options.groupSize}${r.options.actOrder ? ", act-order" : ""}${r.options.sparsity ? `, ${r.options.sparsity} ${r.options.prune}` : ""}, ${r.options.format} format) in ${r.seconds.toFixed(1)} s\n`);
     return 0;
   } catch (e) {
     if (e instanceof QuantizeAbortedError) {

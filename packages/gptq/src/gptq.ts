@@ -7,6 +7,14 @@
  * unpermuted rows; optional act-order (rows by descending H_ii); relative damping; U = upper
  * Cholesky factor of H^-1; then rows in blocks: quantize row i, err = (w_i - q_i) / U_ii, push
  * err * U_i,r onto the rest of the block at once and onto later rows once per block (lazy batch).
+ *
+ * With `sparsity: "2:4"` the same loop prunes (see sparsity.ts): "sparsegpt" chooses each quad's
+ * mask when the loop reaches it, from the error-updated weights and U's diagonal; "magnitude"
+ * fixes the mask on the original weights first. A pruned entry takes the zero code and its whole
+ * value is the error pushed through U.
+ *
+ * Defaults are the best recipe of the reference scripts: relative damping 0.1 with the
+ * Hessian-weighted range search (clip). The classic GPTQ defaults: { percDamp: 0.01, clip: false }.
  */
 import { InvalidArgumentError, ShapeError } from "@marlin/core";
 import { NotPositiveDefiniteError } from "./errors.js";
@@ -23,8 +31,12 @@ import {
   resolveClip,
 } from "./quantizer.js";
 import { checkCommon, groupCount, type QuantResult, toFloat64Weights, toOriginalOrder } from "./result.js";
+import { magnitudeMask24, type PruneMethod, pruneTwoOfFour, resolveSparsity, type SparsityOptions } from "./sparsity.js";
 
-export interface GptqOptions {
+/** The default relative damping (the reference scripts' best recipe; classic GPTQ used 0.01). */
+export const DEFAULT_PERC_DAMP = 0.1;
+
+export interface GptqOptions extends SparsityOptions {
   bits?: Bits;
   /** -1 (per-channel) or rows per group; Marlin takes 32, 64 or 128. Default 128. */
   groupSize?: number;
@@ -34,11 +46,11 @@ export interface GptqOptions {
   actOrder?: boolean;
   /** With act-order: fix group params on the unpermuted weights, keeping g_idx monotone. Default false. */
   staticGroups?: boolean;
-  /** Damping as a fraction of mean(diag H). Default 0.01. */
+  /** Damping as a fraction of mean(diag H). Default 0.1 (DEFAULT_PERC_DAMP; classic GPTQ: 0.01). */
   percDamp?: number;
   /** Rows per lazy block update. Default 128; must be a multiple of groupSize (dynamic groups). */
   blockSize?: number;
-  /** Range search scored by the Hessian-weighted error (see ClipOptions). Default off. */
+  /** Range search scored by the Hessian-weighted error (see ClipOptions). Default on (true); false for plain min/max. */
   clip?: boolean | ClipOptions;
   /** When Cholesky fails, retry this many times with 10x the damping. Default 2. */
   dampRetries?: number;
@@ -54,6 +66,8 @@ export interface ResolvedGptqOptions {
   blockSize: number;
   clip?: ResolvedClip;
   dampRetries: number;
+  /** Set with sparsity "2:4": how the mask is chosen. */
+  prune?: PruneMethod;
 }
 
 /** Defaults and checks of GptqOptions (shared by the GPU path). */
@@ -64,12 +78,13 @@ export function resolveGptqOptions(o: GptqOptions, k: number, n: number): Resolv
     symmetric: o.symmetric ?? true,
     actOrder: o.actOrder ?? false,
     staticGroups: o.staticGroups ?? false,
-    percDamp: o.percDamp ?? 0.01,
+    percDamp: o.percDamp ?? DEFAULT_PERC_DAMP,
     blockSize: o.blockSize ?? 128,
-    clip: resolveClip(o.clip),
+    clip: resolveClip(o.clip ?? true),
     dampRetries: o.dampRetries ?? 2,
   };
   checkCommon(r.bits, r.groupSize, k, n);
+  r.prune = resolveSparsity(o, k, { actOrder: r.actOrder, groupSize: r.groupSize, blockSize: r.blockSize });
   if (!(Number.isFinite(r.percDamp) && r.percDamp >= 0)) throw new InvalidArgumentError(`percDamp must be a finite number >= 0, got ${r.percDamp}`);
   if (!Number.isInteger(r.blockSize) || r.blockSize <= 0) throw new InvalidArgumentError(`blockSize must be a positive integer, got ${r.blockSize}`);
   if (r.groupSize > 0 && !r.staticGroups && r.blockSize % r.groupSize !== 0) {
@@ -109,6 +124,13 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array |
       dead++;
     }
   }
+
+  // Magnitude 2:4: the mask of the original weights, pruned entries zeroed before GPTQ runs.
+  // SparseGPT fills the mask quad by quad in the loop below.
+  const sparse = o.prune !== undefined;
+  const mask = o.prune === "magnitude" ? magnitudeMask24(W, k, n) : sparse ? new Uint8Array(k * n) : undefined;
+  const fixedMask = o.prune === "magnitude" ? mask : undefined;
+  if (fixedMask) for (let i = 0; i < k * n; i++) if (fixedMask[i]) W[i] = 0;
 
   const scales = new Float64Array(groups * n);
   const zeros = new Float64Array(groups * n);
@@ -158,7 +180,7 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array |
   }
 
   if (gs <= 0) {
-    findGroupParams(W, n, 0, k, grid, scales, zeros, 0, o.clip && { opts: o.clip, scorer: gptqScorer(U, k, 0, k, o.clip) });
+    findGroupParams(W, n, 0, k, grid, scales, zeros, 0, o.clip && { opts: o.clip, scorer: gptqScorer(U, k, 0, k, o.clip) }, fixedMask);
   }
 
   const qPerm = new Uint8Array(k * n);
@@ -178,20 +200,36 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array |
           if (i % gs === 0) {
             // Rows [i, i + gs) lie in this block and have all updates so far.
             const r1 = Math.min(k, i + gs);
-            findGroupParams(W, n, i, r1, grid, scales, zeros, g * n, o.clip && { opts: o.clip, scorer: gptqScorer(U, k, i, r1, o.clip) });
+            // A fixed (magnitude) mask is known: its pruned entries count as the 0 they become.
+            findGroupParams(W, n, i, r1, grid, scales, zeros, g * n, o.clip && { opts: o.clip, scorer: gptqScorer(U, k, i, r1, o.clip) }, fixedMask);
           }
         }
       }
       gPerm[i] = g;
       const d = U[i * k + i];
       const base = i * n;
+      if (o.prune === "sparsegpt" && mask && i % 4 === 0) {
+        // SparseGPT: prune the 2 of rows i..i+3 whose removal costs least, w^2 / U_rr^2, from the
+        // weights as updated by every earlier row (the quad lies in this block: blockSize % 4 == 0).
+        const c0 = 1 / (d * d);
+        const c1 = 1 / U[(i + 1) * k + i + 1] ** 2;
+        const c2 = 1 / U[(i + 2) * k + i + 2] ** 2;
+        const c3 = 1 / U[(i + 3) * k + i + 3] ** 2;
+        for (let j = 0; j < n; j++) {
+          const b = base + j;
+          const [a, c] = pruneTwoOfFour(W[b] ** 2 * c0, W[b + n] ** 2 * c1, W[b + 2 * n] ** 2 * c2, W[b + 3 * n] ** 2 * c3);
+          mask[b + a * n] = 1;
+          mask[b + c * n] = 1;
+        }
+      }
       const eb = (i - i1) * n;
       const go = g * n;
       for (let j = 0; j < n; j++) {
         const x = W[base + j];
         const s = scales[go + j];
         const z = zeros[go + j];
-        const q = quantizeValue(x, s, z, maxq);
+        // A pruned entry takes the zero code (dequantizes to exactly 0).
+        const q = mask?.[base + j] ? z : quantizeValue(x, s, z, maxq);
         qPerm[base + j] = q;
         const e = (x - s * (q - z)) / d;
         err[eb + j] = e;
@@ -234,6 +272,7 @@ export function gptqQuantize(w: Float32Array | Float64Array, hIn: Float64Array |
     lossEstimate: loss,
     percDamp,
     deadInputs: dead,
+    ...(sparse ? { sparsity: "2:4" as const, pruneMethod: o.prune, mask } : {}),
   };
 }
 

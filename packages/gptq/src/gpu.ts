@@ -2,7 +2,9 @@
  * GPTQ on the GPU (native/src/gptq): the Hessian X^T X on tensor cores through cuBLAS, the factor
  * U through cuSOLVER in fp64 (both libraries loaded at run time), the column loop in fp32 with
  * in-block error feedback in shared memory and the lazy trailing update as a cuBLAS GEMM. Same
- * options and result type as gptqQuantize (the float64 reference), except `clip`.
+ * options and result type as gptqQuantize (the float64 reference): the range search (clip, score
+ * "diag"; "full" is CPU only) runs in the kernels, and so does SparseGPT's 2:4 mask selection
+ * (per quad, in the column loop); a magnitude mask is chosen on the host and held by the loop.
  */
 import { InvalidArgumentError, NoDeviceError, ShapeError } from "@marlin/core";
 import { f32ToF16 } from "@marlin/format";
@@ -10,14 +12,54 @@ import { DeviceBuffer, hasGpu, native, typedError } from "@marlin/kernel";
 import { NotPositiveDefiniteError } from "./errors.js";
 import { type GptqOptions, resolveGptqOptions } from "./gptq.js";
 import { groupCount, type QuantResult, toOriginalOrder } from "./result.js";
+import { magnitudeMask24 } from "./sparsity.js";
+
+/** sparseMode of the native loop. */
+const SPARSE_MODE = { none: 0, sparsegpt: 1, magnitude: 2 } as const;
 
 interface GptqNative {
   status(): { available: boolean; reason?: string };
   hessianAdd(h: unknown, x: unknown, xByteOffset: number, tokens: number, k: number, alpha: number, beta: number, stream?: unknown): void;
   diag(h: unknown, k: number): Float32Array;
   factor(h: unknown, k: number, perm: Int32Array, damp: number, u: unknown, stream?: unknown): number;
-  params(w: unknown, k: number, n: number, r0: number, r1: number, bits: number, sym: boolean, scales: unknown, zeros: unknown, g: number, stream?: unknown): void;
-  loop(w: unknown, u: unknown, k: number, n: number, bits: number, sym: boolean, groupSize: number, dynamic: boolean, gperm: Int32Array, scales: unknown, zeros: unknown, q: unknown, blockSize: number, stream?: unknown): number;
+  params(
+    w: unknown,
+    k: number,
+    n: number,
+    r0: number,
+    r1: number,
+    bits: number,
+    sym: boolean,
+    scales: unknown,
+    zeros: unknown,
+    g: number,
+    rowWeights: unknown,
+    rowStride: number,
+    rowInvSq: boolean,
+    clipSteps: number,
+    clipGrid: number,
+    stream?: unknown,
+  ): void;
+  loop(
+    w: unknown,
+    u: unknown,
+    k: number,
+    n: number,
+    bits: number,
+    sym: boolean,
+    groupSize: number,
+    dynamic: boolean,
+    gperm: Int32Array,
+    scales: unknown,
+    zeros: unknown,
+    q: unknown,
+    blockSize: number,
+    mask: unknown,
+    sparseMode: number,
+    clipSteps: number,
+    clipGrid: number,
+    stream?: unknown,
+  ): number;
 }
 
 function raw(): GptqNative | undefined {
@@ -130,7 +172,10 @@ export function gptqQuantizeGpu(
   if (k <= 0 || (hIsHost && k * k !== h.length)) throw new ShapeError(`H must be square, got ${hIsHost ? h.length : "a buffer of other size"}`);
   const n = w.length / k;
   const o = resolveGptqOptions(options, k, n);
-  if (o.clip) throw new InvalidArgumentError("clip (range search) is not implemented on the GPU path; use gptqQuantize");
+  if (o.clip?.score === "full") throw new InvalidArgumentError('clip score "full" is not implemented on the GPU path (use "diag", the default, or gptqQuantize)');
+  // The range search as quantizer.ts findGroupParams runs it: steps shrink the range by 1 / grid each.
+  const clipSteps = o.clip ? Math.max(1, Math.floor(o.clip.maxShrink * o.clip.grid)) : 0;
+  const clipGrid = o.clip?.grid ?? 100;
   if (o.blockSize > 128) throw new InvalidArgumentError(`blockSize ${o.blockSize} exceeds the GPU path's 128`);
   if (w.length !== k * n) throw new ShapeError(`weights: expected [${k}, ${n}]`);
   for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i])) throw new InvalidArgumentError(`weights: value ${i} is ${w[i]}`);
@@ -170,6 +215,13 @@ export function gptqQuantizeGpu(
         dead++;
       }
     }
+    // Magnitude 2:4: the mask of the original weights (host), pruned entries zeroed; the loop holds it.
+    let hostMask: Uint8Array | undefined;
+    if (o.prune === "magnitude") {
+      hostMask = magnitudeMask24(W, k, n);
+      if (W === w) W = W.slice();
+      for (let i = 0; i < k * n; i++) if (hostMask[i]) W[i] = 0;
+    }
     const idx = Array.from({ length: k }, (_, i) => i);
     if (o.actOrder) idx.sort((a, b) => d[b] - d[a] || a - b);
     const perm = Int32Array.from(idx);
@@ -193,9 +245,16 @@ export function gptqQuantizeGpu(
     const useStatic = gs > 0 && o.staticGroups;
     if (useStatic) {
       // Params on the unpermuted rows, fixed before GPTQ runs.
+      // The search (when on) weighs rows by diag(H) there, as the reference's hessianScorer.
       const wu = alloc(k * n * 4);
       wu.upload(W);
-      for (let gi = 0; gi < groups; gi++) g.params(wu.handle, k, n, gi * gs, Math.min(k, (gi + 1) * gs), o.bits, o.symmetric, scales.handle, zeros.handle, gi);
+      let rw: DeviceBuffer | null = null;
+      if (clipSteps > 0) {
+        rw = alloc(k * 4);
+        rw.upload(Float32Array.from(d));
+      }
+      for (let gi = 0; gi < groups; gi++)
+        g.params(wu.handle, k, n, gi * gs, Math.min(k, (gi + 1) * gs), o.bits, o.symmetric, scales.handle, zeros.handle, gi, rw?.handle ?? null, 1, false, clipSteps, clipGrid);
     }
     let Wp = W;
     if (o.actOrder) {
@@ -204,18 +263,44 @@ export function gptqQuantizeGpu(
     }
     const wd = alloc(k * n * 4);
     wd.upload(Wp);
-    if (gs <= 0) g.params(wd.handle, k, n, 0, k, o.bits, o.symmetric, scales.handle, zeros.handle, 0);
+    // Per-channel: rows weigh 1 / U_rr^2 in the search (U's diagonal: stride k + 1).
+    if (gs <= 0) g.params(wd.handle, k, n, 0, k, o.bits, o.symmetric, scales.handle, zeros.handle, 0, clipSteps > 0 ? u.handle : null, k + 1, true, clipSteps, clipGrid);
     const gPerm = new Int32Array(k);
     for (let i = 0; i < k; i++) gPerm[i] = gs <= 0 ? 0 : useStatic ? Math.floor(perm[i] / gs) : Math.floor(i / gs);
     const qd = alloc(k * n);
     qd.fillBytes(0xff); // poison: every code is written by the loop
+    let maskBuf: DeviceBuffer | null = null;
+    if (o.prune) {
+      maskBuf = alloc(k * n);
+      if (hostMask) maskBuf.upload(hostMask);
+      else maskBuf.fillBytes(0xff); // poison: SparseGPT writes every entry
+    }
     lap("host");
-    const loss = g.loop(wd.handle, u.handle, k, n, o.bits, o.symmetric, gs, gs > 0 && !useStatic, gPerm, scales.handle, zeros.handle, qd.handle, o.blockSize);
+    const loss = g.loop(
+      wd.handle,
+      u.handle,
+      k,
+      n,
+      o.bits,
+      o.symmetric,
+      gs,
+      gs > 0 && !useStatic,
+      gPerm,
+      scales.handle,
+      zeros.handle,
+      qd.handle,
+      o.blockSize,
+      maskBuf?.handle ?? null,
+      SPARSE_MODE[o.prune ?? "none"],
+      clipSteps,
+      clipGrid,
+    );
 
     lap("loop");
     const qPerm = qd.download(new Uint8Array(k * n));
     const s32 = scales.download(new Float32Array(groups * n));
     const z32 = zeros.download(new Float32Array(groups * n));
+    const mask = hostMask ?? maskBuf?.download(new Uint8Array(k * n));
     // Without act-order the quantization order is the original one: nothing to un-permute.
     const { q, gIdx } = o.actOrder ? toOriginalOrder(qPerm, gPerm, k, n, perm) : { q: qPerm, gIdx: gPerm };
     lap("download");
@@ -235,6 +320,7 @@ export function gptqQuantizeGpu(
       lossEstimate: loss,
       percDamp,
       deadInputs: dead,
+      ...(o.prune ? { sparsity: "2:4" as const, pruneMethod: o.prune, mask } : {}),
     };
   } finally {
     for (const b of owned) b.free();

@@ -16,4 +16,5 @@ export * from "./progress.js";
 export * from "./quantizer.js";
 export * from "./result.js";
 export * from "./rtn.js";
+export * from "./sparsity.js";
 export * from "./weights-host.js";

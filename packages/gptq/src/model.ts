@@ -142,7 +142,7 @@ export async function quantizeModel(modelDir: string, outDir: string, opts: Quan
     const stageCost = (names: LinearName[]) => names.reduce((a, nm) => a + m.sources.layers[0].linears[nm].k * m.sources.layers[0].linears[nm].n, 0);
     const perLayer = STAGES.reduce((a, s) => a + stageCost(s), 0);
     const progress = opts.progress === false ? undefined : new Progress(cfg.numLayers, { label: `${o.method} ${o.bits}-bit`, sink: opts.progress });
-    const gopts = { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, actOrder: o.actOrder, staticGroups: o.staticGroups, percDamp: o.percDamp, clip: o.clip };
+    const gopts = { bits: o.bits, groupSize: o.groupSize, symmetric: o.symmetric, actOrder: o.actOrder, staticGroups: o.staticGroups, percDamp: o.percDamp, clip: o.clip, sparsity: o.sparsity, prune: o.prune };
 
     for (let li = 0; li < cfg.numLayers; li++) {
       const L = m.sources.layers[li];

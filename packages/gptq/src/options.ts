@@ -11,8 +11,10 @@ import { getHeapStatistics } from "node:v8";
 import { FormatError, InvalidArgumentError, NoDeviceError } from "@marlin/core";
 import { layerDims, type ModelConfig, parseModelConfig } from "@marlin/engine";
 import { FILE_LIMITS, ioError, readJsonObjectSync } from "@marlin/format";
+import { DEFAULT_PERC_DAMP } from "./gptq.js";
 import { gptqGpuStatus } from "./gpu.js";
 import type { ClipOptions } from "./quantizer.js";
+import type { PruneMethod, Sparsity } from "./sparsity.js";
 
 export type QuantMethodName = "gptq" | "rtn";
 export type OutputFormat = "marlin" | "gptq";
@@ -30,9 +32,17 @@ export interface QuantizeModelOptions {
   staticGroups?: boolean;
   /** Default true. */
   symmetric?: boolean;
-  /** Relative damping of the Hessian. Default 0.01. */
+  /** Relative damping of the Hessian. Default 0.1 (the reference scripts' best; classic GPTQ: 0.01). */
   percDamp?: number;
+  /**
+   * Hessian-weighted range search (see ClipOptions). Default on for GPTQ (off for RTN); false for
+   * plain min/max. The old defaults are { percDamp: 0.01, clip: false }.
+   */
   clip?: boolean | ClipOptions;
+  /** "2:4": prune 2 of every 4 consecutive inputs of each output (GPTQ only, no act-order). */
+  sparsity?: Sparsity;
+  /** How the 2:4 mask is chosen: "sparsegpt" (default: pruned and quantized in one pass) or "magnitude". */
+  prune?: PruneMethod;
   /** Calibration text (UTF-8, one passage per line). Required for GPTQ. */
   calib?: string;
   /** Calibration windows. Default 128. */
@@ -61,6 +71,8 @@ export interface ResolvedOptions {
   symmetric: boolean;
   percDamp: number;
   clip: boolean | ClipOptions;
+  sparsity?: Sparsity;
+  prune?: PruneMethod;
   calib?: string;
   nsamples: number;
   seqlen: number;
@@ -181,7 +193,7 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   const staticGroups = o.staticGroups ?? false;
   const symmetric = o.symmetric ?? true;
   if (staticGroups && !actOrder) bad("static groups only apply with act-order");
-  const percDamp = o.percDamp ?? 0.01;
+  const percDamp = o.percDamp ?? DEFAULT_PERC_DAMP;
   if (!(Number.isFinite(percDamp) && percDamp >= 0 && percDamp < 1)) bad(`damping must be a number in [0, 1), got ${String(percDamp)}`);
   const nsamples = o.nsamples ?? 128;
   if (!Number.isInteger(nsamples) || nsamples <= 0) bad(`samples must be a positive integer, got ${String(nsamples)}`);
@@ -189,6 +201,21 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   const maxPos = config.maxPositionEmbeddings;
   const seqlen = o.seqlen ?? Math.min(2048, maxPos);
   if (!Number.isInteger(seqlen) || seqlen < 2) bad(`seqlen must be an integer >= 2, got ${String(seqlen)}`);
+  const clip = o.clip ?? method === "gptq";
+  if (typeof clip === "object" && clip !== null && clip.score !== undefined && clip.score !== "diag" && clip.score !== "full")
+    bad(`clip score must be "diag" or "full", got ${JSON.stringify(clip.score)}`);
+  let sparsity: Sparsity | undefined;
+  let prune: PruneMethod | undefined;
+  if (o.sparsity === undefined) {
+    if (o.prune !== undefined) bad(`prune (${String(o.prune)}) needs sparsity 2:4 (--sparsity 2:4)`);
+  } else {
+    if (o.sparsity !== "2:4") bad(`sparsity must be "2:4", got ${JSON.stringify(o.sparsity)}`);
+    sparsity = o.sparsity;
+    prune = o.prune ?? "sparsegpt";
+    if (prune !== "sparsegpt" && prune !== "magnitude") bad(`prune must be "sparsegpt" or "magnitude", got ${JSON.stringify(prune)}`);
+    if (method !== "gptq") bad("2:4 sparsity needs method gptq (pruning uses the calibration Hessians)");
+    if (actOrder) bad("2:4 sparsity with act-order is not supported (the 2:4 quads follow the original input order); drop --act-order");
+  }
   if (seqlen > maxPos) bad(`seqlen ${seqlen} exceeds the model's max_position_embeddings ${maxPos}`);
   if (method === "gptq") checkCalibrationMemory(config, nsamples, seqlen);
   const seed = o.seed ?? 0;
@@ -204,6 +231,7 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   }
   for (const { name, k, n } of linearShapes(config)) {
     if (groupSize > 0 && k % groupSize !== 0) bad(`group size ${groupSize} does not divide k = ${k} of ${name}`);
+    if (sparsity && k % 4 !== 0) bad(`2:4 sparsity needs k % 4 == 0; ${name} has k = ${k}`);
     if (format === "marlin" && (k % 128 !== 0 || n % 64 !== 0))
       bad(`${name} is ${k} x ${n}; the Marlin kernel needs k % 128 == 0 and n % 64 == 0 (use --format gptq)`);
     const per = 32 / bits;
@@ -213,7 +241,7 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
   const device = o.device ?? "cpu";
   if (device !== "cpu" && device !== "cuda") bad(`device must be "cpu" or "cuda", got ${JSON.stringify(device)}`);
   if (device === "cuda" && method === "gptq") {
-    if (o.clip) bad("clip (range search) is not implemented on the GPU path; use --device cpu");
+    if (typeof clip === "object" && clip.score === "full") bad('clip score "full" is not implemented on the GPU path (use "diag", the default, or --device cpu)');
     const st = gptqGpuStatus();
     if (!st.available) throw new NoDeviceError(`--device cuda: ${st.reason}`);
   }
@@ -244,7 +272,8 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
     staticGroups,
     symmetric,
     percDamp,
-    clip: o.clip ?? false,
+    clip,
+    ...(sparsity ? { sparsity, prune } : {}),
     calib,
     nsamples,
     seqlen,

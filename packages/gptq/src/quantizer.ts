@@ -106,13 +106,15 @@ export function findGroupParams(
   zero: Float64Array,
   off: number,
   clip?: { opts: ResolvedClip; scorer: GroupScorer },
+  /** Entries of w [*, n] with skip = 1 count as 0 (pruned weights, whose code is the zero point). */
+  skip?: Uint8Array,
 ): void {
   const lo = new Float64Array(n);
   const hi = new Float64Array(n);
   for (let r = r0; r < r1; r++) {
     const base = r * n;
     for (let j = 0; j < n; j++) {
-      const v = w[base + j];
+      const v = skip?.[base + j] ? 0 : w[base + j];
       if (v < lo[j]) lo[j] = v;
       if (v > hi[j]) hi[j] = v;
     }
@@ -138,7 +140,7 @@ export function findGroupParams(
         const base = (r0 + r) * n;
         const wr = sc.kind === "diag" ? sc.w[r] : 0;
         for (let j = 0; j < n; j++) {
-          const x = w[base + j];
+          const x = skip?.[base + j] ? 0 : w[base + j];
           const sj = cs[j];
           const e = x - sj * (quantizeValue(x, sj, cz[j], maxq) - cz[j]);
           if (err) err[r * n + j] = e;

@@ -4,6 +4,7 @@
  */
 import { InvalidArgumentError, ShapeError } from "@marlin/core";
 import type { Bits } from "./quantizer.js";
+import type { PruneMethod, Sparsity } from "./sparsity.js";
 
 export interface QuantResult {
   k: number;
@@ -35,6 +36,11 @@ export interface QuantResult {
   percDamp: number;
   /** Inputs whose Hessian diagonal was 0: their rows were zeroed before quantization. */
   deadInputs: number;
+  /** Set when the layer was pruned: every quad of 4 rows has 2 entries per column at the zero code. */
+  sparsity?: Sparsity;
+  pruneMethod?: PruneMethod;
+  /** The pruning mask [k, n] (1 = pruned; original row order) when sparsity is set. */
+  mask?: Uint8Array;
 }
 
 /**

@@ -25,10 +25,35 @@ describe("marlin CLI arguments", () => {
       opts: { bits: 8, groupSize: -1, actOrder: true, symmetric: false, percDamp: 0.1, calib: "c.txt", nsamples: 4, seqlen: 64, seed: 7, method: "rtn", format: "gptq", force: true },
     });
   });
+  it("parses the pruning and range search flags", () => {
+    expect(parseQuantizeArgs(["m", "--out", "o", "--sparsity", "2:4", "--prune", "magnitude", "--clip"]).opts).toEqual({ sparsity: "2:4", prune: "magnitude", clip: true });
+    expect(parseQuantizeArgs(["m", "--out", "o", "--sparsity=2:4"]).opts).toEqual({ sparsity: "2:4" });
+    expect(parseQuantizeArgs(["m", "--out", "o", "--damp", "0.01", "--no-clip"]).opts).toEqual({ percDamp: 0.01, clip: false });
+  });
   it("refuses malformed arguments with a usage error", () => {
-    for (const bad of [["m"], ["--out", "o"], ["m", "--out", "o", "--bits", "3"], ["m", "--out", "o", "--bogus"], ["m", "--out", "o", "--samples", "1.5"], ["m", "--out", "o", "--sym", "--asym"], ["m", "--out"]]) {
+    for (const bad of [
+      ["m"],
+      ["--out", "o"],
+      ["m", "--out", "o", "--bits", "3"],
+      ["m", "--out", "o", "--bogus"],
+      ["m", "--out", "o", "--samples", "1.5"],
+      ["m", "--out", "o", "--sym", "--asym"],
+      ["m", "--out"],
+      ["m", "--out", "o", "--sparsity", "1:4"],
+      ["m", "--out", "o", "--sparsity", "2:4", "--prune", "wanda"],
+      ["m", "--out", "o", "--prune", "magnitude"],
+      ["m", "--out", "o", "--clip", "--no-clip"],
+      ["m", "--out", "o", "--clip=1"],
+    ]) {
       expect(() => parseQuantizeArgs(bad)).toThrow(UsageError);
     }
+  });
+  it("documents the recipe, the old defaults and pruning in --help", async () => {
+    const out = (await cli(["quantize", "--help"])).out;
+    expect(out).toMatch(/--damp F\s+relative Hessian damping \(0\.1\)/);
+    expect(out).toMatch(/--damp 0\.01 --no-clip/);
+    expect(out).toMatch(/--sparsity 2:4/);
+    expect(out).toMatch(/--prune sparsegpt\|magnitude/);
   });
   it("exits 2 with one clear line for a bad model directory, writing nothing", async () => {
     const out = join(work, "o1");
@@ -61,6 +86,8 @@ describe.skipIf(!hasFixture)("marlin CLI refusals on tiny-llama", () => {
     ["a window longer than the model's positions", ["--seqlen", "4096"], /exceeds the model's max_position_embeddings 1024/],
     ["GPTQ without calibration text", ["--calib", join(work, "missing.txt")], /calibration file .* does not exist/],
     ["negative damping", ["--damp", "-1"], /damping/],
+    ["2:4 sparsity with act-order", ["--sparsity", "2:4", "--act-order", "--static-groups"], /2:4 sparsity with act-order/],
+    ["2:4 sparsity with RTN", ["--sparsity", "2:4", "--method", "rtn"], /2:4 sparsity needs method gptq/],
   ];
   for (const [what, extra, msg] of cases) {
     it(`refuses ${what}`, async () => {

@@ -17,6 +17,9 @@ import { correlatedInputs, randomLayer } from "./helpers.js";
 const seed = runSeed();
 console.log(`gptq: MARLIN_SEED=${seed}`);
 
+/** The classic GPTQ recipe (the defaults before damping 0.1 + range search). */
+const CLASSIC = { percDamp: 0.01, clip: false } as const;
+
 /**
  * Codes in range, fp16-exact positive scales, zeros in range (2^(bits-1) when symmetric), groups
  * in range, and each code is what rounding its own dequantized value (q - z) * s gives back.
@@ -86,7 +89,7 @@ describe("GPTQ beats RTN on the Hessian-weighted error", () => {
           configs.push({ bits, groupSize, symmetric, actOrder, staticGroups });
         }
   it.each(configs)("bits=$bits g=$groupSize sym=$symmetric act=$actOrder static=$staticGroups", (c) => {
-    const g = gptqQuantize(w, h, c);
+    const g = gptqQuantize(w, h, { ...c, ...CLASSIC });
     const r = rtnQuantize(w, k, { ...c, hessian: h });
     checkRepresentable(g);
     checkRepresentable(r);
@@ -152,7 +155,7 @@ describe("GPTQ details", () => {
       // "full" falls back to "diag" for groups over FULL_SCORE_MAX_ROWS rows, so per-channel only once
       if (score === "diag") cfgs.push({ groupSize: -1 });
       for (const cfg of cfgs) {
-        const plain = gptqQuantize(w, h, cfg);
+        const plain = gptqQuantize(w, h, { ...cfg, clip: false });
         const g = gptqQuantize(w, h, { ...cfg, clip: { score } });
         const r = rtnQuantize(w, k, { ...cfg, clip: { score }, hessian: h });
         const r0 = rtnQuantize(w, k, { ...cfg, hessian: h });
@@ -170,6 +173,18 @@ describe("GPTQ details", () => {
         expect(r.lossEstimate).toBeLessThanOrEqual(r0.lossEstimate * (score === "full" ? 1 + 1e-12 : 1.05));
       }
     }
+  });
+
+  it("defaults to the best recipe (damping 0.1 + diag range search); the classic one stays reachable", () => {
+    const { w, h } = randomLayer(rng, 128, 64, 256);
+    const d = gptqQuantize(w, h, { groupSize: 32 });
+    const best = gptqQuantize(w, h, { groupSize: 32, percDamp: 0.1, clip: true });
+    const classic = gptqQuantize(w, h, { groupSize: 32, ...CLASSIC });
+    expect(d.percDamp).toBe(0.1);
+    expect(Array.from(d.q)).toEqual(Array.from(best.q));
+    expect(Array.from(d.scales)).toEqual(Array.from(best.scales));
+    expect(classic.percDamp).toBe(0.01);
+    expect(Array.from(d.scales)).not.toEqual(Array.from(classic.scales));
   });
 
   it("blocks of any size multiple give the same answer (lazy updates are exact)", () => {

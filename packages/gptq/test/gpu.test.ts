@@ -39,8 +39,10 @@ describe.skipIf(!gpu.available)("GPTQ on the GPU agrees with the float64 referen
     it(`${name} (k ${k}, n ${n})`, () => {
       const rng = new Rng(seed + k + n);
       const { w, h } = randomLayer(rng, k, n, 2 * k);
-      const ref = gptqQuantize(w, h, opts);
-      const out = gptqQuantizeGpu(w, h, opts);
+      // The core loop against the reference with the classic recipe (range search: sparse.gpu.test.ts).
+      const o: GptqOptions = { percDamp: 0.01, clip: false, ...opts };
+      const ref = gptqQuantize(w, h, o);
+      const out = gptqQuantizeGpu(w, h, o);
       expect(Array.from(out.gIdx)).toEqual(Array.from(ref.gIdx));
       expect(out.perm && Array.from(out.perm)).toEqual(ref.perm && Array.from(ref.perm));
       let same = 0;
