@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Quality of 2:4 pruning + 4-bit GPTQ on the tiny-llama fixture, CPU: fp16, 4-bit GPTQ with the
 // default recipe (damping 0.1 + Hessian-weighted range search), 2:4 magnitude + 4-bit, 2:4
-// SparseGPT + 4-bit (both with the default recipe; written as dense Marlin checkpoints, which the
-// engine loads as usual). Each checkpoint is written by quantizeModel, loaded back by the engine
+// SparseGPT + 4-bit (both with the default recipe; written as @marlin/sparse's packed 2:4 layout,
+// which the engine serves with the sparse24 implementations). Each checkpoint is written by quantizeModel, loaded back by the engine
 // (CPU) and scored with the engine's perplexity tool on eval.txt (256-token windows). Prints a
 // table and writes bench/results/sparse-quality.json at the repository root.
 //

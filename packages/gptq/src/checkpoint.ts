@@ -26,6 +26,7 @@ import {
   toMarlinCheckpoint,
   withIo,
 } from "@marlin/format";
+import { packSparse24, SPARSE24_TENSORS, sparse24Shapes, sparse24Tensors } from "@marlin/sparse";
 import type { ResolvedOptions } from "./options.js";
 import { linearShapes } from "./options.js";
 import { first24CodeViolation } from "./sparsity.js";
@@ -60,8 +61,8 @@ export function quantizationConfig(o: ResolvedOptions): Record<string, unknown> 
     true_sequential: true,
     damp_percent: o.percDamp,
     lm_head: false,
-    // A 2:4-pruned layer is stored as dense Marlin / GPTQ tensors for now (valid for the dense
-    // kernels: the pruned weights are exact zeros); these keys record the pruning.
+    // A 2:4-pruned layer is @marlin/sparse's packed layout in a Marlin checkpoint and dense GPTQ
+    // tensors (exact zeros) in a GPTQ one; these keys record the pruning.
     ...(o.sparsity ? { sparsity: o.sparsity, prune_method: o.prune ?? "sparsegpt" } : {}),
     quantizer: {
       tool: "@marlin/gptq",
@@ -90,9 +91,9 @@ export function linearPrefix(layer: number, name: string): string {
 /**
  * How one quantized linear [k inputs, n outputs] is stored: the tensors declared in the header
  * before any data (`specs`, in write order) and the function that produces their data from the
- * layer (`tensors`, same names and order). The ONE place that decides the per-linear layout: a 2:4
- * layer is written as dense Marlin / GPTQ tensors today; switching it to a sparse packed layout is
- * a change here only (the header is planned from `specs`, writeLinear writes `tensors`).
+ * layer (`tensors`, same names and order). The ONE place that decides the per-linear layout (the
+ * header is planned from `specs`, writeLinear writes `tensors`): a 2:4 layer in a Marlin checkpoint
+ * is @marlin/sparse's packed layout, in a GPTQ checkpoint dense tensors with exact zeros.
  */
 export function linearLayout(
   o: ResolvedOptions,
@@ -101,6 +102,19 @@ export function linearLayout(
   n: number,
 ): { specs: TensorSpec[]; tensors: (layer: QuantizedLayer) => [string, ArrayBufferView][] } {
   const groups = o.groupSize > 0 ? k / o.groupSize : 1;
+  if (o.format === "marlin" && o.sparsity === "2:4") {
+    // @marlin/sparse's packed 2:4 layout (kept codes, mma.sp metadata, scales); the engine
+    // recognises these tensors and serves them with the sparse24 implementations.
+    const sh = sparse24Shapes(k, n, o.groupSize);
+    return {
+      specs: [
+        { name: `${prefix}.${SPARSE24_TENSORS.values}`, dtype: "int32", shape: sh.values },
+        { name: `${prefix}.${SPARSE24_TENSORS.meta}`, dtype: "int32", shape: sh.meta },
+        { name: `${prefix}.${SPARSE24_TENSORS.scales}`, dtype: "float16", shape: sh.scales },
+      ],
+      tensors: (layer) => Object.entries(sparse24Tensors(prefix, packSparse24(layer))).map(([name, t]) => [name, t.data]),
+    };
+  }
   if (o.format === "marlin") {
     return {
       specs: [

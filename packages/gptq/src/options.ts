@@ -228,6 +228,9 @@ export function resolveQuantizeOptions(modelDir: string, outDir: string, o: Quan
     if (actOrder && groupSize > 0 && !staticGroups)
       bad("act-order with groups needs g_idx, which a Marlin checkpoint cannot hold; add --static-groups or use --format gptq");
     if (!(MARLIN_GROUP_SIZES as readonly number[]).includes(groupSize)) bad(`group size ${groupSize} has no Marlin kernel (one of ${MARLIN_GROUP_SIZES.join(", ")})`);
+    // A 2:4 Marlin checkpoint holds @marlin/sparse's packed layout: 4-bit symmetric, g128 or per-channel.
+    if (sparsity && groupSize !== 128 && groupSize !== -1)
+      bad(`2:4 sparsity in a Marlin checkpoint needs group size 128 or -1 (the sparse layout), got ${groupSize}; use --format gptq for dense tensors`);
   }
   for (const { name, k, n } of linearShapes(config)) {
     if (groupSize > 0 && k % groupSize !== 0) bad(`group size ${groupSize} does not divide k = ${k} of ${name}`);

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { InvalidArgumentError, Rng, runSeed, ShapeError } from "@marlin/core";
 import { LINEAR_NAMES, loadModelDir } from "@marlin/engine";
-import { dequantize as dequantLayer } from "@marlin/format";
+import { dequantize as dequantLayer, type QuantizedLayer } from "@marlin/format";
+import { asSparse24, hostLayer, unpackSparse24 } from "@marlin/sparse";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   type Bits,
@@ -245,7 +246,19 @@ const work = mkdtempSync(join(tmpdir(), "gptq-sparse-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 describe.skipIf(!hasFixture)("quantizeModel with 2:4 sparsity on tiny-llama", () => {
-  it("writes dense Marlin tensors of 2:4 weights with sparsity in quantization_config; the engine loads them", async () => {
+  // Every quad of a layer's dequantized weights holds at least 2 exact zeros (sampled columns).
+  function expectQuadZeros(layer: QuantizedLayer): void {
+    expect(first24CodeViolation(layer)).toBeUndefined();
+    const dq = dequantLayer(layer);
+    for (let i = 0; i < layer.k; i += 4)
+      for (let j = 0; j < layer.n; j += 37) {
+        let z = 0;
+        for (let t = 0; t < 4; t++) if (dq[(i + t) * layer.n + j] === 0) z++;
+        expect(z).toBeGreaterThanOrEqual(2);
+      }
+  }
+
+  it("writes @marlin/sparse's packed 2:4 layout in a Marlin checkpoint; the engine loads it as sparse24 weights", async () => {
     const out = join(work, "sparse");
     const r = await quantizeModel(FIXTURE, out, { calib: join(FIXTURE, "calib.txt"), nsamples: 4, seqlen: 64, seed, sparsity: "2:4", progress: false });
     expect(r.options).toMatchObject({ sparsity: "2:4", prune: "sparsegpt", percDamp: 0.1, clip: true });
@@ -255,17 +268,18 @@ describe.skipIf(!hasFixture)("quantizeModel with 2:4 sparsity on tiny-llama", ()
     for (let li = 0; li < 6; li++)
       for (const name of LINEAR_NAMES) {
         const a = loaded.sources.layers[li].linears[name];
-        if (a.kind !== "quantized") throw new Error(`${li}.${name} is not quantized`);
-        expect(first24CodeViolation(a.layer)).toBeUndefined();
-        // exact zeros in every quad of the weights the dense kernel reads
-        const dq = dequantLayer(a.layer);
-        for (let i = 0; i < a.k; i += 4)
-          for (let j = 0; j < a.n; j += 37) {
-            let z = 0;
-            for (let t = 0; t < 4; t++) if (dq[(i + t) * a.n + j] === 0) z++;
-            expect(z).toBeGreaterThanOrEqual(2);
-          }
+        if (a.kind !== "extension" || a.weights.kind !== "sparse24") throw new Error(`${li}.${name} is ${a.kind}, not sparse24`);
+        expectQuadZeros(unpackSparse24(hostLayer(asSparse24(a.weights))));
       }
+  }, 240_000);
+
+  it("writes dense GPTQ tensors with exact zeros in a GPTQ checkpoint", async () => {
+    const out = join(work, "sparse-gptq");
+    await quantizeModel(FIXTURE, out, { calib: join(FIXTURE, "calib.txt"), nsamples: 4, seqlen: 64, seed, sparsity: "2:4", format: "gptq", progress: false });
+    const loaded = await loadModelDir(out);
+    const a = loaded.sources.layers[0].linears.up_proj;
+    if (a.kind !== "quantized") throw new Error(`up_proj is ${a.kind}, not quantized`);
+    expectQuadZeros(a.layer);
   }, 240_000);
 
   it("refuses --prune without sparsity and sparsity with act-order before any work", async () => {
