@@ -376,6 +376,21 @@ export function prepareLinearWith<X = unknown, S = unknown>(reg: Registry, w: Li
   return new DispatchedLinear<X, S>(w.n, w.k, name, plan, runs, shared);
 }
 
+/**
+ * A fallback's prepare: the layer's dense form served by what the registry picks for dense weights
+ * on the same device (e.g. a kind dequantized once on the host), behind this implementation.
+ */
+export function prepareAsDense(reg: Registry, dense: DenseLinearWeights, ctx: PrepareContext): PreparedLinear {
+  const inner = reg.prepareLinear(dense, { device: ctx.device, activation: ctx.activation, maxRows: ctx.maxRows, stream: ctx.stream });
+  return {
+    n: dense.n,
+    k: dense.k,
+    weightBytes: inner.weightBytes(),
+    apply: (x, out, m, stream) => inner.forward(x, out, m, stream),
+    dispose: () => inner.dispose(),
+  };
+}
+
 /** A plan as text: which implementation serves which m, and why the others did not. */
 export function formatPlan(plan: readonly PlanRange[]): string {
   return plan

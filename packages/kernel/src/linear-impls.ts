@@ -24,6 +24,7 @@ import {
   type PrepareContext,
   type PreparedLinear,
   placedFormat,
+  prepareAsDense,
   type QuantizedLinearWeights,
   refuse,
   registry,
@@ -352,19 +353,7 @@ export const dequantDense: LinearImplementation = {
   },
   prepare(weights, ctx) {
     const w = quantized(weights);
-    const inner = registry.prepareLinear({ kind: "dense", n: w.n, k: w.k, data: dequantizedNk(w), bias: w.bias, name: w.name }, {
-      device: ctx.device,
-      activation: ctx.activation,
-      maxRows: ctx.maxRows,
-      stream: ctx.stream,
-    });
-    return {
-      n: w.n,
-      k: w.k,
-      weightBytes: inner.weightBytes(),
-      apply: (x, out, m, stream) => inner.forward(x, out, m, stream),
-      dispose: () => inner.dispose(),
-    };
+    return prepareAsDense(registry, { kind: "dense", n: w.n, k: w.k, data: dequantizedNk(w), bias: w.bias, name: w.name }, ctx);
   },
 };
 /** The same fallback on CUDA devices (the device rule is per implementation). */

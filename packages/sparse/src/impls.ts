@@ -16,6 +16,7 @@ import {
   type PrepareContext,
   type PreparedLinear,
   placedFormat,
+  prepareAsDense,
   refuse,
   registry,
   ShapeError,
@@ -176,19 +177,7 @@ export const sparse24Dequant: LinearImplementation = {
   },
   prepare(weights, ctx) {
     const w = asSparse24(weights);
-    const inner = registry.prepareLinear({ kind: "dense", n: w.n, k: w.k, data: sparse24ToDense(hostLayer(w)), bias: w.bias, name: w.name }, {
-      device: ctx.device,
-      activation: ctx.activation,
-      maxRows: ctx.maxRows,
-      stream: ctx.stream,
-    });
-    return {
-      n: w.n,
-      k: w.k,
-      weightBytes: inner.weightBytes(),
-      apply: (x, out, m, stream) => inner.forward(x, out, m, stream),
-      dispose: () => inner.dispose(),
-    };
+    return prepareAsDense(registry, { kind: "dense", n: w.n, k: w.k, data: sparse24ToDense(hostLayer(w)), bias: w.bias, name: w.name }, ctx);
   },
 };
 
