@@ -29,14 +29,15 @@ export function readTarball(file) {
   return out;
 }
 
-// What a tarball may hold: the manifest and docs, built JS with declarations and source maps, and
+// What a tarball may hold: the manifest and docs, built JS with declarations and source maps (one
+// folder deep: the engine's worker entry dist/parallel/), and
 // for @marlin/kernel the native sources, its build scripts and the release prebuilds.
 const SHIPPABLE = [
   /^package\.json$/,
   /^(README|CHANGELOG)\.md$/,
   /^LICENSE$/,
-  /^dist\/[\w.-]+\.(js|cjs|d\.ts|d\.cts)$/,
-  /^dist\/[\w.-]+\.(js|cjs)\.map$/,
+  /^dist\/([\w-]+\/)?[\w.-]+\.(js|cjs|d\.ts|d\.cts)$/,
+  /^dist\/([\w-]+\/)?[\w.-]+\.(js|cjs)\.map$/,
   /^native\/(CMakeLists\.txt|package\.json)$/,
   /^native\/src\/[\w/.-]+\.(cpp|cu|h|cuh)$/,
   /^scripts\/[\w.-]+\.mjs$/,
