@@ -110,6 +110,24 @@ export function makeTimer(reps, holdUs) {
   };
 }
 
+/**
+ * Copy `i` of layer L ({ k, n, q, s }: rotated device copies of its qweight and scales in the Marlin
+ * layout) as the registry's "quant.matmul" implementations take it: 4-bit, group 128, symmetric.
+ */
+export function marlinDeviceLayer(L, i, name) {
+  return {
+    kind: "quantized",
+    n: L.n,
+    k: L.k,
+    bits: 4,
+    groupSize: 128,
+    symmetric: true,
+    actOrder: false,
+    ...(name === undefined ? {} : { name }),
+    placed: { format: "marlin-device", data: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] } },
+  };
+}
+
 /** The results' commit ($MARLIN_COMMIT) and date fields. */
 export const runStamp = () => ({ commit: process.env.MARLIN_COMMIT ?? "unknown", date: new Date().toISOString() });
 

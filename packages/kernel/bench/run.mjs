@@ -15,7 +15,7 @@ import { dirname, join } from "node:path";
 import { registry } from "@marlin/core";
 import { cublasStatus, cudaStatus, DeviceBuffer, denseMatmul, gpuTarget, hasGpu, listDevices, noGpuReason, QUANT_MATMUL_OP } from "../dist/index.js";
 import { speedupChart } from "./chart.mjs";
-import { benchCli, deviceCopies, MODELS, makeTimer, randomHalves, randomWords, runStamp, writeResults } from "./common.mjs";
+import { benchCli, deviceCopies, MODELS, makeTimer, marlinDeviceLayer, randomHalves, randomWords, runStamp, writeResults } from "./common.mjs";
 
 const { root, opt } = benchCli(import.meta.url);
 const MS = opt("m", "1,2,4,8,16,32,64,128,256,1024,4096").split(",").map(Number);
@@ -55,24 +55,12 @@ const ids = registry
   .list(QUANT_MATMUL_OP)
   .filter((i) => i.devices.kind === "cuda")
   .map((i) => i.id);
-/** A layer on the device in the Marlin layout, as the registry's implementations take it. */
-const weightsOf = (L, i, name) => ({
-  kind: "quantized",
-  n: L.n,
-  k: L.k,
-  bits: 4,
-  groupSize: 128,
-  symmetric: true,
-  actOrder: false,
-  name,
-  placed: { format: "marlin-device", data: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] } },
-});
 /** Prepared copies of a layer for m rows: the registry's pick, or one implementation alone. */
 function prepared(L, m, only) {
   const disabled = only ? ids.filter((x) => x !== only) : undefined;
   const out = [];
   try {
-    for (let i = 0; i < L.q.length; i++) out.push(registry.prepareLinear(weightsOf(L, i, `${L.k}x${L.n}`), { device, maxRows: m, disabled }));
+    for (let i = 0; i < L.q.length; i++) out.push(registry.prepareLinear(marlinDeviceLayer(L, i, `${L.k}x${L.n}`), { device, maxRows: m, disabled }));
   } catch (e) {
     for (const p of out) p.dispose();
     if (only) return undefined; // this implementation does not take the layer at this m

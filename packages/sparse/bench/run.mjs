@@ -8,7 +8,7 @@
 import { registry } from "@marlin/core";
 import { cudaStatus, DeviceBuffer, gpuTarget, hasGpu, listDevices, noGpuReason } from "@marlin/kernel";
 // The kernel bench's machinery (not part of @marlin/kernel's package): the same timing and results.
-import { benchCli, deviceCopies, MODELS, makeTimer, randomHalves, randomWords, runStamp, writeResults, xorshift } from "../../kernel/bench/common.mjs";
+import { benchCli, deviceCopies, MODELS, makeTimer, marlinDeviceLayer, randomHalves, randomWords, runStamp, writeResults, xorshift } from "../../kernel/bench/common.mjs";
 import { SPARSE24_DEVICE_FORMAT } from "../dist/index.js";
 
 const { root, opt } = benchCli(import.meta.url);
@@ -39,16 +39,6 @@ const randomMeta = (n, seed) => {
 };
 const timeIt = makeTimer(REPS, HOLD_US);
 
-const dense = (L, i) => ({
-  kind: "quantized",
-  n: L.n,
-  k: L.k,
-  bits: 4,
-  groupSize: 128,
-  symmetric: true,
-  actOrder: false,
-  placed: { format: "marlin-device", data: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] } },
-});
 const sparse = (L, i) => ({
   kind: "sparse24",
   n: L.n,
@@ -82,7 +72,7 @@ for (const name of pick) {
       const x = DeviceBuffer.from(randomHalves(m * L.k, 7 + m, -1, 1));
       const out = DeviceBuffer.alloc(m * L.n * 2);
       for (const [make, add] of [
-        [dense, (t) => (tm += t)],
+        [marlinDeviceLayer, (t) => (tm += t)],
         [sparse, (t) => (ts += t)],
       ]) {
         const lins = L.q.map((_, i) => registry.prepareLinear(make(L, i), { device, maxRows: m }));
