@@ -1,10 +1,10 @@
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type NamedTensor, openCheckpoint, packMarlin, toAwq, toGptq, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
+import { type NamedTensor, packMarlin, toAwq, toGptq, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LINEAR_NAMES, LLM, type LoadedModel, loadModelDir, quantizeSourcesRtn } from "../src/index.js";
-import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { hasTinyLlama, readTensors, tinyLlamaDir } from "./helpers.js";
 
 // Checkpoints in the formats met in the wild, made from tiny-llama: a sharded dense one, GPTQ (v1,
 // symmetric, g128), AWQ (gemm, zero points) and Marlin (B / s). Each must load and generate exactly as the same
@@ -18,10 +18,7 @@ describe.skipIf(!hasTinyLlama())("checkpoint formats", () => {
 
   beforeAll(async () => {
     model = await loadModelDir(tinyLlamaDir());
-    const ck = await openCheckpoint(tinyLlamaDir());
-    raw = new Map();
-    for (const name of ck.tensors.keys()) raw.set(name, await ck.read(name));
-    await ck.close();
+    raw = await readTensors(tinyLlamaDir());
   });
   afterAll(() => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });

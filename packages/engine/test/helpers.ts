@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { type NamedTensor, openCheckpoint } from "@marlin/format";
 import { LINEAR_NAMES, type LinearSource, linearToF32, type ModelSources } from "../src/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -15,6 +16,15 @@ export function tinyLlamaDir(): string {
 }
 
 export const hasTinyLlama = (): boolean => existsSync(join(tinyLlamaDir(), "model.safetensors"));
+
+/** Every tensor of the checkpoint in `dir`, as stored, by name. */
+export async function readTensors(dir: string): Promise<Map<string, NamedTensor>> {
+  const ck = await openCheckpoint(dir);
+  const raw = new Map<string, NamedTensor>();
+  for (const name of ck.tensors.keys()) raw.set(name, await ck.read(name));
+  await ck.close();
+  return raw;
+}
 
 /**
  * Where each token row of a packed batch lands in a paged KV cache: sequences of `lens` tokens laid

@@ -7,12 +7,12 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { relativeError } from "@marlin/core";
-import { type NamedTensor, openCheckpoint, packMarlin, type QuantizedLayer, quantizeRtn, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
+import { type NamedTensor, packMarlin, type QuantizedLayer, quantizeRtn, toMarlinCheckpoint, writeSafetensors } from "@marlin/format";
 import { hasGpu, marlinCpu, noGpuReason } from "@marlin/kernel";
 import { packSparse24, pruneMagnitude24, sparse24Cpu, sparse24QuantizationConfig, sparse24Tensors } from "@marlin/sparse";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { CpuLlama, LINEAR_NAMES, LLM, type LoadedModel, linearToF32, loadModelDir, perplexity } from "../src/index.js";
-import { dequantizedSources, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { dequantizedSources, hasTinyLlama, readTensors, tinyLlamaDir } from "./helpers.js";
 
 const gpu = hasGpu();
 if (!gpu) console.log(`2:4 engine GPU test skipped: ${noGpuReason()}`);
@@ -27,10 +27,7 @@ describe.skipIf(!hasTinyLlama())("2:4 sparse checkpoints of tiny-llama", () => {
 
   beforeAll(async () => {
     model = await loadModelDir(tinyLlamaDir());
-    const ck = await openCheckpoint(tinyLlamaDir());
-    raw = new Map();
-    for (const name of ck.tensors.keys()) raw.set(name, await ck.read(name));
-    await ck.close();
+    raw = await readTensors(tinyLlamaDir());
     for (const layer of model.sources.layers)
       for (const name of LINEAR_NAMES) {
         const src = layer.linears[name];

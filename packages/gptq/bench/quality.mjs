@@ -6,29 +6,14 @@
 //
 //   pnpm --filter @marlin/gptq build && node packages/gptq/bench/quality.mjs [--samples 128]
 //     [--seqlen 256] [--seed 1234] [--damp 0.01] [--eval-chars N] [--configs g128,pc,g128-act]
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { LLM, perplexity } from "@marlin/engine";
+import { join } from "node:path";
 import { quantizeModel } from "../dist/index.js";
+import { arg, calib, evalText, log, modelDir, ppl, samples, seed, seqlen, writeResult } from "./common.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "../../..");
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
-const modelDir = process.env.MARLIN_FIXTURE_DIR ?? resolve(root, "../shared/models/tiny-llama");
-const samples = Number(arg("samples", 128));
-const seqlen = Number(arg("seqlen", 256));
-const seed = Number(arg("seed", 1234));
 const damp = Number(arg("damp", 0.01));
-const evalChars = Number(arg("eval-chars", 1e12));
 const which = arg("configs", "g128,pc,g128-act").split(",");
-const evalText = readFileSync(join(modelDir, "eval.txt"), "utf8").slice(0, evalChars);
-const calib = join(modelDir, "calib.txt");
-const log = (...a) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${a.join(" ")}\n`);
 
 const CONFIGS = {
   g128: { name: "4-bit g128", bits: 4, groupSize: 128, actOrder: false },
@@ -36,16 +21,6 @@ const CONFIGS = {
   // Dynamic act-order groups need g_idx: written in GPTQ format (the engine reads it).
   "g128-act": { name: "4-bit g128 act-order", bits: 4, groupSize: 128, actOrder: true, format: "gptq" },
 };
-
-async function ppl(dir) {
-  const llm = await LLM.load(dir, { device: "cpu" });
-  try {
-    const r = await perplexity(llm, evalText);
-    return { ppl: r.perplexity, nll: r.nll, scoredTokens: r.scoredTokens, seconds: r.seconds };
-  } finally {
-    llm.dispose();
-  }
-}
 
 const work = mkdtempSync(join(tmpdir(), "gptq-quality-"));
 const t0 = performance.now();
@@ -89,8 +64,7 @@ try {
     seconds: (performance.now() - t0) / 1000,
     note: "checkpoints written by quantizeModel (marlin format; act-order row in gptq format) and loaded by the engine (CPU); RTN rows ignore act-order",
   };
-  mkdirSync(join(root, "bench/results"), { recursive: true });
-  writeFileSync(join(root, "bench/results/gptq-quality.json"), `${JSON.stringify(result, null, 2)}\n`);
+  writeResult("gptq-quality.json", result);
   const lines = [
     `tiny-llama, eval.txt perplexity (calibration ${samples} x ${seqlen} tokens of calib.txt, seed ${seed}, damp ${damp})`,
     "| config | RTN | GPTQ | GPTQ recovers |",

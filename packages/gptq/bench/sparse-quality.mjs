@@ -9,28 +9,13 @@
 //   MARLIN_NO_CUDA=1 pnpm build && node packages/gptq/bench/sparse-quality.mjs [--samples 128]
 //     [--seqlen 256] [--seed 1234] [--eval-chars N] [--configs dense,magnitude,sparsegpt,classic]
 import { execSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, hostname, tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { LLM, perplexity } from "@marlin/engine";
+import { join } from "node:path";
 import { quantizeModel } from "../dist/index.js";
+import { arg, calib, evalText, log, modelDir, ppl, root, samples, seed, seqlen, writeResult } from "./common.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "../../..");
-const arg = (name, dflt) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : dflt;
-};
-const modelDir = process.env.MARLIN_FIXTURE_DIR ?? resolve(root, "../shared/models/tiny-llama");
-const samples = Number(arg("samples", 128));
-const seqlen = Number(arg("seqlen", 256));
-const seed = Number(arg("seed", 1234));
-const evalChars = Number(arg("eval-chars", 1e12));
 const which = arg("configs", "dense,magnitude,sparsegpt").split(",");
-const evalText = readFileSync(join(modelDir, "eval.txt"), "utf8").slice(0, evalChars);
-const calib = join(modelDir, "calib.txt");
-const log = (...a) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${a.join(" ")}\n`);
 const git = (c) => {
   try {
     return execSync(`git ${c}`, { cwd: root, encoding: "utf8" }).trim();
@@ -46,16 +31,6 @@ const CONFIGS = {
   sparsegpt: { name: "2:4 SparseGPT + 4-bit", opts: { sparsity: "2:4", prune: "sparsegpt" } },
   classic: { name: "4-bit GPTQ (classic: damp 0.01, no clip)", opts: { percDamp: 0.01, clip: false } },
 };
-
-async function ppl(dir) {
-  const llm = await LLM.load(dir, { device: "cpu" });
-  try {
-    const r = await perplexity(llm, evalText);
-    return { ppl: r.perplexity, nll: r.nll, scoredTokens: r.scoredTokens, seconds: r.seconds };
-  } finally {
-    llm.dispose();
-  }
-}
 
 const work = mkdtempSync(join(tmpdir(), "sparse-quality-"));
 const t0 = performance.now();
@@ -104,8 +79,7 @@ try {
     checks,
     seconds: (performance.now() - t0) / 1000,
   };
-  mkdirSync(join(root, "bench/results"), { recursive: true });
-  writeFileSync(join(root, "bench/results/sparse-quality.json"), `${JSON.stringify(result, null, 2)}\n`);
+  writeResult("sparse-quality.json", result);
   const lines = [
     `tiny-llama eval.txt perplexity, ${result.machine}, ${result.date}, commit ${result.commit}${result.dirty ? " (dirty)" : ""}`,
     `calibration ${samples} x ${seqlen} tokens of calib.txt (seed ${seed}); 4-bit g128 symmetric`,

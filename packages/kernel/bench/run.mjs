@@ -9,33 +9,15 @@
 //   node bench/run.mjs [--m 1,16,64] [--shapes llama2-7b,...] [--reps 15] [--hold-us 2000]
 //                      [--reference DIR]   (DIR holds kernel_peer_bench.py and a built marlin-reference/)
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
 import { registry } from "@marlin/core";
-import {
-  CudaEvent,
-  cublasStatus,
-  cudaStatus,
-  DeviceBuffer,
-  denseMatmul,
-  gpuTarget,
-  hasGpu,
-  holdDevice,
-  listDevices,
-  noGpuReason,
-  QUANT_MATMUL_OP,
-} from "../dist/index.js";
+import { cublasStatus, cudaStatus, DeviceBuffer, denseMatmul, gpuTarget, hasGpu, listDevices, noGpuReason, QUANT_MATMUL_OP } from "../dist/index.js";
 import { speedupChart } from "./chart.mjs";
+import { benchCli, deviceCopies, MODELS, makeTimer, marlinDeviceLayer, randomHalves, randomWords, runStamp, writeResults } from "./common.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "../../..");
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const { root, opt } = benchCli(import.meta.url);
 const MS = opt("m", "1,2,4,8,16,32,64,128,256,1024,4096").split(",").map(Number);
 const REFERENCE = opt("reference", undefined);
 const REPS = Number(opt("reps", "15"));
@@ -44,27 +26,6 @@ const REPS = Number(opt("reps", "15"));
 const HOLD_US = Number(opt("hold-us", "2000"));
 // The reference helper's names for the same blocks.
 const PEER_NAMES = { "llama2-7b": "Llama-2-7B", "llama2-13b": "Llama-2-13B", "llama3-70b": "Llama-3-70B", "16384x65536": "large" };
-const MODELS = {
-  "llama2-7b": [
-    [4096, 12288],
-    [4096, 4096],
-    [4096, 22016],
-    [11008, 4096],
-  ],
-  "llama2-13b": [
-    [5120, 15360],
-    [5120, 5120],
-    [5120, 27648],
-    [13824, 5120],
-  ],
-  "llama3-70b": [
-    [8192, 10240],
-    [8192, 8192],
-    [8192, 57344],
-    [28672, 8192],
-  ],
-  "16384x65536": [[16384, 65536]],
-};
 const pick = opt("shapes", Object.keys(MODELS).join(",")).split(",");
 
 if (!hasGpu()) {
@@ -75,66 +36,8 @@ const dev = listDevices()[0];
 const blas = cublasStatus();
 if (!blas.available) console.log(`cuBLAS unavailable (${blas.reason}); Marlin times only`);
 
-// xorshift fill: random bits, fast enough for a billion nibbles.
-function randomWords(n, seed) {
-  const out = new Int32Array(n);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x;
-  }
-  return out;
-}
-function randomHalves(n, seed, lo, hi) {
-  // fp16 bit patterns of values in [lo, hi)
-  const out = new Uint16Array(n);
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  let x = seed | 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    f[0] = lo + ((x >>> 8) / 16777216) * (hi - lo);
-    const b = u[0];
-    const e = ((b >>> 23) & 0xff) - 112;
-    out[i] = e <= 0 ? 0 : ((b >>> 16) & 0x8000) | (e << 10) | ((b >>> 13) & 0x3ff);
-  }
-  return out;
-}
-function deviceCopies(host, copies) {
-  const first = DeviceBuffer.from(host);
-  const list = [first];
-  for (let c = 1; c < copies; c++) {
-    const b = DeviceBuffer.alloc(first.byteLength);
-    b.copyFrom(first, 0, 0, first.byteLength);
-    list.push(b);
-  }
-  return list;
-}
-function median(v) {
-  const s = [...v].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 // Median over REPS batches of the mean time per call, calls cycling over `copies`.
-function timeIt(fn, copies) {
-  const e0 = new CudaEvent();
-  const e1 = new CudaEvent();
-  for (let i = 0; i < 3 * copies; i++) fn(i % copies);
-  const per = Math.max(copies, 8);
-  const t = [];
-  let it = 0;
-  for (let r = 0; r < REPS; r++) {
-    holdDevice(HOLD_US); // the batch queues behind it: host launch latency is not timed
-    e0.record();
-    for (let i = 0; i < per; i++) fn(it++ % copies);
-    e1.record();
-    t.push(CudaEvent.elapsedMs(e0, e1) / per);
-  }
-  return median(t);
-}
+const timeIt = makeTimer(REPS, HOLD_US);
 
 // HBM floor: a 1 GiB device-to-device copy, bytes read + written.
 const copyBytes = 1 << 30;
@@ -152,24 +55,12 @@ const ids = registry
   .list(QUANT_MATMUL_OP)
   .filter((i) => i.devices.kind === "cuda")
   .map((i) => i.id);
-/** A layer on the device in the Marlin layout, as the registry's implementations take it. */
-const weightsOf = (L, i, name) => ({
-  kind: "quantized",
-  n: L.n,
-  k: L.k,
-  bits: 4,
-  groupSize: 128,
-  symmetric: true,
-  actOrder: false,
-  name,
-  placed: { format: "marlin-device", data: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] } },
-});
 /** Prepared copies of a layer for m rows: the registry's pick, or one implementation alone. */
 function prepared(L, m, only) {
   const disabled = only ? ids.filter((x) => x !== only) : undefined;
   const out = [];
   try {
-    for (let i = 0; i < L.q.length; i++) out.push(registry.prepareLinear(weightsOf(L, i, `${L.k}x${L.n}`), { device, maxRows: m, disabled }));
+    for (let i = 0; i < L.q.length; i++) out.push(registry.prepareLinear(marlinDeviceLayer(L, i, `${L.k}x${L.n}`), { device, maxRows: m, disabled }));
   } catch (e) {
     for (const p of out) p.dispose();
     if (only) return undefined; // this implementation does not take the layer at this m
@@ -279,8 +170,6 @@ if (reference) {
 }
 
 // Results: JSON + an SVG chart of speedup over cuBLAS against m.
-const outDir = join(root, "bench", "results");
-mkdirSync(outDir, { recursive: true });
 const cuda = cudaStatus();
 const meta = {
   device: dev.name,
@@ -289,13 +178,12 @@ const meta = {
   copyBandwidth: bw,
   cudaRuntime: cuda.runtimeVersion,
   cudaDriver: cuda.driverVersion,
-  commit: process.env.MARLIN_COMMIT ?? "unknown",
-  date: new Date().toISOString(),
+  ...runStamp(),
   groupSize: 128,
   bits: 4,
   timing: `median of ${REPS} CUDA-event batches, each behind a ${HOLD_US} us holding kernel (the reference: its helper's median of held batches, same rotation)`,
   reference: reference ? { gpu: reference.gpu, copyBandwidth: reference.copy_bw } : null,
 };
-writeFileSync(join(outDir, "kernel-bench.json"), `${JSON.stringify({ ...meta, results: rows }, null, 2)}\n`);
-writeFileSync(join(outDir, "kernel-bench.svg"), speedupChart({ ...meta, results: rows }));
-console.log(`wrote ${join(outDir, "kernel-bench.json")} and kernel-bench.svg`);
+const jsonPath = writeResults(root, "kernel-bench.json", meta, rows);
+writeFileSync(join(dirname(jsonPath), "kernel-bench.svg"), speedupChart({ ...meta, results: rows }));
+console.log(`wrote ${jsonPath} and kernel-bench.svg`);

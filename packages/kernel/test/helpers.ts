@@ -67,7 +67,7 @@ export function randomLayer(rng: Rng, k: number, n: number, v: Variant): Quantiz
   return layer;
 }
 
-export function randomActivations(rng: Rng, m: number, k: number, dtype: Act): Uint16Array {
+export function randomActivations(rng: Rng, m: number, k: number, dtype: Act = "float16"): Uint16Array {
   const x = new Uint16Array(m * k);
   for (let i = 0; i < x.length; i++) x[i] = toBits(dtype, rng.normal());
   return x;

@@ -5,44 +5,16 @@
 // copies to exceed 3x the L2, medians of CUDA-event batches each queued behind a holding kernel (so
 // launch latency is not timed). Writes JSON under the repo's bench/results/sparse-bench.json.
 //   node bench/run.mjs [--m 1,16,64] [--shapes llama2-7b,...] [--reps 15] [--hold-us 2000]
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { registry } from "@marlin/core";
-import { CudaEvent, cudaStatus, DeviceBuffer, gpuTarget, hasGpu, holdDevice, listDevices, noGpuReason } from "@marlin/kernel";
+import { cudaStatus, DeviceBuffer, gpuTarget, hasGpu, listDevices, noGpuReason } from "@marlin/kernel";
+// The kernel bench's machinery (not part of @marlin/kernel's package): the same timing and results.
+import { benchCli, deviceCopies, MODELS, makeTimer, marlinDeviceLayer, randomHalves, randomWords, runStamp, writeResults, xorshift } from "../../kernel/bench/common.mjs";
 import { SPARSE24_DEVICE_FORMAT } from "../dist/index.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = resolve(here, "../../..");
-const args = process.argv.slice(2);
-const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : dflt;
-};
+const { root, opt } = benchCli(import.meta.url);
 const MS = opt("m", "1,2,4,8,16,32,64,128,256,1024").split(",").map(Number);
 const REPS = Number(opt("reps", "15"));
 const HOLD_US = Number(opt("hold-us", "2000"));
-const MODELS = {
-  "llama2-7b": [
-    [4096, 12288],
-    [4096, 4096],
-    [4096, 22016],
-    [11008, 4096],
-  ],
-  "llama2-13b": [
-    [5120, 15360],
-    [5120, 5120],
-    [5120, 27648],
-    [13824, 5120],
-  ],
-  "llama3-70b": [
-    [8192, 10240],
-    [8192, 8192],
-    [8192, 57344],
-    [28672, 8192],
-  ],
-  "16384x65536": [[16384, 65536]],
-};
 const pick = opt("shapes", Object.keys(MODELS).join(",")).split(",");
 
 if (!hasGpu()) {
@@ -52,21 +24,6 @@ if (!hasGpu()) {
 const dev = listDevices()[0];
 const device = gpuTarget(0);
 
-function xorshift(seed) {
-  let x = seed | 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return x;
-  };
-}
-const randomWords = (n, seed) => {
-  const r = xorshift(seed);
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = r();
-  return out;
-};
 /** Metadata words whose every nibble is a valid pair of ascending indices. */
 const randomMeta = (n, seed) => {
   const pairs = [0x4, 0x8, 0xc, 0x9, 0xd, 0xe];
@@ -80,58 +37,8 @@ const randomMeta = (n, seed) => {
   }
   return out;
 };
-/** fp16 bits of values in [lo, hi). */
-const randomHalves = (n, seed, lo, hi) => {
-  const r = xorshift(seed);
-  const out = new Uint16Array(n);
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  for (let i = 0; i < n; i++) {
-    f[0] = lo + ((r() >>> 8) / 16777216) * (hi - lo);
-    const b = u[0];
-    const e = ((b >>> 23) & 0xff) - 112;
-    out[i] = e <= 0 ? 0 : ((b >>> 16) & 0x8000) | (e << 10) | ((b >>> 13) & 0x3ff);
-  }
-  return out;
-};
-function deviceCopies(host, copies) {
-  const first = DeviceBuffer.from(host);
-  const list = [first];
-  for (let c = 1; c < copies; c++) {
-    const b = DeviceBuffer.alloc(first.byteLength);
-    b.copyFrom(first, 0, 0, first.byteLength);
-    list.push(b);
-  }
-  return list;
-}
-const median = (v) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-function timeIt(fn, copies) {
-  const e0 = new CudaEvent();
-  const e1 = new CudaEvent();
-  for (let i = 0; i < 3 * copies; i++) fn(i % copies);
-  const per = Math.max(copies, 8);
-  const t = [];
-  let it = 0;
-  for (let r = 0; r < REPS; r++) {
-    holdDevice(HOLD_US);
-    e0.record();
-    for (let i = 0; i < per; i++) fn(it++ % copies);
-    e1.record();
-    t.push(CudaEvent.elapsedMs(e0, e1) / per);
-  }
-  return median(t);
-}
+const timeIt = makeTimer(REPS, HOLD_US);
 
-const dense = (L, i) => ({
-  kind: "quantized",
-  n: L.n,
-  k: L.k,
-  bits: 4,
-  groupSize: 128,
-  symmetric: true,
-  actOrder: false,
-  placed: { format: "marlin-device", data: { k: L.k, n: L.n, bits: 4, groupSize: 128, qweight: L.q[i], scales: L.s[i] } },
-});
 const sparse = (L, i) => ({
   kind: "sparse24",
   n: L.n,
@@ -165,7 +72,7 @@ for (const name of pick) {
       const x = DeviceBuffer.from(randomHalves(m * L.k, 7 + m, -1, 1));
       const out = DeviceBuffer.alloc(m * L.n * 2);
       for (const [make, add] of [
-        [dense, (t) => (tm += t)],
+        [marlinDeviceLayer, (t) => (tm += t)],
         [sparse, (t) => (ts += t)],
       ]) {
         const lins = L.q.map((_, i) => registry.prepareLinear(make(L, i), { device, maxRows: m }));
@@ -183,18 +90,14 @@ for (const name of pick) {
   for (const L of prepared) for (const b of [...L.q, ...L.v, ...L.e, ...L.s]) b.free();
 }
 
-const outDir = join(root, "bench", "results");
-mkdirSync(outDir, { recursive: true });
 const cuda = cudaStatus();
 const meta = {
   device: dev.name,
   smCount: dev.smCount,
   cudaRuntime: cuda.runtimeVersion,
-  commit: process.env.MARLIN_COMMIT ?? "unknown",
-  date: new Date().toISOString(),
+  ...runStamp(),
   groupSize: 128,
   bits: 4,
   timing: `median of ${REPS} CUDA-event batches, each behind a ${HOLD_US} us holding kernel (as packages/kernel/bench/run.mjs)`,
 };
-writeFileSync(join(outDir, "sparse-bench.json"), `${JSON.stringify({ ...meta, results: rows }, null, 2)}\n`);
-console.log(`wrote ${join(outDir, "sparse-bench.json")}`);
+console.log(`wrote ${writeResults(root, "sparse-bench.json", meta, rows)}`);

@@ -52,6 +52,34 @@ int NcclType(Napi::Env env, int64_t dtype) {
 void Check(Napi::Env env, const nccl::Api* api, const char* what, int st) {
   if (st != 0) ThrowTyped(env, kErrCuda, nccl::Describe(api, what, st));
 }
+
+// A communicator as JS holds it: its address.
+Napi::BigInt CommValue(Napi::Env env, nccl::Comm comm) {
+  return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(comm)));
+}
+
+// A byte offset into a device buffer argument.
+int64_t ArgOffset(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return ArgInt(info, i, name, 0, int64_t{1} << 46);
+}
+
+// What every collective takes: the communicator (argument 0), then `count` and `dtype` at
+// arguments `count_i` and `count_i + 1`; the stream and the buffers are the caller's.
+struct Collective {
+  const nccl::Api* api;
+  nccl::Comm comm;
+  size_t count;
+  int type;     // NCCL's data type
+  size_t elem;  // bytes per element
+};
+Collective ArgCollective(const Napi::CallbackInfo& info, size_t count_i) {
+  Napi::Env env = info.Env();
+  const nccl::Api* api = Require(env);
+  nccl::Comm comm = ArgComm(info, 0);
+  const int64_t count = ArgInt(info, count_i, "count", 0, int64_t{1} << 40);
+  const int64_t dtype = ArgInt(info, count_i + 1, "dtype", 0, 2);
+  return {api, comm, size_t(count), NcclType(env, dtype), size_t(dtype == 2 ? 4 : 2)};
+}
 #endif
 
 Napi::Value Status(const Napi::CallbackInfo& info) {
@@ -96,7 +124,7 @@ Napi::Value InitRank(const Napi::CallbackInfo& info) {
   DeviceGuard guard(env, dev);  // the communicator belongs to the current device
   nccl::Comm comm = nullptr;
   Check(env, api, "ncclCommInitRank", api->comm_init_rank(&comm, nranks, uid, rank));
-  return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(comm)));
+  return CommValue(env, comm);
 #else
   ThrowNoDevice(env, "ncclInitRank");
 #endif
@@ -120,7 +148,7 @@ Napi::Value InitAll(const Napi::CallbackInfo& info) {
   std::vector<nccl::Comm> comms(devs.size(), nullptr);
   Check(env, api, "ncclCommInitAll", api->comm_init_all(comms.data(), static_cast<int>(devs.size()), devs.data()));
   Napi::Array out = Napi::Array::New(env, comms.size());
-  for (size_t i = 0; i < comms.size(); i++) out.Set(static_cast<uint32_t>(i), Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(comms[i]))));
+  for (size_t i = 0; i < comms.size(); i++) out.Set(static_cast<uint32_t>(i), CommValue(env, comms[i]));
   return out;
 #else
   ThrowNoDevice(env, "ncclInitAll");
@@ -130,15 +158,11 @@ Napi::Value InitAll(const Napi::CallbackInfo& info) {
 Napi::Value AllReduceSum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef MARLIN_WITH_CUDA
-  const nccl::Api* api = Require(env);
-  nccl::Comm comm = ArgComm(info, 0);
-  const int64_t off = ArgInt(info, 2, "byteOffset", 0, int64_t{1} << 46);
-  const int64_t count = ArgInt(info, 3, "count", 0, int64_t{1} << 40);
-  const int64_t dtype = ArgInt(info, 4, "dtype", 0, 2);
-  void* buf = DevicePtr(info, 1, "buf", off, size_t(count) * (dtype == 2 ? 4 : 2), 2);
+  const Collective c = ArgCollective(info, 3);
+  void* buf = DevicePtr(info, 1, "buf", ArgOffset(info, 2, "byteOffset"), c.count * c.elem, 2);
   cudaStream_t stream = ArgStream(info, 5);
   DeviceGuard guard(env, DeviceBuffer::From(env, info[1], "buf")->device());
-  Check(env, api, "ncclAllReduce", api->all_reduce(buf, buf, size_t(count), NcclType(env, dtype), nccl::kSum, comm, stream));
+  Check(env, c.api, "ncclAllReduce", c.api->all_reduce(buf, buf, c.count, c.type, nccl::kSum, c.comm, stream));
   return env.Undefined();
 #else
   ThrowNoDevice(env, "ncclAllReduceSum");
@@ -148,19 +172,13 @@ Napi::Value AllReduceSum(const Napi::CallbackInfo& info) {
 Napi::Value AllGather(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef MARLIN_WITH_CUDA
-  const nccl::Api* api = Require(env);
-  nccl::Comm comm = ArgComm(info, 0);
-  const int64_t send_off = ArgInt(info, 2, "sendOffset", 0, int64_t{1} << 46);
-  const int64_t recv_off = ArgInt(info, 4, "recvOffset", 0, int64_t{1} << 46);
-  const int64_t count = ArgInt(info, 5, "count", 0, int64_t{1} << 40);
-  const int64_t dtype = ArgInt(info, 6, "dtype", 0, 2);
+  const Collective c = ArgCollective(info, 5);
   const int64_t nranks = ArgIntOr(info, 8, "nranks", 1, 1024, 1);
-  const size_t elem = dtype == 2 ? 4 : 2;
-  const void* send = DevicePtr(info, 1, "send", send_off, size_t(count) * elem, 2);
-  void* recv = DevicePtr(info, 3, "recv", recv_off, size_t(count) * elem * size_t(nranks), 2);
+  const void* send = DevicePtr(info, 1, "send", ArgOffset(info, 2, "sendOffset"), c.count * c.elem, 2);
+  void* recv = DevicePtr(info, 3, "recv", ArgOffset(info, 4, "recvOffset"), c.count * c.elem * size_t(nranks), 2);
   cudaStream_t stream = ArgStream(info, 7);
   DeviceGuard guard(env, DeviceBuffer::From(env, info[1], "send")->device());
-  Check(env, api, "ncclAllGather", api->all_gather(send, recv, size_t(count), NcclType(env, dtype), comm, stream));
+  Check(env, c.api, "ncclAllGather", c.api->all_gather(send, recv, c.count, c.type, c.comm, stream));
   return env.Undefined();
 #else
   ThrowNoDevice(env, "ncclAllGather");

@@ -4,7 +4,7 @@
  * are zero, then summed over ranks) and a vocabulary-parallel lm_head (logits gathered). Every rank
  * runs the same forward, so every collective is called in the same order everywhere.
  */
-import { CPU, DispatchedLinear, SharedResources } from "@marlin/core";
+import { CPU } from "@marlin/core";
 import { CpuLlama } from "../cpu/cpu-model.js";
 import type { ModelConfig } from "../model/config.js";
 import { FUSED_LINEARS } from "../model/linears.js";
@@ -14,27 +14,18 @@ import type { Communicator } from "./communicator.js";
 import { rankConfig, type TpLayout } from "./layout.js";
 import type { RankSources } from "./rank-sources.js";
 import { NO_PAD } from "./shard.js";
-import { prepareShard, type ShardLinear } from "./shard-linear.js";
+import { prepareShard, type ShardLinear, WrappedLinear } from "./shard-linear.js";
 
 /** lm_head over the rank's vocabulary rows, then every rank's logits gathered into [m, V]. */
-export class VocabParallelHead extends DispatchedLinear<Float32Array> {
+export class VocabParallelHead extends WrappedLinear<ShardLinear> {
   private part = new Float32Array(0);
   private all = new Float32Array(0);
   constructor(
-    readonly inner: ShardLinear,
+    inner: ShardLinear,
     vocab: number,
     private readonly comm: Communicator,
   ) {
-    super(vocab, inner.k, "lm_head", [...inner.plan], [], new SharedResources());
-  }
-  override get maxRows(): number {
-    return this.inner.maxRows;
-  }
-  override implementationFor(m: number): string {
-    return this.inner.implementationFor(m);
-  }
-  override weightBytes(m = 1): number {
-    return this.inner.weightBytes(m);
+    super(inner, vocab, inner.k, "lm_head");
   }
   override forward(x: Float32Array, out: Float32Array, m: number): void {
     const per = this.inner.n;
@@ -51,9 +42,6 @@ export class VocabParallelHead extends DispatchedLinear<Float32Array> {
       if (w <= 0) continue;
       for (let row = 0; row < m; row++) out.set(this.all.subarray((r * m + row) * per, (r * m + row) * per + w), row * V + v0);
     }
-  }
-  override dispose(): void {
-    this.inner.dispose();
   }
 }
 

@@ -39,26 +39,19 @@ export interface ShardPadding {
   nAfter: number;
 }
 
-export class ShardLinear extends DispatchedLinear<Float32Array> {
-  readonly inner: DispatchedLinear<Float32Array>;
-  readonly padding: ShardPadding;
-  private readonly reduce?: Communicator;
-  private xPad = new Float32Array(0);
-  private yPad = new Float32Array(0);
-
-  constructor(inner: DispatchedLinear<Float32Array>, n: number, k: number, padding: ShardPadding, reduce?: Communicator) {
-    super(n, k, inner.name, [...inner.plan], [], new SharedResources());
-    if (padding.before + k + padding.after !== inner.k || n + padding.nAfter !== inner.n)
-      throw new InvalidArgumentError(`${inner.name}: padding ${JSON.stringify(padding)} does not map ${k}x${n} onto ${inner.k}x${inner.n}`);
-    this.inner = inner;
-    this.padding = padding;
-    this.reduce = reduce;
+/**
+ * A layer of its own shape (n, k, name) over one prepared inner layer: its rows, its picks and the
+ * weight bytes it streams are the inner layer's, and disposing it disposes the inner layer.
+ */
+export abstract class WrappedLinear<I extends DispatchedLinear<Float32Array>> extends DispatchedLinear<Float32Array> {
+  constructor(
+    readonly inner: I,
+    n: number,
+    k: number,
+    name: string,
+  ) {
+    super(n, k, name, [...inner.plan], [], new SharedResources());
   }
-
-  get padded(): boolean {
-    return this.inner.k !== this.k || this.inner.n !== this.n;
-  }
-
   override get maxRows(): number {
     return this.inner.maxRows;
   }
@@ -67,6 +60,29 @@ export class ShardLinear extends DispatchedLinear<Float32Array> {
   }
   override weightBytes(m = 1): number {
     return this.inner.weightBytes(m);
+  }
+  abstract override forward(x: Float32Array, out: Float32Array, m: number): void;
+  override dispose(): void {
+    this.inner.dispose();
+  }
+}
+
+export class ShardLinear extends WrappedLinear<DispatchedLinear<Float32Array>> {
+  readonly padding: ShardPadding;
+  private readonly reduce?: Communicator;
+  private xPad = new Float32Array(0);
+  private yPad = new Float32Array(0);
+
+  constructor(inner: DispatchedLinear<Float32Array>, n: number, k: number, padding: ShardPadding, reduce?: Communicator) {
+    super(inner, n, k, inner.name);
+    if (padding.before + k + padding.after !== inner.k || n + padding.nAfter !== inner.n)
+      throw new InvalidArgumentError(`${inner.name}: padding ${JSON.stringify(padding)} does not map ${k}x${n} onto ${inner.k}x${inner.n}`);
+    this.padding = padding;
+    this.reduce = reduce;
+  }
+
+  get padded(): boolean {
+    return this.inner.k !== this.k || this.inner.n !== this.n;
   }
 
   override forward(x: Float32Array, out: Float32Array, m: number): void {
@@ -91,10 +107,6 @@ export class ShardLinear extends DispatchedLinear<Float32Array> {
     }
     // every rank reduces, even over no rows, so the ranks' collectives stay in step
     this.reduce?.allReduceSum(out, m * n);
-  }
-
-  override dispose(): void {
-    this.inner.dispose();
   }
 }
 
