@@ -72,7 +72,7 @@ try {
     dirty: git("status --porcelain") !== "",
     model: "tiny-llama",
     calibration: { file: "calib.txt", samples, seqlen, seed },
-    quant: { bits: 4, groupSize: 128, symmetric: true, format: "marlin (2:4 rows as dense Marlin tensors)" },
+    quant: { bits: 4, groupSize: 128, symmetric: true, format: "marlin (2:4 layers in @marlin/sparse's packed layout)" },
     eval: { file: "eval.txt", chars: evalText.length, window: 256, scoredTokens: fp16.scoredTokens },
     fp16: fp16.ppl,
     rows,
