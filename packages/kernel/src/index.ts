@@ -22,6 +22,8 @@ export {
 export { DEQUANT_MIN_M, dequantCublas, HOPPER_MIN_M, marlinHopper } from "./hopper-impls.js";
 export { type ForwardOptions, type LayerOptions, MarlinLayer, type Placement } from "./layer.js";
 export {
+  biasBits,
+  builtWithCuda,
   cublasFp16,
   DENSE_MATMUL_OP,
   type DeviceArg,
@@ -30,10 +32,17 @@ export {
   dequantDense,
   dequantDenseCuda,
   dequantizedNk,
+  deviceIndex,
+  f16BitsAs,
+  fp16HostApply,
   type HostLinear,
   marlinCpu,
   marlinCuda,
+  matmulFit,
+  placedFit,
   QUANT_MATMUL_OP,
+  uploadAll,
+  view,
 } from "./linear-impls.js";
 export {
   type DeviceMarlinWeights,

@@ -90,8 +90,27 @@ export function deviceIndex(ctx: PrepareContext): number {
 }
 
 /** fp32 bias as bits of the activation dtype. */
-function biasBits(bias: Float32Array, dtype: ActivationDType): Uint16Array {
+export function biasBits(bias: Float32Array, dtype: ActivationDType): Uint16Array {
   return dtype === "bfloat16" ? f32ToBf16(bias) : f32ToF16(bias);
+}
+
+/** fp16 bits (e.g. scales) as bits of the activation dtype. */
+export function f16BitsAs(h: Uint16Array, dtype: ActivationDType): Uint16Array {
+  return dtype === "bfloat16" ? f32ToBf16(f16ToF32(h)) : h;
+}
+
+/**
+ * A host implementation's apply over an fp16 kernel: fp32 rows in, fp16 through `run` (x [m, k],
+ * y [m, n]), fp32 out with the bias added in fp32.
+ */
+export function fp16HostApply(n: number, k: number, bias: Float32Array | undefined, run: (x: Uint16Array, y: Uint16Array, m: number) => void): HostLinear["apply"] {
+  return (x, out, m) => {
+    if (x.length < m * k || out.length < m * n) throw new ShapeError(`x needs ${m}x${k} and out ${m}x${n} elements`);
+    const y = new Uint16Array(m * n);
+    run(f32ToF16(x.subarray(0, m * k)), y, m);
+    out.set(f16ToF32(y));
+    if (bias) for (let r = 0; r < m; r++) for (let j = 0; j < n; j++) out[r * n + j] += bias[j];
+  };
 }
 
 export function quantized(w: LinearWeights): QuantizedLinearWeights {
@@ -100,7 +119,7 @@ export function quantized(w: LinearWeights): QuantizedLinearWeights {
 }
 
 /** Refuses weights placed in a layout the implementation does not read. */
-function placedFit(q: KernelQuery, formats: readonly string[]): Fit {
+export function placedFit(q: KernelQuery, formats: readonly string[]): Fit {
   const f = placedFormat(q);
   return f === undefined || formats.includes(f) ? FITS : refuse(`reads host values${formats.length ? ` or the ${formats.join(" / ")} layout` : ""}, not "${f}"`);
 }
@@ -118,7 +137,7 @@ function dense(w: LinearWeights): DenseLinearWeights {
 }
 
 /** Uploads host arrays, freeing what was uploaded when one fails. */
-function uploadAll<T extends Record<string, ArrayBufferView | undefined>>(arrays: T, device: number): { [K in keyof T]: T[K] extends undefined ? undefined : DeviceBuffer } {
+export function uploadAll<T extends Record<string, ArrayBufferView | undefined>>(arrays: T, device: number): { [K in keyof T]: T[K] extends undefined ? undefined : DeviceBuffer } {
   const done: DeviceBuffer[] = [];
   const out: Record<string, DeviceBuffer | undefined> = {};
   try {
@@ -146,7 +165,7 @@ export function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareConte
   const dev = deviceIndex(ctx);
   return ctx.shared.get(`marlin-device:${dev}:${ctx.activation}`, () => {
     const p = marlinHost(w);
-    const scales = ctx.activation === "bfloat16" ? f32ToBf16(f16ToF32(p.scales)) : p.scales;
+    const scales = f16BitsAs(p.scales, ctx.activation);
     const b = uploadAll(
       { qweight: p.qweight, scales, zeros: p.zeros, perm: p.perm, bias: w.bias ? biasBits(w.bias, ctx.activation) : undefined },
       dev,
@@ -215,19 +234,11 @@ export const marlinCpu: LinearImplementation<Float32Array> = {
     const w = quantized(weights);
     const p = marlinHost(w);
     const hw: HostMarlinWeights = { k: p.k, n: p.n, bits: p.bits, groupSize: p.groupSize === p.k ? -1 : p.groupSize, qweight: p.qweight, scales: p.scales, zeros: p.zeros, perm: p.perm };
-    const bias = w.bias;
-    const { n, k } = w;
     return {
-      n,
-      k,
+      n: w.n,
+      k: w.k,
       weightBytes: marlinWeightBytes(hw),
-      apply(x, out, m) {
-        if (x.length < m * k || out.length < m * n) throw new ShapeError(`x needs ${m}x${k} and out ${m}x${n} elements`);
-        const y = new Uint16Array(m * n);
-        marlinMatmul({ x: f32ToF16(x.subarray(0, m * k)), out: y, m, weights: hw });
-        out.set(f16ToF32(y));
-        if (bias) for (let r = 0; r < m; r++) for (let j = 0; j < n; j++) out[r * n + j] += bias[j];
-      },
+      apply: fp16HostApply(w.n, w.k, w.bias, (x, y, m) => marlinMatmul({ x, out: y, m, weights: hw })),
       dispose() {},
     };
   },

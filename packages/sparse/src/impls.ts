@@ -8,60 +8,50 @@
  * Weights come as host values or `placed` as "sparse24-device" (DeviceSparse24Weights, caller-owned).
  */
 import {
-  type ActivationDType,
   FITS,
   type Fit,
   type KernelQuery,
   type LinearImplementation,
   type PrepareContext,
   type PreparedLinear,
-  placedFormat,
   prepareAsDense,
   refuse,
   registry,
-  ShapeError,
 } from "@marlin/core";
-import { f16ToF32, f32ToBf16, f32ToF16 } from "@marlin/format";
-import { DeviceBuffer, MarlinWorkspace, native, type Stream } from "@marlin/kernel";
+import {
+  biasBits,
+  builtWithCuda,
+  type DeviceArg,
+  deviceIndex,
+  f16BitsAs,
+  fp16HostApply,
+  MarlinWorkspace,
+  matmulFit,
+  placedFit,
+  type Stream,
+  uploadAll,
+  view,
+} from "@marlin/kernel";
 import { sparse24WeightBytes } from "./layout.js";
 import { type DeviceSparse24Weights, sparse24CudaRefusal, sparse24Matmul, sparse24WorkspaceBytes } from "./matmul.js";
 import { sparse24ToDense } from "./reference.js";
 import { asSparse24, hostLayer, SPARSE24_MATMUL_OP, type Sparse24LinearWeights } from "./weights.js";
 
-/** A device operand: a whole buffer, or rows from a byte offset. */
-export type DeviceArg = DeviceBuffer | readonly [DeviceBuffer, number];
-const view = (a: DeviceArg): [DeviceBuffer, number] => (a instanceof DeviceBuffer ? [a, 0] : [a[0], a[1]]);
+export type { DeviceArg } from "@marlin/kernel";
 
 export const SPARSE24_DEVICE_FORMAT = "sparse24-device";
 
-function builtWithCuda(): boolean {
-  try {
-    return native().builtWithCuda === true;
-  } catch {
-    return false;
-  }
-}
-
-/** The layer facts every implementation needs from a query. */
+/** The layer facts every implementation needs from a query: a shape, a 16-bit activation, m >= 1. */
 function baseFit(q: KernelQuery): Fit {
-  if (!q.shape) return refuse("the query has no shape");
-  if (!Number.isSafeInteger(q.shape.m) || q.shape.m < 1) return refuse(`m = ${q.shape.m} must be >= 1`);
-  if (q.activation && q.activation !== "float16" && q.activation !== "bfloat16") return refuse(`activation ${q.activation} is not supported (float16, bfloat16)`);
+  const f = matmulFit(q);
+  if (!f.ok) return f;
+  if (!Number.isSafeInteger(q.shape!.m) || q.shape!.m < 1) return refuse(`m = ${q.shape!.m} must be >= 1`);
   return FITS;
-}
-
-function placedFit(q: KernelQuery, formats: readonly string[]): Fit {
-  const f = placedFormat(q);
-  return f === undefined || formats.includes(f) ? FITS : refuse(`reads host values${formats.length ? ` or the ${formats.join(" / ")} layout` : ""}, not "${f}"`);
 }
 
 function groupOf(q: KernelQuery): number {
   const g = q.extra?.groupSize;
   return typeof g === "number" ? g : -1;
-}
-
-function deviceIndex(ctx: PrepareContext): number {
-  return ctx.device.kind === "cuda" ? (ctx.device.index ?? 0) : 0;
 }
 
 /** The layer on its device, once per layer and activation dtype (shared between m ranges). */
@@ -70,32 +60,15 @@ export function sparse24DeviceWeights(w: Sparse24LinearWeights, ctx: PrepareCont
   const dev = deviceIndex(ctx);
   return ctx.shared.get(`${SPARSE24_DEVICE_FORMAT}:${dev}:${ctx.activation}`, () => {
     const p = hostLayer(w);
-    const conv = (h: Uint16Array, dtype: ActivationDType) => (dtype === "bfloat16" ? f32ToBf16(f16ToF32(h)) : h);
-    const toBits = (b: Float32Array) => (ctx.activation === "bfloat16" ? f32ToBf16(b) : f32ToF16(b));
-    const made: DeviceBuffer[] = [];
-    const up = (a: ArrayBufferView) => {
-      const b = DeviceBuffer.from(a, dev);
-      made.push(b);
-      return b;
+    const b = uploadAll(
+      { values: p.values, meta: p.meta, scales: f16BitsAs(p.scales, ctx.activation), bias: w.bias ? biasBits(w.bias, ctx.activation) : undefined },
+      dev,
+    );
+    const value: DeviceSparse24Weights = { k: p.k, n: p.n, groupSize: p.groupSize, values: b.values, meta: b.meta, scales: b.scales, bias: b.bias };
+    const dispose = () => {
+      for (const x of Object.values(b)) x?.free();
     };
-    try {
-      const value: DeviceSparse24Weights = {
-        k: p.k,
-        n: p.n,
-        groupSize: p.groupSize,
-        values: up(p.values),
-        meta: up(p.meta),
-        scales: up(conv(p.scales, ctx.activation)),
-        bias: w.bias ? up(toBits(w.bias)) : undefined,
-      };
-      const dispose = () => {
-        for (const b of made) b.free();
-      };
-      return { value, dispose };
-    } catch (e) {
-      for (const b of made) b.free();
-      throw e;
-    }
+    return { value, dispose };
   });
 }
 
@@ -146,19 +119,11 @@ export const sparse24Cpu: LinearImplementation<Float32Array> = {
   prepare(weights): PreparedLinear<Float32Array> {
     const w = asSparse24(weights);
     const p = hostLayer(w);
-    const bias = w.bias;
-    const { n, k } = p;
     return {
-      n,
-      k,
+      n: p.n,
+      k: p.k,
       weightBytes: sparse24WeightBytes(p),
-      apply(x, out, m) {
-        if (x.length < m * k || out.length < m * n) throw new ShapeError(`x needs ${m}x${k} and out ${m}x${n} elements`);
-        const y = new Uint16Array(m * n);
-        sparse24Matmul({ x: f32ToF16(x.subarray(0, m * k)), out: y, m, weights: p });
-        out.set(f16ToF32(y));
-        if (bias) for (let r = 0; r < m; r++) for (let j = 0; j < n; j++) out[r * n + j] += bias[j];
-      },
+      apply: fp16HostApply(p.n, p.k, w.bias, (x, y, m) => sparse24Matmul({ x, out: y, m, weights: p })),
       dispose() {},
     };
   },
