@@ -136,4 +136,6 @@ HostView ArgTyped(const Napi::CallbackInfo& info, size_t i, const char* name, na
   return h;
 }
 
+bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
+
 }  // namespace marlin

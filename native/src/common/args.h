@@ -22,6 +22,9 @@ constexpr int64_t kMaxElements = int64_t{1} << 48;
 // naming `what` (e.g. "rows * 2 * inter") when it exceeds kMaxElements. A zero factor gives 0.
 int64_t Elements(Napi::Env env, const char* what, std::initializer_list<int64_t> dims);
 
+// True when argument i is missing, undefined or null (an optional argument left out).
+bool IsAbsent(const Napi::CallbackInfo& info, size_t i);
+
 // An integer argument in [lo, hi].
 int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi);
 // An optional integer argument (undefined -> fallback).

@@ -6,6 +6,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <utility>
 
 #include "common/env_ctor.h"
 
@@ -53,9 +55,17 @@ class DeviceBuffer : public Napi::ObjectWrap<DeviceBuffer> {
 void* DevicePtr(const Napi::CallbackInfo& info, size_t i, const char* name, size_t byte_offset, size_t need_bytes,
                 size_t align = 16);
 
+// The device of buffer argument i.
+int DeviceOf(const Napi::CallbackInfo& info, size_t i, const char* name);
+// Every buffer argument given (index, name) that is present lives on `dev` (that of argument "a"),
+// else ERR_MARLIN_INVALID_ARGUMENT "<name> is on device d, a is on device dev".
+void RequireSameDevice(const Napi::CallbackInfo& info, int dev, std::initializer_list<std::pair<size_t, const char*>> args);
+
 #ifdef MARLIN_WITH_CUDA
 // The stream of an optional Stream argument (undefined / null -> the legacy default stream).
 cudaStream_t ArgStream(const Napi::CallbackInfo& info, size_t i);
+// Streaming multiprocessors of device `dev`, asked once per device (CUDA errors become JS errors).
+int SmCount(Napi::Env env, int dev);
 #endif
 
 }  // namespace marlin

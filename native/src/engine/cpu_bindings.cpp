@@ -23,8 +23,6 @@ int32_t* I32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t
 int64_t Dim(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo = 0) {
   return ArgInt(info, i, name, lo, kMaxDim);
 }
-bool Absent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsNull() || info[i].IsUndefined(); }
-
 void CheckIndices(Napi::Env env, const int32_t* v, int64_t n, int64_t lo, int64_t hi, const char* name) {
   for (int64_t i = 0; i < n; i++)
     if (v[i] < lo || v[i] >= hi)
@@ -56,7 +54,7 @@ Napi::Value Linear(const Napi::CallbackInfo& info) {
   int64_t m = Dim(info, 4, "m"), n = Dim(info, 5, "n", 1), k = Dim(info, 6, "k", 1);
   float* x = F32(info, 0, "x", Elements(env, "x (m * k)", {m, k}));
   float* w = F32(info, 1, "packedW", PackedSize(env, n, k));
-  float* bias = Absent(info, 2) ? nullptr : F32(info, 2, "bias", n);
+  float* bias = IsAbsent(info, 2) ? nullptr : F32(info, 2, "bias", n);
   float* out = F32(info, 3, "out", Elements(env, "out (m * n)", {m, n}));
   ops::LinearF32(x, w, bias, out, m, n, k);
   return env.Undefined();

@@ -16,8 +16,6 @@
 namespace marlin {
 namespace {
 
-bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
-
 struct Problem {
   int m, n, k, group;
   size_t groups;
@@ -39,17 +37,6 @@ Problem ArgProblem(const Napi::CallbackInfo& info, size_t first, int64_t n_multi
   return Problem{int(m), int(n), int(k), int(group), groups};
 }
 
-#ifdef MARLIN_WITH_CUDA
-int DeviceOf(const Napi::CallbackInfo& info, size_t i, const char* name) { return DeviceBuffer::From(info.Env(), info[i], name)->device(); }
-
-int Sms(Napi::Env env, int dev) {
-  static int cache[64] = {0};
-  int& sms = cache[dev & 63];
-  if (sms == 0) CUDA_CHECK(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return sms;
-}
-#endif
-
 // sparse24Gemm(a, aOffset, values, meta, scales, bias|null, c, cOffset, workspace,
 //              m, n, k, groupSize, act (0 fp16 | 1 bf16), stream?)
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
@@ -68,14 +55,9 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (!IsAbsent(info, 5)) g.bias = DevicePtr(info, 5, "bias", 0, size_t(p.n) * 2, 16);
   g.c = DevicePtr(info, 6, "c", c_off, size_t(p.m) * p.n * 2, 16);
   const int dev = DeviceOf(info, 0, "a");
-  const char* names[] = {"values", "meta", "scales", "bias", "c", "workspace"};
-  const size_t idx[] = {2, 3, 4, 5, 6, 8};
-  for (int i = 0; i < 6; i++)
-    if (!IsAbsent(info, idx[i]) && DeviceOf(info, idx[i], names[i]) != dev)
-      ThrowTyped(env, kErrInvalidArgument, std::string(names[i]) + " is on device " + std::to_string(DeviceOf(info, idx[i], names[i])) +
-                                               ", a is on device " + std::to_string(dev));
+  RequireSameDevice(info, dev, {{2, "values"}, {3, "meta"}, {4, "scales"}, {5, "bias"}, {6, "c"}, {8, "workspace"}});
   DeviceGuard guard(env, dev);
-  g.sms = Sms(env, dev);
+  g.sms = SmCount(env, dev);
   const Sparse24Plan plan = PlanSparse24(p.m, p.n, p.k, g.sms);
   g.workspace = DevicePtr(info, 8, "workspace", 0, plan.total, 256);
   cudaStream_t stream = ArgStream(info, 14);

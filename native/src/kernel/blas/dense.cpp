@@ -17,8 +17,6 @@
 namespace marlin {
 namespace {
 
-bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
-
 // cublasStatus() -> { available, reason? }
 Napi::Value Status(const Napi::CallbackInfo& info) {
 #ifdef MARLIN_WITH_CUDA

@@ -7,7 +7,6 @@
 namespace marlin {
 
 namespace {
-bool Absent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
 }  // namespace
 
 QuantCall ArgQuantCall(const Napi::CallbackInfo& info, const std::function<std::string(int, int, int, WeightKind)>& refuse) {
@@ -39,23 +38,16 @@ QuantCall ArgQuantCall(const Napi::CallbackInfo& info, const std::function<std::
   g.b = DevicePtr(info, 2, "qweight", 0, size_t(k) * n * q.bits / 8, 16);
   g.scales = DevicePtr(info, 3, "scales", 0, q.groups * n * 2, 16);
   if (g.weight == WeightKind::kU4Zp) {
-    if (Absent(info, 4)) ThrowTyped(env, kErrInvalidArgument, "zero points are required for weight kind u4 with zero points");
+    if (IsAbsent(info, 4)) ThrowTyped(env, kErrInvalidArgument, "zero points are required for weight kind u4 with zero points");
     g.zeros = DevicePtr(info, 4, "zeros", 0, q.groups * n * q.bits / 8, 16);
-  } else if (!Absent(info, 4)) {
+  } else if (!IsAbsent(info, 4)) {
     ThrowTyped(env, kErrInvalidArgument, "zeros given for a symmetric weight kind");
   }
-  if (!Absent(info, 5)) g.perm = static_cast<const int32_t*>(DevicePtr(info, 5, "perm", 0, size_t(k) * 4, 16));
-  if (!Absent(info, 6)) g.bias = DevicePtr(info, 6, "bias", 0, size_t(n) * 2, 16);
+  if (!IsAbsent(info, 5)) g.perm = static_cast<const int32_t*>(DevicePtr(info, 5, "perm", 0, size_t(k) * 4, 16));
+  if (!IsAbsent(info, 6)) g.bias = DevicePtr(info, 6, "bias", 0, size_t(n) * 2, 16);
   g.c = DevicePtr(info, 7, "c", c_off, size_t(m) * n * 2, 16);
   q.device = DeviceBuffer::From(env, info[0], "a")->device();
-  const char* names[] = {"qweight", "scales", "zeros", "perm", "bias", "c", "workspace"};
-  const size_t idx[] = {2, 3, 4, 5, 6, 7, 9};
-  for (int i = 0; i < 7; i++) {
-    if (Absent(info, idx[i])) continue;
-    const int d = DeviceBuffer::From(env, info[idx[i]], names[i])->device();
-    if (d != q.device)
-      ThrowTyped(env, kErrInvalidArgument, std::string(names[i]) + " is on device " + std::to_string(d) + ", a is on device " + std::to_string(q.device));
-  }
+  RequireSameDevice(info, q.device, {{2, "qweight"}, {3, "scales"}, {4, "zeros"}, {5, "perm"}, {6, "bias"}, {7, "c"}, {9, "workspace"}});
   return q;
 }
 

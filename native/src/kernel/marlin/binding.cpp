@@ -15,8 +15,6 @@
 namespace marlin {
 namespace {
 
-bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
-
 struct Problem {
   int m, n, k, group, bits;
   ActType act;
@@ -51,10 +49,6 @@ Problem ArgProblem(const Napi::CallbackInfo& info, size_t first) {
   return CheckProblem(info.Env(), m, n, k, group, act, weight);
 }
 
-#ifdef MARLIN_WITH_CUDA
-int DeviceOf(const Napi::CallbackInfo& info, size_t i, const char* name) { return DeviceBuffer::From(info.Env(), info[i], name)->device(); }
-#endif
-
 // marlinGemm(a, aOffset, b, scales, zeros|null, perm|null, bias|null, c, cOffset, workspace,
 //            m, n, k, groupSize, act (0 fp16 | 1 bf16), weight (0 u4 | 1 u4 zero points | 2 u8),
 //            stream?, tuning? {tk, tn, blocksPerSm, batchInvariant})
@@ -79,18 +73,10 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   if (!IsAbsent(info, 6)) g.bias = DevicePtr(info, 6, "bias", 0, size_t(n) * 2, 16);
   g.c = DevicePtr(info, 7, "c", c_off, size_t(m) * n * 2, 16);
   const int dev = DeviceOf(info, 0, "a");
-  const char* names[] = {"qweight", "scales", "zeros", "perm", "bias", "c"};
-  const size_t idx[] = {2, 3, 4, 5, 6, 7};
-  for (int i = 0; i < 6; i++)
-    if (!IsAbsent(info, idx[i]) && DeviceOf(info, idx[i], names[i]) != dev)
-      ThrowTyped(env, kErrInvalidArgument, std::string(names[i]) + " is on device " + std::to_string(DeviceOf(info, idx[i], names[i])) +
-                                               ", a is on device " + std::to_string(dev));
+  RequireSameDevice(info, dev, {{2, "qweight"}, {3, "scales"}, {4, "zeros"}, {5, "perm"}, {6, "bias"}, {7, "c"}});
   if (DeviceOf(info, 9, "workspace") != dev) ThrowTyped(env, kErrInvalidArgument, "workspace is on another device");
   DeviceGuard guard(env, dev);
-  static int sm_cache[64] = {0};
-  int& sms = sm_cache[dev & 63];
-  if (sms == 0) CUDA_CHECK(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const WorkspaceLayout l = GemmWorkspaceLayout(p.m, p.n, p.k, sms, g.perm != nullptr);
+  const WorkspaceLayout l = GemmWorkspaceLayout(p.m, p.n, p.k, SmCount(env, dev), g.perm != nullptr);
   g.workspace = DevicePtr(info, 9, "workspace", 0, l.total, 256);
   g.workspace_bytes = DeviceBuffer::From(env, info[9], "workspace")->bytes();
   cudaStream_t stream = ArgStream(info, 16);

@@ -177,6 +177,25 @@ Napi::Value DeviceBuffer::GetAddress(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr_)));
 }
 
+int DeviceOf(const Napi::CallbackInfo& info, size_t i, const char* name) { return DeviceBuffer::From(info.Env(), info[i], name)->device(); }
+
+void RequireSameDevice(const Napi::CallbackInfo& info, int dev, std::initializer_list<std::pair<size_t, const char*>> args) {
+  for (const auto& [i, name] : args) {
+    if (IsAbsent(info, i)) continue;
+    const int d = DeviceOf(info, i, name);
+    if (d != dev) ThrowTyped(info.Env(), kErrInvalidArgument, std::string(name) + " is on device " + std::to_string(d) + ", a is on device " + std::to_string(dev));
+  }
+}
+
+#ifdef MARLIN_WITH_CUDA
+int SmCount(Napi::Env env, int dev) {
+  static int cache[64] = {0};
+  int& sms = cache[dev & 63];
+  if (sms == 0) CUDA_CHECK(env, cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  return sms;
+}
+#endif
+
 static void InitBuffer(Napi::Env env, Napi::Object exports) { DeviceBuffer::Init(env, exports); }
 MARLIN_MODULE(buffer, InitBuffer);
 
