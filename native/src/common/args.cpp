@@ -138,4 +138,6 @@ HostView ArgTyped(const Napi::CallbackInfo& info, size_t i, const char* name, na
 
 bool IsAbsent(const Napi::CallbackInfo& info, size_t i) { return i >= info.Length() || info[i].IsUndefined() || info[i].IsNull(); }
 
+int64_t ArgByteOffset(const Napi::CallbackInfo& info, size_t i, const char* name) { return ArgInt(info, i, name, 0, kMaxBytes); }
+
 }  // namespace marlin

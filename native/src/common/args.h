@@ -22,6 +22,14 @@ constexpr int64_t kMaxElements = int64_t{1} << 48;
 // naming `what` (e.g. "rows * 2 * inter") when it exceeds kMaxElements. A zero factor gives 0.
 int64_t Elements(Napi::Env env, const char* what, std::initializer_list<int64_t> dims);
 
+// The largest byte count or byte offset an argument may give (far past any device's memory, and
+// small enough that offset + size cannot wrap).
+constexpr int64_t kMaxBytes = int64_t{1} << 46;
+
+// A byte offset argument into a buffer, in [0, kMaxBytes] (the buffer's own size is checked by
+// DevicePtr).
+int64_t ArgByteOffset(const Napi::CallbackInfo& info, size_t i, const char* name);
+
 // True when argument i is missing, undefined or null (an optional argument left out).
 bool IsAbsent(const Napi::CallbackInfo& info, size_t i);
 

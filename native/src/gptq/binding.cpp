@@ -80,7 +80,7 @@ Napi::Value HessianAdd(const Napi::CallbackInfo& info) {
   const int64_t k = ArgInt(info, 4, "k", 1, kMaxK);
   const float alpha = float(ArgFinite(info, 5, "alpha", -1e30, 1e30));
   const float beta = float(ArgFinite(info, 6, "beta", -1e30, 1e30));
-  const int64_t xoff = ArgInt(info, 2, "xByteOffset", 0, int64_t{1} << 46);
+  const int64_t xoff = ArgByteOffset(info, 2, "xByteOffset");
   void* h = DevicePtr(info, 0, "h", 0, size_t(k) * k * 4, 16);
   const void* x = DevicePtr(info, 1, "x", xoff, size_t(tokens) * k * 2, 16);
   const int dev = DeviceBuffer::From(env, info[0], "h")->device();

@@ -44,8 +44,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 #ifdef MARLIN_WITH_CUDA
   const Problem p = ArgProblem(info, 9, kSparseBlockN);
   const int64_t act = ArgInt(info, 13, "act", 0, 1);
-  const int64_t a_off = ArgInt(info, 1, "aOffset", 0, int64_t{1} << 46);
-  const int64_t c_off = ArgInt(info, 7, "cOffset", 0, int64_t{1} << 46);
+  const int64_t a_off = ArgByteOffset(info, 1, "aOffset");
+  const int64_t c_off = ArgByteOffset(info, 7, "cOffset");
   Sparse24GemmArgs g{};
   g.m = p.m, g.n = p.n, g.k = p.k, g.group_size = p.group, g.bf16 = act == 1;
   g.a = DevicePtr(info, 0, "a", a_off, size_t(p.m) * p.k * 2, 16);

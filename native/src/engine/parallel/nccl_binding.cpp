@@ -58,11 +58,6 @@ Napi::BigInt CommValue(Napi::Env env, nccl::Comm comm) {
   return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(comm)));
 }
 
-// A byte offset into a device buffer argument.
-int64_t ArgOffset(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  return ArgInt(info, i, name, 0, int64_t{1} << 46);
-}
-
 // What every collective takes: the communicator (argument 0), then `count` and `dtype` at
 // arguments `count_i` and `count_i + 1`; the stream and the buffers are the caller's.
 struct Collective {
@@ -159,9 +154,9 @@ Napi::Value AllReduceSum(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
 #ifdef MARLIN_WITH_CUDA
   const Collective c = ArgCollective(info, 3);
-  void* buf = DevicePtr(info, 1, "buf", ArgOffset(info, 2, "byteOffset"), c.count * c.elem, 2);
+  void* buf = DevicePtr(info, 1, "buf", ArgByteOffset(info, 2, "byteOffset"), c.count * c.elem, 2);
   cudaStream_t stream = ArgStream(info, 5);
-  DeviceGuard guard(env, DeviceBuffer::From(env, info[1], "buf")->device());
+  DeviceGuard guard(env, DeviceOf(info, 1, "buf"));
   Check(env, c.api, "ncclAllReduce", c.api->all_reduce(buf, buf, c.count, c.type, nccl::kSum, c.comm, stream));
   return env.Undefined();
 #else
@@ -174,10 +169,10 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
 #ifdef MARLIN_WITH_CUDA
   const Collective c = ArgCollective(info, 5);
   const int64_t nranks = ArgIntOr(info, 8, "nranks", 1, 1024, 1);
-  const void* send = DevicePtr(info, 1, "send", ArgOffset(info, 2, "sendOffset"), c.count * c.elem, 2);
-  void* recv = DevicePtr(info, 3, "recv", ArgOffset(info, 4, "recvOffset"), c.count * c.elem * size_t(nranks), 2);
+  const void* send = DevicePtr(info, 1, "send", ArgByteOffset(info, 2, "sendOffset"), c.count * c.elem, 2);
+  void* recv = DevicePtr(info, 3, "recv", ArgByteOffset(info, 4, "recvOffset"), c.count * c.elem * size_t(nranks), 2);
   cudaStream_t stream = ArgStream(info, 7);
-  DeviceGuard guard(env, DeviceBuffer::From(env, info[1], "send")->device());
+  DeviceGuard guard(env, DeviceOf(info, 1, "send"));
   Check(env, c.api, "ncclAllGather", c.api->all_gather(send, recv, c.count, c.type, c.comm, stream));
   return env.Undefined();
 #else

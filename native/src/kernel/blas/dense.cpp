@@ -38,8 +38,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   const int64_t k = ArgInt(info, 8, "k", 1, kMaxDim);
   const bool bf16 = ArgInt(info, 9, "act", 0, 1) == 1;
   if (n % 8 != 0 || k % 8 != 0) ThrowTyped(env, kErrShape, "dense matmul needs n and k to be multiples of 8");
-  const int64_t a_off = ArgInt(info, 1, "aOffset", 0, int64_t{1} << 46);
-  const int64_t c_off = ArgInt(info, 5, "cOffset", 0, int64_t{1} << 46);
+  const int64_t a_off = ArgByteOffset(info, 1, "aOffset");
+  const int64_t c_off = ArgByteOffset(info, 5, "cOffset");
   const void* a = DevicePtr(info, 0, "a", a_off, size_t(m) * k * 2, 16);
   const void* w = DevicePtr(info, 2, "w", 0, size_t(k) * n * 2, 16);
   const void* bias = IsAbsent(info, 3) ? nullptr : DevicePtr(info, 3, "bias", 0, size_t(n) * 2, 16);

@@ -32,8 +32,8 @@ QuantCall ArgQuantCall(const Napi::CallbackInfo& info, const std::function<std::
   g.n = static_cast<int>(n);
   g.k = static_cast<int>(k);
   g.group_size = static_cast<int>(group);
-  const int64_t a_off = ArgInt(info, 1, "aOffset", 0, int64_t{1} << 46);
-  const int64_t c_off = ArgInt(info, 8, "cOffset", 0, int64_t{1} << 46);
+  const int64_t a_off = ArgByteOffset(info, 1, "aOffset");
+  const int64_t c_off = ArgByteOffset(info, 8, "cOffset");
   g.a = DevicePtr(info, 0, "a", a_off, size_t(m) * k * 2, 16);
   g.b = DevicePtr(info, 2, "qweight", 0, size_t(k) * n * q.bits / 8, 16);
   g.scales = DevicePtr(info, 3, "scales", 0, q.groups * n * 2, 16);

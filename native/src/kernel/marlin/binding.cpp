@@ -57,8 +57,8 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
 #ifdef MARLIN_WITH_CUDA
   const Problem p = ArgProblem(info, 10);
   const int64_t m = p.m, n = p.n, k = p.k;
-  const int64_t a_off = ArgInt(info, 1, "aOffset", 0, int64_t{1} << 46);
-  const int64_t c_off = ArgInt(info, 8, "cOffset", 0, int64_t{1} << 46);
+  const int64_t a_off = ArgByteOffset(info, 1, "aOffset");
+  const int64_t c_off = ArgByteOffset(info, 8, "cOffset");
   GemmArgs g{p.act, p.weight, p.m, p.n, p.k, p.group};  // act, weight, m, n, k, group_size; the rest zero
   g.a = DevicePtr(info, 0, "a", a_off, size_t(m) * k * 2, 16);
   g.b = DevicePtr(info, 2, "qweight", 0, size_t(k) * n * p.bits / 8, 16);

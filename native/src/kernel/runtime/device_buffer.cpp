@@ -32,7 +32,7 @@ void DeviceBuffer::Init(Napi::Env env, Napi::Object exports) {
 // new DeviceBuffer(byteLength, device = 0)
 DeviceBuffer::DeviceBuffer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceBuffer>(info) {
   Napi::Env env = info.Env();
-  int64_t bytes = ArgInt(info, 0, "byteLength", 1, int64_t{1} << 46);
+  int64_t bytes = ArgInt(info, 0, "byteLength", 1, kMaxBytes);
   int64_t device = ArgIntOr(info, 1, "device", 0, 1023, 0);
 #ifdef MARLIN_WITH_CUDA
   RequireDevice(env, "DeviceBuffer", static_cast<int>(device));
@@ -136,9 +136,9 @@ Napi::Value DeviceBuffer::Download(const Napi::CallbackInfo& info) {
 Napi::Value DeviceBuffer::CopyFrom(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (freed_) ThrowTyped(env, kErrDisposed, "copyFrom: DeviceBuffer was used after it was freed");
-  int64_t src_off = ArgInt(info, 1, "srcByteOffset", 0, int64_t{1} << 46);
+  int64_t src_off = ArgByteOffset(info, 1, "srcByteOffset");
   int64_t dst_off = ArgInt(info, 2, "dstByteOffset", 0, static_cast<int64_t>(bytes_));
-  int64_t n = ArgInt(info, 3, "byteLength", 0, int64_t{1} << 46);
+  int64_t n = ArgInt(info, 3, "byteLength", 0, kMaxBytes);
   void* src = DevicePtr(info, 0, "src", static_cast<size_t>(src_off), static_cast<size_t>(n), 1);
   if (static_cast<size_t>(n) > bytes_ - static_cast<size_t>(dst_off))
     ThrowTyped(env, kErrShape, "copyFrom: " + std::to_string(n) + " bytes at offset " + std::to_string(dst_off) + " overrun a buffer of " + std::to_string(bytes_));

@@ -10,7 +10,7 @@ namespace marlin {
 // writePattern(buffer, byteOffset, count, seed, stream?): GPU kernel writing out[i] = pattern(i, seed).
 static Napi::Value WritePattern(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int64_t off = ArgInt(info, 1, "byteOffset", 0, int64_t{1} << 46);
+  int64_t off = ArgByteOffset(info, 1, "byteOffset");
   int64_t count = ArgInt(info, 2, "count", 0, int64_t{1} << 44);
   uint32_t seed = static_cast<uint32_t>(ArgInt(info, 3, "seed", 0, 0xffffffffll));
   void* p = DevicePtr(info, 0, "buffer", static_cast<size_t>(off), static_cast<size_t>(count) * 4, 4);
