@@ -97,30 +97,6 @@ export function first24Violation(mask: Uint8Array, k: number, n: number): { row:
   return undefined;
 }
 
-/**
- * The first quad of a layer's codes (QuantizedLayer: q [k, n], scales [groups, n], zeros when
- * asymmetric) with fewer than 2 entries that dequantize to exactly 0 (code = zero point), or
- * undefined when the layer is 2:4. A kept weight may round to 0 too, so a quad may have more.
- */
-export function first24CodeViolation(layer: {
-  k: number;
-  n: number;
-  bits: number;
-  groupSize: number;
-  q: Uint8Array;
-  zeros?: Uint8Array;
-  gIdx?: Int32Array;
-}): { row: number; col: number; zeros: number } | undefined {
-  const { k, n, q } = layer;
-  if (k % 4 !== 0) return { row: k - (k % 4), col: 0, zeros: 0 };
-  const mid = 1 << (layer.bits - 1);
-  const groupOf = (r: number) => (layer.gIdx ? layer.gIdx[r] : layer.groupSize > 0 ? Math.floor(r / layer.groupSize) : 0);
-  const zeroAt = (r: number, j: number) => (layer.zeros ? layer.zeros[groupOf(r) * n + j] : mid);
-  for (let r = 0; r < k; r += 4)
-    for (let j = 0; j < n; j++) {
-      let c = 0;
-      for (let a = 0; a < 4; a++) if (q[(r + a) * n + j] === zeroAt(r + a, j)) c++;
-      if (c < 2) return { row: r, col: j, zeros: c };
-    }
-  return undefined;
-}
+// The first quad of a layer's codes with fewer than 2 zero-point entries (@marlin/sparse's check,
+// general over bits, zero points and g_idx): the test writeLinear makes before writing a 2:4 layer.
+export { first24CodeViolation } from "@marlin/sparse";

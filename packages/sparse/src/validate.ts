@@ -4,7 +4,7 @@
  */
 import { AlignmentError, InvalidArgumentError, ShapeError } from "@marlin/core";
 import type { QuantizedLayer } from "@marlin/format";
-import { QUAD_K, SPARSE24_GROUP_SIZES, type Sparse24Layer, sparse24Groups, TILE_N, ZERO_CODE } from "./layout.js";
+import { QUAD_K, SPARSE24_GROUP_SIZES, type Sparse24Layer, sparse24Groups, TILE_N } from "./layout.js";
 
 /** A weight with more than 2 nonzero values in some 4 consecutive inputs: names the first such chunk. */
 export class NotSparse24Error extends InvalidArgumentError {
@@ -30,15 +30,38 @@ export function checkSparse24Shape(k: number, n: number, bits: number, groupSize
   if (n % TILE_N !== 0) throw new AlignmentError(`${what}: the 2:4 layout needs n % ${TILE_N} == 0, got n=${n}`);
 }
 
-/** The first chunk of 4 inputs with more than 2 nonzero codes, or undefined when the layer is 2:4. */
-export function findNot24(q: Uint8Array, k: number, n: number): { row: number; col: number; nonzeros: number } | undefined {
-  for (let i = 0; i < k; i += 4)
+/**
+ * The first quad of a layer's codes (QuantizedLayer: q [k, n], scales [groups, n], zeros when
+ * asymmetric) with fewer than 2 entries that dequantize to exactly 0 (code = zero point), or
+ * undefined when the layer is 2:4. A kept weight may round to 0 too, so a quad may have more.
+ */
+export function first24CodeViolation(layer: {
+  k: number;
+  n: number;
+  bits: number;
+  groupSize: number;
+  q: Uint8Array;
+  zeros?: Uint8Array;
+  gIdx?: Int32Array;
+}): { row: number; col: number; zeros: number } | undefined {
+  const { k, n, q } = layer;
+  if (k % 4 !== 0) return { row: k - (k % 4), col: 0, zeros: 0 };
+  const mid = 1 << (layer.bits - 1);
+  const groupOf = (r: number) => (layer.gIdx ? layer.gIdx[r] : layer.groupSize > 0 ? Math.floor(r / layer.groupSize) : 0);
+  const zeroAt = (r: number, j: number) => (layer.zeros ? layer.zeros[groupOf(r) * n + j] : mid);
+  for (let r = 0; r < k; r += 4)
     for (let j = 0; j < n; j++) {
-      const c = i * n + j;
-      const nz = +(q[c] !== ZERO_CODE) + +(q[c + n] !== ZERO_CODE) + +(q[c + 2 * n] !== ZERO_CODE) + +(q[c + 3 * n] !== ZERO_CODE);
-      if (nz > 2) return { row: i, col: j, nonzeros: nz };
+      let c = 0;
+      for (let a = 0; a < 4; a++) if (q[(r + a) * n + j] === zeroAt(r + a, j)) c++;
+      if (c < 2) return { row: r, col: j, zeros: c };
     }
   return undefined;
+}
+
+/** The first chunk of 4 inputs with more than 2 nonzero codes (4-bit symmetric), or undefined when the layer is 2:4. */
+export function findNot24(q: Uint8Array, k: number, n: number): { row: number; col: number; nonzeros: number } | undefined {
+  const bad = first24CodeViolation({ k, n, bits: 4, groupSize: -1, q });
+  return bad && { row: bad.row, col: bad.col, nonzeros: 4 - bad.zeros };
 }
 
 /** Everything packSparse24 needs of a QuantizedLayer, checked. */
