@@ -1,6 +1,6 @@
 #pragma once
-// The 2:4 sparse GPU GEMM (kernel.cu): C[m, n] = A[m, k] * W^T, W in the layout of layout.h, fp16 or
-// bf16 activations, fp32 accumulation. Split-k slices reduce in order through an fp32 scratch in
+// The 2:4 sparse GPU GEMM (kernel.cuh): C[m, n] = A[m, k] * W^T, W in the layout of layout.h, fp16
+// or bf16 activations, fp32 accumulation. Split-k slices reduce in order through an fp32 scratch in
 // the workspace, guarded by per-tile locks that the last slice resets to zero, so the workspace is
 // all-zero locks again after every call (reusable, CUDA-graph safe).
 #include <cstddef>
@@ -13,41 +13,65 @@
 namespace marlin {
 
 constexpr int kSparseBlockN = 64;   // 4 warps x 16 outputs
-constexpr int kSparseBlockM = 16;   // 2 mma.sp of n8 per warp
 constexpr int64_t kSparseMaxN = int64_t{1} << 20;
 
+// One kernel configuration. depth: quads (128 inputs) each warp has in flight ahead of its MMAs;
+// kwarps: warp groups of a block splitting its k slice (summed through shared memory, in order);
+// halves: 8-row halves of the m tile (block rows = 8 * halves); waves: the grid's target in blocks
+// per SM, reached by splitting k across blocks.
+struct Sparse24Config {
+  int depth, kwarps, halves, waves;
+};
+
+// The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
+// `harness bench` on the H200 (packages/sparse/bench/NOTES.md).
+inline Sparse24Config Sparse24DefaultConfig(int64_t m) {
+  if (m <= 8) return {2, 2, 1, 8};
+  if (m <= 16) return {2, 2, 2, 8};
+  if (m <= 32) return {2, 1, 4, 4};
+  return {1, 1, 8, 2};
+}
+
 struct Sparse24Plan {
-  int n_blocks, m_blocks, splits;
+  Sparse24Config cfg;
+  int block_m, n_blocks, m_blocks, splits;
   size_t lock_bytes, red_bytes, total;  // workspace: locks, then the fp32 reduction scratch
 };
 
-// The grid and workspace of a call: split k (in 128-input quads) until the grid fills ~2 waves.
-inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms) {
+// The grid and workspace of a call: split k (in quads) until the grid reaches cfg.waves blocks per SM.
+inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms, const Sparse24Config& cfg) {
   Sparse24Plan p{};
+  p.cfg = cfg;
+  p.block_m = 8 * cfg.halves;
   p.n_blocks = int(n / kSparseBlockN);
-  p.m_blocks = int((m + kSparseBlockM - 1) / kSparseBlockM);
+  p.m_blocks = int((m + p.block_m - 1) / p.block_m);
   const int64_t tiles = int64_t(p.n_blocks) * p.m_blocks;
   const int64_t quads = k / 128;
-  int64_t s = (2 * int64_t(sms) + tiles - 1) / tiles;
-  if (s > quads) s = quads;
+  int64_t s = (int64_t(cfg.waves) * sms + tiles - 1) / tiles;
+  if (s > quads / cfg.kwarps) s = quads / cfg.kwarps;
   if (s > 16) s = 16;
   if (s < 1) s = 1;
   p.splits = int(s);
   p.lock_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
-  p.red_bytes = p.splits > 1 ? size_t(p.m_blocks) * kSparseBlockM * size_t(n) * 4 : 0;
+  p.red_bytes = p.splits > 1 ? size_t(p.m_blocks) * p.block_m * size_t(n) * 4 : 0;
   p.total = p.lock_bytes + p.red_bytes;
   return p;
+}
+inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms) {
+  return PlanSparse24(m, n, k, sms, Sparse24DefaultConfig(m));
 }
 
 // Workspace bytes enough for every m' <= m (smaller m can split k and so need the fp32 scratch
 // where m itself does not): sized once for the largest call, no call grows it (graph capture).
 inline size_t Sparse24WorkspaceBound(int64_t m, int64_t n, int64_t k, int sms) {
   size_t most = PlanSparse24(m, n, k, sms).total;
-  const int64_t blocks = (m + kSparseBlockM - 1) / kSparseBlockM;
-  // Splits exceed 1 only while the tiles stay under 2 waves, so m_blocks <= 2 * sms is enough to scan.
-  for (int64_t mb = 1; mb <= blocks && mb <= 2 * int64_t(sms); mb++) {
-    const size_t t = PlanSparse24(mb * kSparseBlockM, n, k, sms).total;
-    if (t > most) most = t;
+  // Splits exceed 1 only while the tiles stay under 16 blocks per SM, so rows up to 16 * sms
+  // blocks of the largest tile (64 rows) are enough to scan; the plan changes only at tile edges.
+  const int64_t last = m < 16 * int64_t(sms) * 64 ? m : 16 * int64_t(sms) * 64;
+  for (int64_t r = 1; r <= last; r++) {
+    const Sparse24Plan p = PlanSparse24(r, n, k, sms);
+    if (p.total > most) most = p.total;
+    if (r % p.block_m != 0) r = (r / p.block_m + 1) * p.block_m - 1;  // next tile edge
   }
   return most;
 }
@@ -67,6 +91,8 @@ struct Sparse24GemmArgs {
 };
 
 cudaError_t Sparse24Gemm(const Sparse24GemmArgs& args, cudaStream_t stream);
+// The same with a given configuration (the harness's sweep; the addon has the defaults only).
+cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& args, const Sparse24Config& cfg, cudaStream_t stream);
 #endif
 
 }  // namespace marlin

@@ -1,31 +1,58 @@
 // Sparse24Gemm: plans the grid (gemm.h), carves the workspace, launches the kernel for the
-// activation dtype and group kind.
+// activation dtype, group kind and configuration. The addon instantiates the default
+// configurations only; the standalone harness (SPARSE24_SWEEP) adds the ones `harness bench` times.
+#include <type_traits>
+
 #include "sparse/gemm.h"
 #include "sparse/kernel.cuh"
+
+// (depth, kwarps, halves) of Sparse24DefaultConfig, and the extra ones of the sweep.
+#define SPARSE24_DEFAULTS(X) X(2, 2, 1) X(2, 2, 2) X(2, 1, 4) X(1, 1, 8)
+#define SPARSE24_SWEEP_LIST(X)                                                                            \
+  X(1, 1, 1) X(2, 1, 1) X(4, 1, 1) X(8, 1, 1) X(1, 2, 1) X(4, 2, 1) X(1, 4, 1) X(2, 4, 1) X(1, 1, 2) X(2, 1, 2) \
+      X(4, 1, 2) X(4, 2, 2) X(2, 4, 2) X(1, 1, 4) X(2, 2, 4) X(2, 1, 8) X(1, 2, 8)
 
 namespace marlin {
 
 using namespace sparse24;
 
 namespace {
-template <typename T>
-cudaError_t Launch(const Sparse24GemmArgs& g, const Sparse24Plan& plan, cudaStream_t stream) {
-  KernelArgs p{g.m, g.n, g.k, g.a, g.values, g.meta, g.scales, g.bias, g.c,
-               static_cast<int*>(g.workspace),
-               plan.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(g.workspace) + plan.lock_bytes) : nullptr};
-  const dim3 grid(plan.n_blocks, plan.m_blocks, plan.splits);
-  if (g.group_size == -1 || g.group_size >= g.k)
-    Sparse24Kernel<T, true><<<grid, 128, 0, stream>>>(p);
-  else
-    Sparse24Kernel<T, false><<<grid, 128, 0, stream>>>(p);
+template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves>
+cudaError_t Launch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t stream) {
+  const dim3 grid(plan.m_blocks, plan.n_blocks, plan.splits);
+  Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves><<<grid, 128 * kKWarps, 0, stream>>>(p);
   return cudaGetLastError();
+}
+
+template <typename T, bool kPerChannel>
+cudaError_t Dispatch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t stream) {
+  const Sparse24Config& c = plan.cfg;
+#define SPARSE24_TRY(D, K, H) \
+  if (c.depth == D && c.kwarps == K && c.halves == H) return Launch<T, kPerChannel, D, K, H>(p, plan, stream);
+  SPARSE24_DEFAULTS(SPARSE24_TRY)
+#ifdef SPARSE24_SWEEP
+  if constexpr (std::is_same_v<T, __half> && !kPerChannel) {
+    SPARSE24_SWEEP_LIST(SPARSE24_TRY)
+  }
+#endif
+#undef SPARSE24_TRY
+  return cudaErrorNotSupported;
 }
 }  // namespace
 
+cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& g, const Sparse24Config& cfg, cudaStream_t stream) {
+  const Sparse24Plan plan = PlanSparse24(g.m, g.n, g.k, g.sms, cfg);
+  if (plan.n_blocks > 65535) return cudaErrorInvalidConfiguration;
+  KernelArgs p{g.m, g.n, g.k, g.a, g.values, g.meta, g.scales, g.bias, g.c,
+               static_cast<int*>(g.workspace),
+               plan.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(g.workspace) + plan.lock_bytes) : nullptr};
+  const bool pc = g.group_size == -1 || g.group_size >= g.k;
+  if (g.bf16) return pc ? Dispatch<__nv_bfloat16, true>(p, plan, stream) : Dispatch<__nv_bfloat16, false>(p, plan, stream);
+  return pc ? Dispatch<__half, true>(p, plan, stream) : Dispatch<__half, false>(p, plan, stream);
+}
+
 cudaError_t Sparse24Gemm(const Sparse24GemmArgs& g, cudaStream_t stream) {
-  const Sparse24Plan plan = PlanSparse24(g.m, g.n, g.k, g.sms);
-  if (plan.m_blocks > 65535) return cudaErrorInvalidConfiguration;
-  return g.bf16 ? Launch<__nv_bfloat16>(g, plan, stream) : Launch<__half>(g, plan, stream);
+  return Sparse24GemmWith(g, Sparse24DefaultConfig(g.m), stream);
 }
 
 }  // namespace marlin

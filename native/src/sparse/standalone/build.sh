@@ -6,5 +6,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
 out=${1:-$here/harness}
 arch=${MARLIN_CUDA_ARCHS:-90}
-flags="-std=c++17 -O3 --expt-relaxed-constexpr -lineinfo -DMARLIN_WITH_CUDA=1 -I$src ${HARNESS_FLAGS:-}"
+flags="-std=c++17 -O3 --expt-relaxed-constexpr -lineinfo -DMARLIN_WITH_CUDA=1 -DSPARSE24_SWEEP -I$src ${HARNESS_FLAGS:-}"
 nvcc $flags -arch=sm_$arch -o "$out" "$here/harness.cu" "$src/sparse/launch.cu" "$src/sparse/cpu_gemm.cpp" "$here/meta_rows.cu" -lpthread
