@@ -3,8 +3,9 @@
 // the activations are B (32 inputs x 8 rows), so each warp computes C^T for 16 outputs x 8 * kHalves
 // rows. A block is 4 warps across n (64 outputs) times kKWarps warps across k; blockIdx.z is the
 // k slice of the block. Weights stream straight from global memory into registers, kDepth quads
-// ahead of the MMAs (no shared-memory stage: at decode each weight is used once). Activations are
-// read through L1 (every warp of a block reads the same rows).
+// ahead of the MMAs (no shared-memory stage: at decode each weight is used once). Activations go
+// through shared memory, chunk by chunk (4 quads per warp group, double-buffered by cp.async), and
+// reach the MMAs by ldmatrix: one instruction per 8 rows x 32 inputs, shared by the block's warps.
 // Reduction, in a fixed order: the kKWarps warp groups through shared memory, then the slices of a
 // tile through the fp32 scratch in slice order, each waiting on the tile's lock; the last slice
 // writes C, zeroes the scratch it read and sets the lock back to 0. Slices are the slowest grid dimension, so a slice only
@@ -12,6 +13,7 @@
 // weights run together and share them through L2.
 #include <cstdint>
 
+#include "common/smem_copy.cuh"
 #include "sparse/gemm.h"
 #include "sparse/layout.h"
 #include "sparse/mma_sp.cuh"
@@ -31,12 +33,14 @@ struct KernelArgs {
   float* red;
 };
 
-// Two activation values (one 32-bit B register) of row `row` at input `col`; zero past m.
-template <typename T>
-__device__ __forceinline__ uint32_t LoadPair(const T* a, int m, int k, int row, int col) {
-  if (row >= m) return 0u;
-  return __ldg(reinterpret_cast<const uint32_t*>(a + size_t(row) * k + col));
-}
+// Activation chunk of a block in shared memory: 8 * halves rows of 4 * kwarps quads, each row
+// padded by 16 bytes so that ldmatrix's 8 row addresses fall in different banks.
+template <int kKWarps>
+constexpr int ChunkQuads() { return 4 * kKWarps; }
+template <int kKWarps>
+constexpr int ChunkStride() { return ChunkQuads<kKWarps>() * kQuadK + 8; }  // elements
+template <int kKWarps, int kHalves>
+constexpr size_t SmemBytes() { return size_t(2) * 8 * kHalves * ChunkStride<kKWarps>() * 2; }
 
 // kMetaRows: the other reading of the PTX metadata figure (lane 0 of a quad holding row g's 8
 // chunks, lane 1 row g+8's) built from the stored words by one shuffle; only `harness probe`
@@ -53,28 +57,48 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   const int quads = p.k / kQuadK, splits = gridDim.z, s = blockIdx.z;
   const int q_lo = int(int64_t(quads) * s / splits), q_hi = int(int64_t(quads) * (s + 1) / splits);
   const T* a = static_cast<const T*>(p.a);
-  const T* scales = static_cast<const T*>(p.scales);
+  const uint16_t* scales = static_cast<const uint16_t*>(p.scales);
 
-  // One quad's weights of this lane: codes, metadata (lanes t < 2), the two rows' scales.
+  // Halves of the m tile that hold rows (1 of 2 at m <= 8): the others are skipped.
+  const int halves = min(kHalves, (p.m - m0 + 7) >> 3);
+
+  // One quad of this lane: weight codes, metadata (lanes t < 2), the two rows' scales (bits).
   struct Quad {
     uint4 w, e;
-    T s_lo, s_hi;
+    uint16_t s_lo, s_hi;
   };
   auto load = [&](int kq) {
     Quad q;
     q.w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
     q.e = t < 2 ? __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0))) : make_uint4(0, 0, 0, 0);
     const size_t grp = kPerChannel ? 0 : size_t(kq);  // group 128 = one quad
-    q.s_lo = scales[grp * p.n + n0 + g];
-    q.s_hi = scales[grp * p.n + n0 + g + 8];
+    q.s_lo = __ldg(scales + grp * p.n + n0 + g);
+    q.s_hi = __ldg(scales + grp * p.n + n0 + g + 8);
     return q;
   };
-  // Halves of the m tile that hold rows (1 of 2 at m <= 8): the others are skipped.
-  const int halves = min(kHalves, (p.m - m0 + 7) >> 3);
+
+  // Activation chunks: rows m0.. of quads [qs, qs + kChunk), rows past m zero-filled.
+  constexpr int kChunk = ChunkQuads<kKWarps>(), kStride = ChunkStride<kKWarps>(), kRows = 8 * kHalves;
+  constexpr int kVecs = kChunk * kQuadK / 8;  // 16-byte vectors per row
+  extern __shared__ __align__(16) uint8_t smem_raw[];
+  T* const chunk_s = reinterpret_cast<T*>(smem_raw);
+  auto load_chunk = [&](int c) {
+    const int qs = q_lo + c * kChunk;
+    const int vecs = min(kChunk, q_hi - qs) * (kQuadK / 8);
+    T* dst = chunk_s + (c & 1) * kRows * kStride;
+    for (int i = threadIdx.x; i < kRows * kVecs; i += 128 * kKWarps) {
+      const int r = i / kVecs, v = i % kVecs;
+      const bool ok = m0 + r < p.m && v < vecs;
+      const T* src = ok ? a + size_t(m0 + r) * p.k + size_t(qs) * kQuadK + v * 8 : a;
+      smem::CpAsync16(dst + r * kStride + v * 8, src, ok);
+    }
+    smem::CpAsyncCommit();
+  };
 
   float acc[kHalves][4] = {};
-  auto compute = [&](const Quad& cur, int kq) {
-    const typename D::T2 s_lo = D::Pair(cur.s_lo), s_hi = D::Pair(cur.s_hi);
+  // quad kq of the chunk in buffer `buf`, at element offset `off` of its rows
+  auto compute = [&](const Quad& cur, const T* buf, int off) {
+    const typename D::T2 s_lo = D::PairBits(cur.s_lo), s_hi = D::PairBits(cur.s_hi);
     const uint32_t ws[4] = {cur.w.x, cur.w.y, cur.w.z, cur.w.w};
     uint32_t es[4] = {cur.e.x, cur.e.y, cur.e.z, cur.e.w};
     if (kMetaRows)
@@ -83,25 +107,26 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
         const uint32_t other = __shfl_xor_sync(0xffffffffu, es[j], 1);
         es[j] = t == 0 ? __byte_perm(es[j], other, 0x5410) : __byte_perm(other, es[j], 0x7632);
       }
+    // ldmatrix.x4: lanes 8r..8r+7 address rows 0..7 of matrix r (inputs +8r), so register r of
+    // lane (g, t) is the pair (row g, inputs 2t + 8r): the B fragment of mma.sp m16n8k32.
+    const T* lane_row = buf + (lane & 7) * kStride + off + 8 * (lane >> 3);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t af[4];
       Dequant<T>(ws[j], s_lo, s_hi, af);
-      const int k0 = kq * kQuadK + j * kTileK + 2 * t;
 #pragma unroll
       for (int mi = 0; mi < kHalves; mi++) {
         if (mi >= halves) break;
-        const int row = m0 + mi * 8 + g;
         uint32_t bf[4];
-#pragma unroll
-        for (int r = 0; r < 4; r++) bf[r] = LoadPair(a, p.m, p.k, row, k0 + 8 * r);
+        smem::LdMatrixX4(bf, lane_row + mi * 8 * kStride + j * kTileK);
         MmaSp<T>(acc[mi], af, bf, es[j]);
       }
     }
   };
 
-  // Warp group kw takes quads q_lo + kw, + kKWarps, ...; a ring of kDepth quads in registers (the
-  // unrolled inner loop keeps every ring index static).
+  // Warp group kw takes quads q_lo + kw, + kKWarps, ... (4 per chunk); a ring of kDepth quads in
+  // registers, kDepth dividing 4 so that the unrolled chunk loop keeps every ring index static.
+  static_assert(4 % kDepth == 0, "ring depth must divide 4");
   constexpr int kStep = kDepth * kKWarps;
   Quad ring[kDepth];
 #pragma unroll
@@ -109,15 +134,28 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
     const int kq = q_lo + kw + d * kKWarps;
     if (kq < q_hi) ring[d] = load(kq);
   }
-  for (int kq0 = q_lo + kw; kq0 < q_hi; kq0 += kStep) {
+  const int chunks = (q_hi - q_lo + kChunk - 1) / kChunk;
+  if (chunks > 0) load_chunk(0);
+  for (int c = 0; c < chunks; c++) {
+    if (c + 1 < chunks) {
+      load_chunk(c + 1);
+      smem::CpAsyncWait<1>();
+    } else {
+      smem::CpAsyncWait<0>();
+    }
+    __syncthreads();
+    const T* buf = chunk_s + (c & 1) * kRows * kStride;
+    const int qs = q_lo + c * kChunk;
 #pragma unroll
-    for (int d = 0; d < kDepth; d++) {
-      const int kq = kq0 + d * kKWarps;
+    for (int u = 0; u < 4; u++) {
+      const int kq = qs + kw + u * kKWarps;
       if (kq >= q_hi) break;
+      const int d = u % kDepth;
       const Quad cur = ring[d];
       if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
-      compute(cur, kq);
+      compute(cur, buf, (kq - qs) * kQuadK);
     }
+    __syncthreads();  // the next chunk's copy reuses this buffer
   }
 
   if constexpr (kKWarps > 1) {

@@ -9,8 +9,8 @@
 // (depth, kwarps, halves) of Sparse24DefaultConfig, and the extra ones of the sweep.
 #define SPARSE24_DEFAULTS(X) X(2, 2, 1) X(2, 2, 2) X(2, 1, 4) X(1, 1, 8)
 #define SPARSE24_SWEEP_LIST(X)                                                                            \
-  X(1, 1, 1) X(2, 1, 1) X(4, 1, 1) X(8, 1, 1) X(1, 2, 1) X(4, 2, 1) X(1, 4, 1) X(2, 4, 1) X(1, 1, 2) X(2, 1, 2) \
-      X(4, 1, 2) X(4, 2, 2) X(2, 4, 2) X(1, 1, 4) X(2, 2, 4) X(2, 1, 8) X(1, 2, 8)
+  X(1, 1, 1) X(2, 1, 1) X(4, 1, 1) X(1, 2, 1) X(4, 2, 1) X(1, 4, 1) X(2, 4, 1) X(1, 1, 2) X(2, 1, 2) X(4, 1, 2) \
+      X(1, 2, 2) X(2, 4, 2) X(1, 1, 4) X(2, 2, 4) X(2, 1, 8) X(1, 2, 4)
 
 namespace marlin {
 
@@ -20,7 +20,13 @@ namespace {
 template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves>
 cudaError_t Launch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t stream) {
   const dim3 grid(plan.m_blocks, plan.n_blocks, plan.splits);
-  Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves><<<grid, 128 * kKWarps, 0, stream>>>(p);
+  constexpr size_t smem = SmemBytes<kKWarps, kHalves>();
+  auto* kernel = Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves>;
+  if (smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+  }
+  kernel<<<grid, 128 * kKWarps, smem, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -18,7 +18,7 @@ struct Dtype<__half> {
   using T2 = __half2;
   static constexpr uint32_t kExp = 0x64006400u;
   static __device__ __forceinline__ T2 Bias() { return __half2half2(__ushort_as_half(0x6408)); }  // 1032
-  static __device__ __forceinline__ T2 Pair(__half s) { return __half2half2(s); }
+  static __device__ __forceinline__ T2 PairBits(uint16_t s) { return __half2half2(__ushort_as_half(s)); }
   static __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
   static __device__ __forceinline__ __half FromFloat(float x) { return __float2half_rn(x); }
 };
@@ -29,7 +29,7 @@ struct Dtype<__nv_bfloat16> {
   using T2 = __nv_bfloat162;
   static constexpr uint32_t kExp = 0x43004300u;
   static __device__ __forceinline__ T2 Bias() { return __bfloat162bfloat162(__ushort_as_bfloat16(0x4308)); }  // 136
-  static __device__ __forceinline__ T2 Pair(__nv_bfloat16 s) { return __bfloat162bfloat162(s); }
+  static __device__ __forceinline__ T2 PairBits(uint16_t s) { return __bfloat162bfloat162(__ushort_as_bfloat16(s)); }
   static __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
   static __device__ __forceinline__ __nv_bfloat16 FromFloat(float x) { return __float2bfloat16_rn(x); }
 };

@@ -8,13 +8,16 @@
 // JSON and an SVG chart under the repo's bench/results/.
 //
 //   node bench/run.mjs [--layers 32] [--requests 256] [--quick] [--hf path/to/hf_decode_peer.py]
-//                      [--sections decode,split,contexts,prefill,offline]
+//                      [--sections decode,split,contexts,prefill,offline] [--kinds dense,marlin,sparse24]
+// --kinds adds "sparse24" (2:4 sparse 4-bit g128, @marlin/sparse) beside dense and Marlin: its rows
+// are printed against Marlin's.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { prepareLinear } from "@marlin/core";
 import { CudaEvent, DeviceBuffer, deviceReport, gpuTarget, hasGpu, noGpuReason, Stream, writePattern } from "@marlin/kernel";
+import { SPARSE24_DEVICE_FORMAT } from "@marlin/sparse";
 import { describePlans, GpuModelRunner, gpuOps, LLMEngine, OpTimer } from "../dist/index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -28,6 +31,7 @@ const quick = args.includes("--quick");
 const hfScript = opt("hf", undefined);
 // --sections decode,split,contexts,prefill,offline (default: all)
 const sections = new Set((opt("sections", "decode,split,contexts,prefill,offline") ?? "").split(","));
+const kinds = opt("kinds", "dense,marlin").split(",");
 
 if (!hasGpu()) {
   console.log(`engine bench needs a GPU: ${noGpuReason()}`);
@@ -73,6 +77,18 @@ function placedLinear(kind, n, k, owned) {
     const w = randomHalf(n * k, Math.sqrt(3 / k));
     owned.push(w);
     return { kind: "dense", n, k, placed: { format: "fp16-device", data: w } };
+  }
+  if (kind === "sparse24") {
+    // Random codes, every chunk keeping its first two inputs (metadata nibble 0x4: a valid pair).
+    const values = DeviceBuffer.alloc((k * n) / 4);
+    writePattern(values, 0, (k * n) / 16, seedCounter++);
+    const meta = DeviceBuffer.alloc((k * n) / 8);
+    meta.fillBytes(0x44);
+    const s = 1 / (4.6 * Math.sqrt(k / 2));
+    const scales = DeviceBuffer.alloc((k / 128) * n * 2);
+    gpuOps().fillUniform(scales, (k / 128) * n, seedCounter++, 0.5 * s, 1.5 * s);
+    owned.push(values, meta, scales);
+    return { kind: "sparse24", n, k, bits: 4, groupSize: 128, placed: { format: SPARSE24_DEVICE_FORMAT, data: { k, n, groupSize: 128, values, meta, scales } } };
   }
   const qweight = DeviceBuffer.alloc((k * n) / 2);
   writePattern(qweight, 0, (k * n) / 8, seedCounter++); // any nibble is a valid 4-bit weight
@@ -286,7 +302,7 @@ const bw = copyBandwidth();
 console.log(`copy bandwidth ${(bw / 1e12).toFixed(2)} TB/s (read + write)`);
 const results = { date: new Date().toISOString(), commit: process.env.MARLIN_COMMIT ?? "unknown", device: deviceReport(), copyBandwidthBytesPerSecond: bw, config, runs: {} };
 const kvBytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * 2;
-for (const kind of ["dense", "marlin"]) {
+for (const kind of kinds) {
   const t = performance.now();
   const runner = buildRunner(kind);
   console.log(`${kind}: weights ${(runner.weightBytes / 2 ** 30).toFixed(2)} GiB per step, ${runner.numBlocks} KV blocks, kernels ${JSON.stringify(runner.kernels)}, built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
@@ -338,8 +354,24 @@ if (hfScript && existsSync(hfScript)) {
   else console.log(`Hugging Face peer failed (status ${r.status})`);
 }
 
+const S = results.runs.sparse24;
+if (S && results.runs.marlin) {
+  const Mk = results.runs.marlin;
+  results.sparseOverMarlin = { decode: Object.fromEntries(S.decode.map((x, i) => [`batch${x.batch}`, Mk.decode[i].stepMs / x.stepMs])) };
+  console.log(`\n${"".padEnd(34)} ${"Marlin 4-bit".padStart(12)} ${"2:4 sparse".padStart(12)} ${"ratio".padStart(9)}`);
+  S.decode.forEach((x, i) =>
+    console.log(`${`decode batch ${x.batch} (ctx 128)`.padEnd(34)} ${Mk.decode[i].stepMs.toFixed(2).padStart(12)} ${x.stepMs.toFixed(2).padStart(12)} ${`${(Mk.decode[i].stepMs / x.stepMs).toFixed(2)}x`.padStart(9)}  ms/step (floor ${Mk.decode[i].floorMs.toFixed(2)} / ${x.floorMs.toFixed(2)})`),
+  );
+}
 const D = results.runs.dense;
 const M = results.runs.marlin;
+if (!D || !M) {
+  const out = join(root, "bench", "results");
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "engine-bench.json"), JSON.stringify(results, null, 2));
+  console.log(`wrote ${join(out, "engine-bench.json")} (no dense / Marlin pair: no table or chart)`);
+  process.exit(0);
+}
 results.speedup = {
   decode: Object.fromEntries(D.decode.map((x, i) => [`batch${x.batch}`, x.stepMs / M.decode[i].stepMs])),
   contexts: Object.fromEntries(D.contexts.map((x, i) => [`batch${x.batch}-ctx${x.context}`, x.stepMs / M.contexts[i].stepMs])),

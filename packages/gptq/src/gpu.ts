@@ -228,6 +228,9 @@ export function gptqQuantizeGpu(
     let meanDiag = 0;
     for (let i = 0; i < k; i++) meanDiag += d[i];
     meanDiag /= k;
+    // Damping scales with mean(diag H): where that is not positive no damping helps (the CPU path
+    // finds the same through its Cholesky); say so before the device work.
+    if (!(meanDiag > 0)) throw new NotPositiveDefiniteError(Math.max(1, d.findIndex((x) => !(x > 0)) + 1), "Hessian");
 
     const u = alloc(k * k * 4);
     lap("host");

@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "common/smem_copy.cuh"
+
 #include "common/pdl.cuh"
 
 namespace marlin {
@@ -52,9 +54,11 @@ struct Vec2<__nv_bfloat16> {
   using type = __nv_bfloat162;
 };
 
-__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using smem::CpAsync16;
+using smem::CpAsyncCommit;
+using smem::CpAsyncWait;
+using smem::LdMatrixX4;
+using smem::SmemAddr;
 
 // Weight loads may ask L2 to fetch 256-byte sectors (MARLIN_B_PREFETCH=1, measured on H100).
 __device__ __forceinline__ void CpAsync16B(void* smem, const void* gmem) {
@@ -63,21 +67,6 @@ __device__ __forceinline__ void CpAsync16B(void* smem, const void* gmem) {
 #else
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(SmemAddr(smem)), "l"(gmem));
 #endif
-}
-__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem, bool valid) {
-  const int n = valid ? 16 : 0;  // 0: zero-fill the destination
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SmemAddr(smem)), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void CpAsyncWait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const void* smem) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(SmemAddr(smem)));
 }
 
 template <typename T>
