@@ -18,18 +18,20 @@ constexpr int64_t kSparseMaxN = int64_t{1} << 20;
 // One kernel configuration. depth: quads (128 inputs) each warp has in flight ahead of its MMAs;
 // kwarps: warp groups of a block splitting its k slice (summed through shared memory, in order);
 // halves: 8-row halves of the m tile (block rows = 8 * halves); waves: the grid's target in blocks
-// per SM, reached by splitting k across blocks.
+// per SM, reached by splitting k across blocks; whole: copy the block's whole k slice of
+// activation rows to shared memory once when it fits in kSparseWholeBytes (else chunk by chunk).
 struct Sparse24Config {
-  int depth, kwarps, halves, waves;
+  int depth, kwarps, halves, waves, whole;
 };
+constexpr size_t kSparseWholeBytes = 64 * 1024;
 
 // The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
 // `harness bench` on the H200 (packages/sparse/bench/NOTES.md).
 inline Sparse24Config Sparse24DefaultConfig(int64_t m) {
-  if (m <= 8) return {2, 2, 1, 8};
-  if (m <= 16) return {2, 2, 2, 8};
-  if (m <= 32) return {2, 1, 4, 4};
-  return {1, 1, 8, 2};
+  if (m <= 8) return {2, 2, 1, 2, 1};
+  if (m <= 16) return {2, 2, 2, 2, 1};
+  if (m <= 32) return {2, 2, 2, 4, 1};
+  return {2, 1, 4, 4, 0};
 }
 
 struct Sparse24Plan {

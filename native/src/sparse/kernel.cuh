@@ -41,11 +41,21 @@ template <int kKWarps>
 constexpr int ChunkStride() { return ChunkQuads<kKWarps>() * kQuadK + 8; }  // elements
 template <int kKWarps, int kHalves>
 constexpr size_t SmemBytes() { return size_t(2) * 8 * kHalves * ChunkStride<kKWarps>() * 2; }
+// Shared memory of the whole-slice form: a zero vector, then min(m, rows of the tile) rows of the
+// longest slice.
+inline size_t WholeBytes(int m, int halves, int quads, int splits) {
+  const int rows = m < 8 * halves ? m : 8 * halves;
+  return 16 + size_t(rows) * ((quads + splits - 1) / splits * kQuadK + 8) * 2;
+}
 
 // kMetaRows: the other reading of the PTX metadata figure (lane 0 of a quad holding row g's 8
 // chunks, lane 1 row g+8's) built from the stored words by one shuffle; only `harness probe`
 // launches it, to confirm on the GPU which reading the hardware has (layout.h documents ours).
-template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves, bool kMetaRows = false>
+// kWhole: the block's whole k slice of activation rows (only the rows below m) is copied once, and
+// the main loop runs without barriers; ldmatrix addresses of the rows past m point at a zero
+// vector. Chosen by the host when those rows fit (Sparse24WholeBytes), so at decode (m of 1 to a
+// few rows).
+template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves, bool kWhole, bool kMetaRows = false>
 __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   using D = Dtype<T>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -96,8 +106,9 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   };
 
   float acc[kHalves][4] = {};
-  // quad kq of the chunk in buffer `buf`, at element offset `off` of its rows
-  auto compute = [&](const Quad& cur, const T* buf, int off) {
+  // One quad: B fragments from the rows at lane_row[mi] (this lane's ldmatrix row address of
+  // half mi at the quad's first input; a zero vector stays put).
+  auto compute = [&](const Quad& cur, const T* const (&lane_row)[kHalves], const int (&step)[kHalves]) {
     const typename D::T2 s_lo = D::PairBits(cur.s_lo), s_hi = D::PairBits(cur.s_hi);
     const uint32_t ws[4] = {cur.w.x, cur.w.y, cur.w.z, cur.w.w};
     uint32_t es[4] = {cur.e.x, cur.e.y, cur.e.z, cur.e.w};
@@ -107,9 +118,6 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
         const uint32_t other = __shfl_xor_sync(0xffffffffu, es[j], 1);
         es[j] = t == 0 ? __byte_perm(es[j], other, 0x5410) : __byte_perm(other, es[j], 0x7632);
       }
-    // ldmatrix.x4: lanes 8r..8r+7 address rows 0..7 of matrix r (inputs +8r), so register r of
-    // lane (g, t) is the pair (row g, inputs 2t + 8r): the B fragment of mma.sp m16n8k32.
-    const T* lane_row = buf + (lane & 7) * kStride + off + 8 * (lane >> 3);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
       uint32_t af[4];
@@ -118,7 +126,7 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
       for (int mi = 0; mi < kHalves; mi++) {
         if (mi >= halves) break;
         uint32_t bf[4];
-        smem::LdMatrixX4(bf, lane_row + mi * 8 * kStride + j * kTileK);
+        smem::LdMatrixX4(bf, lane_row[mi] + j * step[mi]);
         MmaSp<T>(acc[mi], af, bf, es[j]);
       }
     }
@@ -134,28 +142,74 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
     const int kq = q_lo + kw + d * kKWarps;
     if (kq < q_hi) ring[d] = load(kq);
   }
-  const int chunks = (q_hi - q_lo + kChunk - 1) / kChunk;
-  if (chunks > 0) load_chunk(0);
-  for (int c = 0; c < chunks; c++) {
-    if (c + 1 < chunks) {
-      load_chunk(c + 1);
-      smem::CpAsyncWait<1>();
-    } else {
-      smem::CpAsyncWait<0>();
+  // ldmatrix.x4: lanes 8r..8r+7 address rows 0..7 of matrix r (inputs +8r), so register r of
+  // lane (g, t) is the pair (row g, inputs 2t + 8r): the B fragment of mma.sp m16n8k32.
+  const int lrow = lane & 7, lcol = 8 * (lane >> 3);
+  if constexpr (kWhole) {
+    // [16-byte zero vector][rows below m, each slice_q * 128 + 8 elements]
+    const int rows = min(p.m - m0, kRows);
+    const int stride = (quads + splits - 1) / splits * kQuadK + 8;
+    const int vecs = (q_hi - q_lo) * (kQuadK / 8);
+    T* const rows_s = chunk_s + 8;
+    if (threadIdx.x == 0) *reinterpret_cast<uint4*>(chunk_s) = make_uint4(0, 0, 0, 0);
+    for (int i = threadIdx.x; i < rows * vecs; i += 128 * kKWarps) {
+      const int r = i / vecs, v = i - r * vecs;
+      smem::CpAsync16(rows_s + r * stride + v * 8, a + size_t(m0 + r) * p.k + size_t(q_lo) * kQuadK + v * 8, true);
     }
+    smem::CpAsyncCommit();
+    smem::CpAsyncWait<0>();
     __syncthreads();
-    const T* buf = chunk_s + (c & 1) * kRows * kStride;
-    const int qs = q_lo + c * kChunk;
+    const T* base[kHalves];
+    int step[kHalves];
 #pragma unroll
-    for (int u = 0; u < 4; u++) {
-      const int kq = qs + kw + u * kKWarps;
-      if (kq >= q_hi) break;
-      const int d = u % kDepth;
-      const Quad cur = ring[d];
-      if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
-      compute(cur, buf, (kq - qs) * kQuadK);
+    for (int mi = 0; mi < kHalves; mi++) {
+      const bool live = mi * 8 + lrow < rows;
+      base[mi] = live ? rows_s + (mi * 8 + lrow) * stride + lcol : chunk_s;
+      step[mi] = live ? kTileK : 0;
     }
-    __syncthreads();  // the next chunk's copy reuses this buffer
+    for (int kq0 = q_lo + kw; kq0 < q_hi; kq0 += kStep) {
+#pragma unroll
+      for (int d = 0; d < kDepth; d++) {
+        const int kq = kq0 + d * kKWarps;
+        if (kq >= q_hi) break;
+        const Quad cur = ring[d];
+        if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
+        const T* at[kHalves];
+#pragma unroll
+        for (int mi = 0; mi < kHalves; mi++) at[mi] = base[mi] + (step[mi] ? (kq - q_lo) * kQuadK : 0);
+        compute(cur, at, step);
+      }
+    }
+  } else {
+    const int chunks = (q_hi - q_lo + kChunk - 1) / kChunk;
+    if (chunks > 0) load_chunk(0);
+    int step[kHalves];
+#pragma unroll
+    for (int mi = 0; mi < kHalves; mi++) step[mi] = kTileK;
+    for (int c = 0; c < chunks; c++) {
+      if (c + 1 < chunks) {
+        load_chunk(c + 1);
+        smem::CpAsyncWait<1>();
+      } else {
+        smem::CpAsyncWait<0>();
+      }
+      __syncthreads();
+      const T* buf = chunk_s + (c & 1) * kRows * kStride;
+      const int qs = q_lo + c * kChunk;
+#pragma unroll
+      for (int u = 0; u < 4; u++) {
+        const int kq = qs + kw + u * kKWarps;
+        if (kq >= q_hi) break;
+        const int d = u % kDepth;
+        const Quad cur = ring[d];
+        if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
+        const T* at[kHalves];
+#pragma unroll
+        for (int mi = 0; mi < kHalves; mi++) at[mi] = buf + (mi * 8 + lrow) * kStride + lcol + (kq - qs) * kQuadK;
+        compute(cur, at, step);
+      }
+      __syncthreads();  // the next chunk's copy reuses this buffer
+    }
   }
 
   if constexpr (kKWarps > 1) {

@@ -20,8 +20,11 @@ namespace {
 template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves>
 cudaError_t Launch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t stream) {
   const dim3 grid(plan.m_blocks, plan.n_blocks, plan.splits);
-  constexpr size_t smem = SmemBytes<kKWarps, kHalves>();
-  auto* kernel = Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves>;
+  const size_t whole = WholeBytes(p.m, kHalves, p.k / kQuadK, plan.splits);
+  const bool use_whole = plan.cfg.whole && whole <= kSparseWholeBytes;
+  const size_t smem = use_whole ? whole : SmemBytes<kKWarps, kHalves>();
+  auto* kernel = use_whole ? Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, true>
+                           : Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, false>;
   if (smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;

@@ -47,7 +47,7 @@ cudaError_t Sparse24GemmMetaRows(const Sparse24GemmArgs& args, cudaStream_t stre
 namespace {
 
 bool g_meta_rows = false;  // probe: launch the other metadata reading
-constexpr Sparse24Config kProbeConfig{1, 1, 2, 2};  // meta_rows.cu's
+constexpr Sparse24Config kProbeConfig{1, 1, 2, 2, 0};  // meta_rows.cu's
 
 // The sweep's configurations (launch.cu's SPARSE24_DEFAULTS + SPARSE24_SWEEP_LIST).
 const std::vector<Sparse24Config>& SweepConfigs() {
@@ -56,14 +56,14 @@ const std::vector<Sparse24Config>& SweepConfigs() {
     const int dkh[][3] = {{2, 2, 1}, {2, 2, 2}, {2, 1, 4}, {1, 1, 8}, {1, 1, 1}, {2, 1, 1}, {4, 1, 1}, {1, 2, 1},
                           {4, 2, 1}, {1, 4, 1}, {2, 4, 1}, {1, 1, 2}, {2, 1, 2}, {4, 1, 2}, {1, 2, 2}, {2, 4, 2},
                           {1, 1, 4}, {2, 2, 4}, {2, 1, 8}, {1, 2, 4}};
-    for (auto& c : dkh) v.push_back({c[0], c[1], c[2], 0});
+    for (auto& c : dkh) v.push_back({c[0], c[1], c[2], 0, 0});
     return v;
   }();
   return list;
 }
 std::string Name(const Sparse24Config& c) {
   char b[64];
-  std::snprintf(b, sizeof b, "d%dk%dh%dw%d", c.depth, c.kwarps, c.halves, c.waves);
+  std::snprintf(b, sizeof b, "d%dk%dh%dw%d%s", c.depth, c.kwarps, c.halves, c.waves, c.whole ? "W" : "");
   return b;
 }
 std::mt19937_64 rng(12345);
@@ -250,7 +250,8 @@ int Bench(int sms, const std::vector<int>& ms) {
       {"16384x65536", {{16384, 65536}}}};
   std::vector<Sparse24Config> cfgs;
   for (const auto& c : SweepConfigs())
-    for (int w : {2, 4, 8, 16}) cfgs.push_back({c.depth, c.kwarps, c.halves, w});
+    for (int w : {2, 4, 16})
+      for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole});
   const int max_m = *std::max_element(ms.begin(), ms.end());
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
@@ -293,7 +294,7 @@ int Bench(int sms, const std::vector<int>& ms) {
       double best = 1e9, def = 0;
       std::string best_name;
       std::vector<Sparse24Config> list = cfgs;
-      list.push_back({0, 0, 0, 0});  // the default
+      list.push_back({0, 0, 0, 0, 0});  // the default
       for (const auto& c : list) {
         const bool is_def = c.depth == 0;
         cudaGraph_t graph;
@@ -378,12 +379,38 @@ int main(int argc, char** argv) {
     }
     return Bench(sms, ms);
   }
+  if (mode == "one" && argc >= 11) {
+    // harness one K N M DEPTH KWARPS HALVES WAVES WHOLE REPS: one layer, one configuration, REPS
+    // launches (for ncu: --launch-skip past the first few).
+    const int k = std::atoi(argv[2]), n = std::atoi(argv[3]), m = std::atoi(argv[4]), reps = std::atoi(argv[10]);
+    const Sparse24Config cfg{std::atoi(argv[5]), std::atoi(argv[6]), std::atoi(argv[7]), std::atoi(argv[8]), std::atoi(argv[9])};
+    const Sparse24Plan plan = PlanSparse24(m, n, k, sms, cfg);
+    void *v, *e, *sc, *a, *c, *w;
+    CK(cudaMalloc(&v, size_t(k) * n / 4));
+    CK(cudaMalloc(&e, size_t(k) * n / 8));
+    CK(cudaMalloc(&sc, size_t(k / 128) * n * 2));
+    CK(cudaMalloc(&a, size_t(m) * k * 2));
+    CK(cudaMalloc(&c, size_t(m) * n * 2));
+    CK(cudaMalloc(&w, plan.total));
+    CK(cudaMemset(w, 0, plan.total));
+    FillWords<<<1024, 256>>>(static_cast<uint32_t*>(v), size_t(k) * n / 16, 3, 0);
+    FillWords<<<1024, 256>>>(static_cast<uint32_t*>(e), size_t(k) * n / 32, 5, 1);
+    FillHalves<<<1024, 256>>>(static_cast<uint16_t*>(sc), size_t(k / 128) * n, 0x1c00);
+    FillHalves<<<1024, 256>>>(static_cast<uint16_t*>(a), size_t(m) * k, 0x3800);
+    Sparse24GemmArgs g{m, n, k, 128, false, a, static_cast<uint32_t*>(v), static_cast<uint32_t*>(e), sc, nullptr, c, w, sms};
+    for (int r = 0; r < reps; r++) CK(Sparse24GemmWith(g, cfg, nullptr));
+    CK(cudaDeviceSynchronize());
+    std::printf("one: k=%d n=%d m=%d %s splits=%d grid %d x %d x %d\n", k, n, m, Name(cfg).c_str(), plan.splits, plan.m_blocks, plan.n_blocks, plan.splits);
+    return 0;
+  }
   if (mode == "vtest") {
     std::vector<Sparse24Config> cfgs;
     for (const auto& c : SweepConfigs())
-      for (int w : {2, 16}) cfgs.push_back({c.depth, c.kwarps, c.halves, w});
+      for (int w : {2, 16})
+        for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole});
     int fails = 0, runs = 0;
-    for (auto [k, n] : std::vector<std::pair<int, int>>{{128, 64}, {1024, 448}, {4096, 4096}, {11008, 4096}}) {
+    // k > 128: a single group of 128 is per-channel, which the sweep does not instantiate.
+    for (auto [k, n] : std::vector<std::pair<int, int>>{{256, 64}, {1024, 448}, {4096, 4096}, {11008, 4096}}) {
       Layer l = RandomLayer(k, n, 128);
       for (int m : {1, 7, 16, 17, 33, 64, 65}) {
         fails += RunCase(l, {m, n, k, 128, false}, sms, true, cfgs);
