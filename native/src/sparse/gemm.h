@@ -28,8 +28,8 @@ constexpr size_t kSparseWholeBytes = 64 * 1024;
 // The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
 // `harness bench` on the H200 (packages/sparse/bench/NOTES.md).
 inline Sparse24Config Sparse24DefaultConfig(int64_t m) {
-  if (m <= 8) return {2, 2, 1, 2, 1};
-  if (m <= 16) return {2, 2, 2, 2, 1};
+  if (m <= 8) return {4, 2, 1, 2, 1};
+  if (m <= 16) return {4, 2, 2, 2, 1};
   if (m <= 32) return {2, 2, 2, 4, 1};
   return {2, 1, 4, 4, 0};
 }

@@ -41,6 +41,10 @@ template <int kKWarps>
 constexpr int ChunkStride() { return ChunkQuads<kKWarps>() * kQuadK + 8; }  // elements
 template <int kKWarps, int kHalves>
 constexpr size_t SmemBytes() { return size_t(2) * 8 * kHalves * ChunkStride<kKWarps>() * 2; }
+// Static shared memory of the in-block k reduction (kernel's `part`): launch.cu adds it to the
+// dynamic bytes when deciding whether the launch needs the > 48 KB opt-in.
+template <int kKWarps, int kHalves>
+constexpr size_t PartBytes() { return kKWarps > 1 ? size_t(kKWarps - 1) * 4 * kHalves * 4 * 32 * 4 : 0; }
 // Shared memory of the whole-slice form: a zero vector, then min(m, rows of the tile) rows of the
 // longest slice.
 inline size_t WholeBytes(int m, int halves, int quads, int splits) {
@@ -134,6 +138,9 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
 
   // Warp group kw takes quads q_lo + kw, + kKWarps, ... (4 per chunk); a ring of kDepth quads in
   // registers, kDepth dividing 4 so that the unrolled chunk loop keeps every ring index static.
+  // A slot is consumed, then reloaded in place: copying it out first (cur = ring[d]) made the
+  // compiler move the in-flight load's registers back at the loop edge, waiting for the load and
+  // undoing the prefetch (harness bench on the H200: time independent of the depth).
   static_assert(4 % kDepth == 0, "ring depth must divide 4");
   constexpr int kStep = kDepth * kKWarps;
   Quad ring[kDepth];
@@ -172,12 +179,11 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
       for (int d = 0; d < kDepth; d++) {
         const int kq = kq0 + d * kKWarps;
         if (kq >= q_hi) break;
-        const Quad cur = ring[d];
-        if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
         const T* at[kHalves];
 #pragma unroll
         for (int mi = 0; mi < kHalves; mi++) at[mi] = base[mi] + (step[mi] ? (kq - q_lo) * kQuadK : 0);
-        compute(cur, at, step);
+        compute(ring[d], at, step);
+        if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
       }
     }
   } else {
@@ -201,12 +207,11 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
         const int kq = qs + kw + u * kKWarps;
         if (kq >= q_hi) break;
         const int d = u % kDepth;
-        const Quad cur = ring[d];
-        if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
         const T* at[kHalves];
 #pragma unroll
         for (int mi = 0; mi < kHalves; mi++) at[mi] = buf + (mi * 8 + lrow) * kStride + lcol + (kq - qs) * kQuadK;
-        compute(cur, at, step);
+        compute(ring[d], at, step);
+        if (kq + kStep < q_hi) ring[d] = load(kq + kStep);
       }
       __syncthreads();  // the next chunk's copy reuses this buffer
     }

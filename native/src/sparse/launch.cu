@@ -7,10 +7,10 @@
 #include "sparse/kernel.cuh"
 
 // (depth, kwarps, halves) of Sparse24DefaultConfig, and the extra ones of the sweep.
-#define SPARSE24_DEFAULTS(X) X(2, 2, 1) X(2, 2, 2) X(2, 1, 4) X(1, 1, 8)
+#define SPARSE24_DEFAULTS(X) X(4, 2, 1) X(4, 2, 2) X(2, 2, 2) X(2, 1, 4)
 #define SPARSE24_SWEEP_LIST(X)                                                                            \
-  X(1, 1, 1) X(2, 1, 1) X(4, 1, 1) X(1, 2, 1) X(4, 2, 1) X(1, 4, 1) X(2, 4, 1) X(1, 1, 2) X(2, 1, 2) X(4, 1, 2) \
-      X(1, 2, 2) X(2, 4, 2) X(1, 1, 4) X(2, 2, 4) X(2, 1, 8) X(1, 2, 4)
+  X(2, 1, 1) X(4, 1, 1) X(2, 2, 1) X(4, 4, 1) X(2, 4, 1) X(2, 1, 2) X(4, 1, 2) X(1, 2, 2) X(2, 4, 2) X(4, 1, 4) \
+      X(2, 2, 4) X(1, 1, 8) X(2, 1, 8)
 
 namespace marlin {
 
@@ -25,7 +25,7 @@ cudaError_t Launch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t s
   const size_t smem = use_whole ? whole : SmemBytes<kKWarps, kHalves>();
   auto* kernel = use_whole ? Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, true>
                            : Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, false>;
-  if (smem > 48 * 1024) {
+  if (smem + PartBytes<kKWarps, kHalves>() > 48 * 1024) {  // static + dynamic past 48 KB needs the opt-in
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
   }

@@ -150,13 +150,16 @@ describe.skipIf(!gpu)("on the GPU", () => {
       console.log("GC check skipped: node was started without --expose-gc");
       return;
     }
+    // Device-wide free memory also moves with the other test files' workers (hundreds of MB on the
+    // H200): judge by the 2 GiB this test drops, with 1 GiB of slack, not by a return to `before`.
     const before = native().memInfo(0).free;
     for (let i = 0; i < 8; i++) DeviceBuffer.alloc(256 << 20); // dropped at once
-    expect(native().memInfo(0).free).toBeLessThan(before - (1 << 30));
-    for (let round = 0; round < 5 && native().memInfo(0).free < before - (64 << 20); round++) {
+    const held = native().memInfo(0).free;
+    expect(held).toBeLessThan(before - (1 << 30));
+    for (let round = 0; round < 10 && native().memInfo(0).free < held + (1 << 30); round++) {
       gc();
       await new Promise((r) => setImmediate(r));
     }
-    expect(native().memInfo(0).free).toBeGreaterThan(before - (64 << 20));
+    expect(native().memInfo(0).free).toBeGreaterThan(held + (1 << 30));
   });
 });

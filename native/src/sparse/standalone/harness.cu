@@ -53,9 +53,9 @@ constexpr Sparse24Config kProbeConfig{1, 1, 2, 2, 0};  // meta_rows.cu's
 const std::vector<Sparse24Config>& SweepConfigs() {
   static const std::vector<Sparse24Config> list = [] {
     std::vector<Sparse24Config> v;
-    const int dkh[][3] = {{2, 2, 1}, {2, 2, 2}, {2, 1, 4}, {1, 1, 8}, {1, 1, 1}, {2, 1, 1}, {4, 1, 1}, {1, 2, 1},
-                          {4, 2, 1}, {1, 4, 1}, {2, 4, 1}, {1, 1, 2}, {2, 1, 2}, {4, 1, 2}, {1, 2, 2}, {2, 4, 2},
-                          {1, 1, 4}, {2, 2, 4}, {2, 1, 8}, {1, 2, 4}};
+    const int dkh[][3] = {{4, 2, 1}, {4, 2, 2}, {2, 2, 2}, {2, 1, 4}, {2, 1, 1}, {4, 1, 1}, {2, 2, 1}, {4, 4, 1},
+                          {2, 4, 1}, {2, 1, 2}, {4, 1, 2}, {1, 2, 2}, {2, 4, 2}, {4, 1, 4}, {2, 2, 4}, {1, 1, 8},
+                          {2, 1, 8}};
     for (auto& c : dkh) v.push_back({c[0], c[1], c[2], 0, 0});
     return v;
   }();
