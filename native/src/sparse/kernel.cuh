@@ -85,9 +85,10 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
     Quad q;
     q.w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
     q.e = t < 2 ? __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0))) : make_uint4(0, 0, 0, 0);
-    const size_t grp = kPerChannel ? 0 : size_t(kq);  // group 128 = one quad
-    q.s_lo = __ldg(scales + grp * p.n + n0 + g);
-    q.s_hi = __ldg(scales + grp * p.n + n0 + g + 8);
+    if constexpr (!kPerChannel) {  // group 128 = one quad; per-channel scales are applied at the end
+      q.s_lo = __ldg(scales + size_t(kq) * p.n + n0 + g);
+      q.s_hi = __ldg(scales + size_t(kq) * p.n + n0 + g + 8);
+    }
     return q;
   };
 
@@ -113,7 +114,6 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   // One quad: B fragments from the rows at lane_row[mi] (this lane's ldmatrix row address of
   // half mi at the quad's first input; a zero vector stays put).
   auto compute = [&](const Quad& cur, const T* const (&lane_row)[kHalves], const int (&step)[kHalves]) {
-    const typename D::T2 s_lo = D::PairBits(cur.s_lo), s_hi = D::PairBits(cur.s_hi);
     const uint32_t ws[4] = {cur.w.x, cur.w.y, cur.w.z, cur.w.w};
     uint32_t es[4] = {cur.e.x, cur.e.y, cur.e.z, cur.e.w};
     if (kMetaRows)
@@ -122,16 +122,34 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
         const uint32_t other = __shfl_xor_sync(0xffffffffu, es[j], 1);
         es[j] = t == 0 ? __byte_perm(es[j], other, 0x5410) : __byte_perm(other, es[j], 0x7632);
       }
+    // codes x activations of the quad's 4 tiles into d (unscaled)
+    auto mma_quad = [&](float (&d)[kHalves][4]) {
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      uint32_t af[4];
-      Dequant<T>(ws[j], s_lo, s_hi, af);
+      for (int j = 0; j < 4; j++) {
+        uint32_t af[4];
+        DequantCodes<T>(ws[j], af);
+#pragma unroll
+        for (int mi = 0; mi < kHalves; mi++) {
+          if (mi >= halves) break;
+          uint32_t bf[4];
+          smem::LdMatrixX4(bf, lane_row[mi] + j * step[mi]);
+          MmaSp<T>(d[mi], af, bf, es[j]);
+        }
+      }
+    };
+    if constexpr (kPerChannel) {
+      mma_quad(acc);
+    } else {
+      // A quad is one g128 group: its fp32 sums take the scale of their output row (g for
+      // registers 0, 1 of the C^T fragment, g + 8 for 2, 3).
+      float q[kHalves][4] = {};
+      mma_quad(q);
+      const float s_lo = D::BitsToFloat(cur.s_lo), s_hi = D::BitsToFloat(cur.s_hi);
 #pragma unroll
       for (int mi = 0; mi < kHalves; mi++) {
         if (mi >= halves) break;
-        uint32_t bf[4];
-        smem::LdMatrixX4(bf, lane_row[mi] + j * step[mi]);
-        MmaSp<T>(acc[mi], af, bf, es[j]);
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[mi][i] = fmaf(i < 2 ? s_lo : s_hi, q[mi][i], acc[mi][i]);
       }
     }
   };
@@ -215,6 +233,14 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
       }
       __syncthreads();  // the next chunk's copy reuses this buffer
     }
+  }
+
+  if constexpr (kPerChannel) {
+    const float s_lo = D::BitsToFloat(__ldg(scales + n0 + g)), s_hi = D::BitsToFloat(__ldg(scales + n0 + g + 8));
+#pragma unroll
+    for (int mi = 0; mi < kHalves; mi++)
+#pragma unroll
+      for (int i = 0; i < 4; i++) acc[mi][i] *= i < 2 ? s_lo : s_hi;
   }
 
   if constexpr (kKWarps > 1) {
