@@ -360,7 +360,7 @@ if (S && results.runs.marlin) {
   results.sparseOverMarlin = { decode: Object.fromEntries(S.decode.map((x, i) => [`batch${x.batch}`, Mk.decode[i].stepMs / x.stepMs])) };
   console.log(`\n${"".padEnd(34)} ${"Marlin 4-bit".padStart(12)} ${"2:4 sparse".padStart(12)} ${"ratio".padStart(9)}`);
   S.decode.forEach((x, i) =>
-    console.log(`${`decode batch ${x.batch} (ctx 128)`.padEnd(34)} ${Mk.decode[i].stepMs.toFixed(2).padStart(12)} ${x.stepMs.toFixed(2).padStart(12)} ${`${(Mk.decode[i].stepMs / x.stepMs).toFixed(2)}x`.padStart(9)}  ms/step (floor ${Mk.decode[i].floorMs.toFixed(2)} / ${x.floorMs.toFixed(2)})`),
+    void console.log(`${`decode batch ${x.batch} (ctx 128)`.padEnd(34)} ${Mk.decode[i].stepMs.toFixed(2).padStart(12)} ${x.stepMs.toFixed(2).padStart(12)} ${`${(Mk.decode[i].stepMs / x.stepMs).toFixed(2)}x`.padStart(9)}  ms/step (floor ${Mk.decode[i].floorMs.toFixed(2)} / ${x.floorMs.toFixed(2)})`),
   );
 }
 const D = results.runs.dense;
