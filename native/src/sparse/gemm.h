@@ -1,8 +1,9 @@
 #pragma once
 // The 2:4 sparse GPU GEMM (kernel.cuh): C[m, n] = A[m, k] * W^T, W in the layout of layout.h, fp16
 // or bf16 activations, fp32 accumulation. Split-k slices reduce in order through an fp32 scratch in
-// the workspace, guarded by per-tile locks that the last slice resets to zero, so the workspace is
-// all-zero locks again after every call (reusable, CUDA-graph safe).
+// the workspace, guarded by per-tile locks; the last slice resets the lock and zeroes the scratch it
+// read, so the workspace (shared with the dense kernels) is all-zero again after every call
+// (reusable, CUDA-graph safe).
 #include <cstddef>
 #include <cstdint>
 

@@ -57,8 +57,8 @@ inline size_t WholeBytes(int m, int halves, int quads, int splits) {
 // launches it, to confirm on the GPU which reading the hardware has (layout.h documents ours).
 // kWhole: the block's whole k slice of activation rows (only the rows below m) is copied once, and
 // the main loop runs without barriers; ldmatrix addresses of the rows past m point at a zero
-// vector. Chosen by the host when those rows fit (Sparse24WholeBytes), so at decode (m of 1 to a
-// few rows).
+// vector. Chosen by the host (launch.cu) when those rows fit, WholeBytes <= kSparseWholeBytes, so
+// at decode (m of 1 to a few rows).
 template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves, bool kWhole, bool kMetaRows = false>
 __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   using D = Dtype<T>;

@@ -3,14 +3,9 @@
 // configurations only; the standalone harness (SPARSE24_SWEEP) adds the ones `harness bench` times.
 #include <type_traits>
 
+#include "sparse/configs.h"
 #include "sparse/gemm.h"
 #include "sparse/kernel.cuh"
-
-// (depth, kwarps, halves) of Sparse24DefaultConfig, and the extra ones of the sweep.
-#define SPARSE24_DEFAULTS(X) X(4, 2, 1) X(4, 2, 2) X(2, 2, 2) X(2, 1, 4)
-#define SPARSE24_SWEEP_LIST(X)                                                                            \
-  X(2, 1, 1) X(4, 1, 1) X(2, 2, 1) X(4, 4, 1) X(2, 4, 1) X(2, 1, 2) X(4, 1, 2) X(1, 2, 2) X(2, 4, 2) X(4, 1, 4) \
-      X(2, 2, 4) X(1, 1, 8) X(2, 1, 8)
 
 namespace marlin {
 

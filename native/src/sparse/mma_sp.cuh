@@ -14,7 +14,6 @@ struct Dtype;
 
 template <>
 struct Dtype<__half> {
-  using T2 = __half2;
   static __device__ __forceinline__ float BitsToFloat(uint16_t s) { return __half2float(__ushort_as_half(s)); }
   static __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
   static __device__ __forceinline__ __half FromFloat(float x) { return __float2half_rn(x); }
@@ -22,7 +21,6 @@ struct Dtype<__half> {
 
 template <>
 struct Dtype<__nv_bfloat16> {
-  using T2 = __nv_bfloat162;
   static __device__ __forceinline__ float BitsToFloat(uint16_t s) { return __bfloat162float(__ushort_as_bfloat16(s)); }
   static __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
   static __device__ __forceinline__ __nv_bfloat16 FromFloat(float x) { return __float2bfloat16_rn(x); }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/half.h"
+#include "sparse/configs.h"
 #include "sparse/cpu_gemm.h"
 #include "sparse/gemm.h"
 
@@ -49,13 +50,13 @@ namespace {
 bool g_meta_rows = false;  // probe: launch the other metadata reading
 constexpr Sparse24Config kProbeConfig{1, 1, 2, 2, 0};  // meta_rows.cu's
 
-// The sweep's configurations (launch.cu's SPARSE24_DEFAULTS + SPARSE24_SWEEP_LIST).
+// The sweep's configurations: sparse/configs.h's SPARSE24_DEFAULTS + SPARSE24_SWEEP_LIST.
 const std::vector<Sparse24Config>& SweepConfigs() {
   static const std::vector<Sparse24Config> list = [] {
     std::vector<Sparse24Config> v;
-    const int dkh[][3] = {{4, 2, 1}, {4, 2, 2}, {2, 2, 2}, {2, 1, 4}, {2, 1, 1}, {4, 1, 1}, {2, 2, 1}, {4, 4, 1},
-                          {2, 4, 1}, {2, 1, 2}, {4, 1, 2}, {1, 2, 2}, {2, 4, 2}, {4, 1, 4}, {2, 2, 4}, {1, 1, 8},
-                          {2, 1, 8}};
+#define SPARSE24_ENTRY(D, K, H) {D, K, H},
+    const int dkh[][3] = {SPARSE24_DEFAULTS(SPARSE24_ENTRY) SPARSE24_SWEEP_LIST(SPARSE24_ENTRY)};
+#undef SPARSE24_ENTRY
     for (auto& c : dkh) v.push_back({c[0], c[1], c[2], 0, 0});
     return v;
   }();
