@@ -8,6 +8,8 @@
 // row's q (and, for the chunk holding the current position, the row's k) from the qkv row, uses the
 // current k and v straight from registers, and one block per kv head stores them in the cache. No
 // other block of the launch reads that cache slot: each sequence has one row.
+#include <algorithm>
+
 #include "common/pdl.cuh"
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_ops.h"
@@ -27,15 +29,17 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
   constexpr int D = 8 * L;
   constexpr int G = kThreads / L;  // key groups per block
   const AttentionArgs& a = d.attn;
-  const int t = blockIdx.x, h = blockIdx.y, s = blockIdx.z;
+  const int t = blockIdx.x, h = blockIdx.y;
   const int n = a.pos_of_row[t] + 1;
-  const int lo = s * d.chunk;
-  if (lo >= n) return;
-  const int hi = min(n, lo + d.chunk);
+  // Chunks are fixed by position (chunk s covers [s * chunk, (s + 1) * chunk)), whatever the grid:
+  // block z takes chunks z, z + gridDim.z, ..., so a row's arithmetic does not depend on how many
+  // rows share the launch (a batch equals its rows one at a time).
   const int splits = (n + d.chunk - 1) / d.chunk;
+  if (static_cast<int>(blockIdx.z) >= splits) return;
+  const int active = min(splits, static_cast<int>(gridDim.z));  // blocks of this (row, head) that work
   const int group = a.heads / a.kv_heads, kvh = h / group;
   const int kv_dim = a.kv_heads * D;
-  const bool cur = d.fuse && hi == n;  // this block handles the current position from the qkv row
+  const bool cur = d.fuse && (splits - 1) % gridDim.z == blockIdx.z;  // this block has the current position
 
   extern __shared__ float smem[];  // [chunk] scores, [chunk] slots, [G][D] partial outputs
   float* scores = smem;
@@ -87,109 +91,115 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
   for (int j = 0; j < 8; j++) qv[j] = qs[l * 8 + j];
   const half* kbase = a.k_cache + kvh * D + l * 8;
   const half* vbase = a.v_cache + kvh * D + l * 8;
-  const int last_cached = cur ? n - 1 : n;  // positions below this come from the cache
+  const int last_cached = d.fuse ? n - 1 : n;  // positions below this come from the cache
+  const size_t rh = static_cast<size_t>(t) * a.heads + h;
+  half* out = a.out + rh * D;
 
   constexpr int U = 4;
-  for (int base = lo; base < hi; base += U * G) {
-    int sl[U];
-    uint4 kv[U];
+  for (int s = blockIdx.z; s < splits; s += gridDim.z) {
+    const int lo = s * d.chunk;
+    const int hi = min(n, lo + d.chunk);
+    if (s != static_cast<int>(blockIdx.z)) __syncthreads();  // the previous chunk's scores and partial outputs are read
+    for (int base = lo; base < hi; base += U * G) {
+      int sl[U];
+      uint4 kv[U];
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int p = base + u * G + g;
-      sl[u] = p < hi ? table[p / a.block_size] * a.block_size + p % a.block_size : 0;
+      for (int u = 0; u < U; u++) {
+        const int p = base + u * G + g;
+        sl[u] = p < hi ? table[p / a.block_size] * a.block_size + p % a.block_size : 0;
+      }
+#pragma unroll
+      for (int u = 0; u < U; u++)
+        if (base + u * G + g < min(hi, last_cached)) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(sl[u]) * kv_dim);
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int p = base + u * G + g;
+        float sc = 0;
+        if (p < hi) {
+          float kf[8];
+          if (p < last_cached) Unpack8(kv[u], kf);
+          else
+#pragma unroll
+            for (int j = 0; j < 8; j++) kf[j] = kc[l * 8 + j];
+#pragma unroll
+          for (int j = 0; j < 8; j++) sc += qv[j] * kf[j];
+        }
+#pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
+        if (l == 0 && p < hi) {
+          scores[p - lo] = sc * a.scale;
+          slots[p - lo] = sl[u];
+        }
+      }
     }
+    // Softmax numerators of the chunk: its max, then exp(score - max) and their sum.
+    __syncthreads();
+    const int cn = hi - lo;
+    float mx = -FLT_MAX;
+    for (int p = threadIdx.x; p < cn; p += blockDim.x) mx = fmaxf(mx, scores[p]);
+    mx = BlockMax(mx, scratch);
+    float sum = 0;
+    for (int p = threadIdx.x; p < cn; p += blockDim.x) {
+      const float e = __expf(scores[p] - mx);
+      scores[p] = e;
+      sum += e;
+    }
+    sum = BlockSum(sum, scratch);
+    __syncthreads();
+
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int base = lo; base < hi; base += U * G) {
+      uint4 vv[U];
+      float w[U];
 #pragma unroll
-    for (int u = 0; u < U; u++)
-      if (base + u * G + g < min(hi, last_cached)) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(sl[u]) * kv_dim);
+      for (int u = 0; u < U; u++) {
+        const int p = base + u * G + g;
+        w[u] = p < hi ? scores[p - lo] : 0.f;
+        if (p < min(hi, last_cached)) vv[u] = *reinterpret_cast<const uint4*>(vbase + static_cast<size_t>(slots[p - lo]) * kv_dim);
+      }
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int p = base + u * G + g;
-      float sc = 0;
-      if (p < hi) {
-        float kf[8];
-        if (p < last_cached) Unpack8(kv[u], kf);
+      for (int u = 0; u < U; u++) {
+        const int p = base + u * G + g;
+        if (p >= hi) continue;
+        float vf[8];
+        if (p < last_cached) Unpack8(vv[u], vf);
         else
 #pragma unroll
-          for (int j = 0; j < 8; j++) kf[j] = kc[l * 8 + j];
+          for (int j = 0; j < 8; j++) vf[j] = vc[l * 8 + j];
 #pragma unroll
-        for (int j = 0; j < 8; j++) sc += qv[j] * kf[j];
-      }
-#pragma unroll
-      for (int o = L / 2; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
-      if (l == 0 && p < hi) {
-        scores[p - lo] = sc * a.scale;
-        slots[p - lo] = sl[u];
+        for (int j = 0; j < 8; j++) acc[j] += w[u] * vf[j];
       }
     }
-  }
-  // Softmax numerators of the chunk: its max, then exp(score - max) and their sum.
-  __syncthreads();
-  const int cn = hi - lo;
-  float mx = -FLT_MAX;
-  for (int p = threadIdx.x; p < cn; p += blockDim.x) mx = fmaxf(mx, scores[p]);
-  mx = BlockMax(mx, scratch);
-  float sum = 0;
-  for (int p = threadIdx.x; p < cn; p += blockDim.x) {
-    const float e = __expf(scores[p] - mx);
-    scores[p] = e;
-    sum += e;
-  }
-  sum = BlockSum(sum, scratch);
-  __syncthreads();
-
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int base = lo; base < hi; base += U * G) {
-    uint4 vv[U];
-    float w[U];
 #pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int p = base + u * G + g;
-      w[u] = p < hi ? scores[p - lo] : 0.f;
-      if (p < min(hi, last_cached)) vv[u] = *reinterpret_cast<const uint4*>(vbase + static_cast<size_t>(slots[p - lo]) * kv_dim);
+    for (int j = 0; j < 8; j++) part[g * D + l * 8 + j] = acc[j];
+    __syncthreads();
+    if (splits == 1) {
+      const float inv = 1.f / sum;
+      for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
+        float o = 0;
+        for (int i = 0; i < G; i++) o += part[i * D + dd];
+        out[dd] = __float2half(o * inv);
+      }
+      return;
     }
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int p = base + u * G + g;
-      if (p >= hi) continue;
-      float vf[8];
-      if (p < last_cached) Unpack8(vv[u], vf);
-      else
-#pragma unroll
-        for (int j = 0; j < 8; j++) vf[j] = vc[l * 8 + j];
-#pragma unroll
-      for (int j = 0; j < 8; j++) acc[j] += w[u] * vf[j];
+    // Several chunks: this one's (max, sum, values) go to its slot.
+    float* mine = d.partial + (rh * d.max_splits + s) * (D + 2);
+    if (threadIdx.x == 0) {
+      mine[0] = mx;
+      mine[1] = sum;
     }
-  }
-#pragma unroll
-  for (int j = 0; j < 8; j++) part[g * D + l * 8 + j] = acc[j];
-  __syncthreads();
-  half* out = a.out + static_cast<size_t>(t) * a.heads * D + h * D;
-  if (splits == 1) {
-    const float inv = 1.f / sum;
     for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
       float o = 0;
       for (int i = 0; i < G; i++) o += part[i * D + dd];
-      out[dd] = __float2half(o * inv);
+      mine[2 + dd] = o;
     }
-    return;
   }
-  // Several chunks: store this one's (max, sum, values), then the last block of the (row, head) combines.
-  const size_t rh = static_cast<size_t>(t) * a.heads + h;
-  float* mine = d.partial + (rh * d.max_splits + s) * (D + 2);
-  if (threadIdx.x == 0) {
-    mine[0] = mx;
-    mine[1] = sum;
-  }
-  for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
-    float o = 0;
-    for (int i = 0; i < G; i++) o += part[i * D + dd];
-    mine[2 + dd] = o;
-  }
+  // The last working block of the (row, head) combines every chunk in chunk order.
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) {
     const int old = atomicAdd(d.counters + rh, 1);
-    last = old == splits - 1;
+    last = old == active - 1;
     if (last) atomicExch(d.counters + rh, 0);  // back to zero for the next launch
   }
   __syncthreads();
@@ -216,13 +226,21 @@ cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
     const cudaError_t e = cudaFuncSetAttribute(DecodeAttentionKernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  const int splits = (d.attn.max_context + d.chunk - 1) / d.chunk;
-  return LaunchPdl(DecodeAttentionKernel<L>, dim3(d.attn.rows, d.attn.heads, splits), dim3(kThreads), smem, s, d);
+  return LaunchPdl(DecodeAttentionKernel<L>, dim3(d.attn.rows, d.attn.heads, d.blocks), dim3(kThreads), smem, s, d);
 }
 
 }  // namespace
 
 int DecodeAttentionSplits(int max_context, int chunk) { return (max_context + chunk - 1) / chunk; }
+
+// Blocks per (row, head): at most about 32 per SM in all (several waves: long contexts keep every
+// SM streaming), at most one per chunk. One block per chunk of the longest context launched tens
+// of thousands of blocks per layer at batch 64, nearly all finding no chunk of their row.
+int DecodeAttentionBlocks(int rows, int heads, int max_splits, int sms) {
+  const long pairs = std::max(1L, static_cast<long>(rows) * heads);
+  const long want = 32L * std::max(sms, 1) / pairs;
+  return static_cast<int>(std::max(1L, std::min<long>(want, max_splits)));
+}
 
 bool DecodeAttentionSupports(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 

@@ -75,6 +75,20 @@ describe.skipIf(!gpu)("decode attention (split, fused RoPE + KV store)", () => {
       counters.fillBytes(0);
       const decode = { chunk, partial, counters, fuse: 1 as const, cos: cosD, sin: sinD, slots: slotsD, ropeRows: maxContext };
       for (let rep = 0; rep < 2; rep++) g.decodeAttention(qkvB, kB, vB, tablesD, seqD, posD, outB, shape, decode);
+      // Fewer blocks per (row, head) than chunks (each block takes several): the same bits.
+      const outOf = (x: DeviceBuffer) => Array.from(x.download(new Uint16Array(outBytes / 2)));
+      for (const blocks of [1, 2, 3]) {
+        const qkvC = up(qkvHost);
+        const kC = up(cacheHost);
+        const vC = up(cacheHost.map((x) => x ^ 0x8000));
+        const outC = DeviceBuffer.alloc(outBytes);
+        outC.fillBytes(0xff);
+        g.decodeAttention(qkvC, kC, vC, tablesD, seqD, posD, outC, shape, { ...decode, blocks });
+        expect(outOf(outC), `blocks ${blocks}`).toEqual(outOf(outB));
+        expect(Array.from(kC.download(new Uint16Array(numBlocks * bs * kvd)))).toEqual(Array.from(kB.download(new Uint16Array(numBlocks * bs * kvd))));
+        for (const x of [qkvC, kC, vC, outC]) x.free();
+      }
+      expect(() => g.decodeAttention(qkvB, kB, vB, tablesD, seqD, posD, outB, shape, { ...decode, blocks: splits + 1 })).toThrow(/blocks must be at most/);
 
       const a = f16ToF32(outA.download(new Uint16Array(outBytes / 2)));
       const b = f16ToF32(outB.download(new Uint16Array(outBytes / 2)));

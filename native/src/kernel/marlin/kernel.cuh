@@ -13,7 +13,8 @@
 //    A column split between blocks is reduced without waiting: each slice stores its fp32 partial in
 //    a per-block slot, bumps the column's counter, and the block that arrives last sums every slice
 //    in k order (deterministic), writes the output and resets the counter to zero, so the
-//    workspace is zero again after every launch (CUDA-graph safe, no host synchronization).
+//    workspace is zero again after every launch (CUDA-graph safe, no host synchronization). The
+//    m <= 32 tiles store only the rows that exist and sum them with every thread of that block.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -502,6 +503,97 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     }
   };
 
+  // Split columns of the m <= 32 tiles are summed by every thread of the last block (its registers
+  // would spill the 64-row tile's): slices hold only the rows that exist, as [row][TN*16] fp32, and
+  // each thread owns float4 items (row, 4 columns); when the items are few the slices are split
+  // between P groups of threads too. Several slices' loads are in flight per thread (the serial sum
+  // was one L2 round trip per slice: ~0.2 us each, most of a small layer's time). Each thread adds
+  // its slices in k order and the groups are added in group order: the result does not depend on
+  // which block arrives last.
+  constexpr bool kParallelSum = MB <= 2;
+  constexpr int C4 = TN * 4;                                           // float4 per tile row
+  constexpr int KI = (S::kARows * C4 + S::kThreads - 1) / S::kThreads;  // items per thread at most
+  constexpr int KU = KI >= 8 ? 1 : 8 / KI;                             // slices per batch of loads
+  static_assert(!kParallelSum || S::kRedFloats >= 4 * S::kThreads, "the group sums are staged in the k-reduction area");
+  auto reduce_parallel = [&](int cc, int b0, int b1, int rows_here) {
+    const int E = rows_here * C4;
+    const int ns = b1 - b0 + 1;
+    int P = 1;
+    while (P < 16 && P < ns && 2 * P * E <= S::kThreads) P *= 2;
+    const int part = P > 1 ? tid / E : 0;
+    const int base = P > 1 ? tid - part * E : tid;
+    float4 sum[KI];
+#pragma unroll
+    for (int k = 0; k < KI; k++) sum[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    auto slice = [&](int s) {  // slice s's slot: as slot_of in finish_column
+      const int b = b0 + s;
+      const int slot = 2 * b + ((b * p.iters) / ktiles == cc ? 0 : 1);
+      return reinterpret_cast<const float4*>(p.partial + static_cast<size_t>(slot) * S::kTileFloats);
+    };
+    if (part < P) {
+#pragma unroll 1
+      for (int s0 = part; s0 < ns; s0 += P * KU) {
+        float4 x[KU][KI];
+#pragma unroll
+        for (int u = 0; u < KU; u++) {
+          const int s = s0 + u * P;
+          const float4* src = s < ns ? slice(s) : nullptr;
+#pragma unroll
+          for (int k = 0; k < KI; k++) {
+            const int e = base + k * S::kThreads;
+            x[u][k] = (s < ns && e < E) ? __ldcg(src + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+          }
+        }
+#pragma unroll
+        for (int u = 0; u < KU; u++)
+#pragma unroll
+          for (int k = 0; k < KI; k++) {
+            sum[k].x += x[u][k].x;
+            sum[k].y += x[u][k].y;
+            sum[k].z += x[u][k].z;
+            sum[k].w += x[u][k].w;
+          }
+      }
+    }
+    if (P > 1) {  // E * P <= 256: the groups meet in shared memory, added in group order
+      float4* stage = reinterpret_cast<float4*>(red);
+      if (part < P) stage[part * E + base] = sum[0];
+      __syncthreads();
+      if (tid < E) {
+        float4 t = stage[tid];
+        for (int q = 1; q < P; q++) {
+          const float4 y = stage[q * E + tid];
+          t.x += y.x;
+          t.y += y.y;
+          t.z += y.z;
+          t.w += y.w;
+        }
+        sum[0] = t;
+      }
+    }
+    // Out: per-channel scales, bias, rounding; 4 columns per store.
+    const int prob = cc / ntiles;
+    const int col = cc - prob * ntiles;
+    T* c = static_cast<T*>(p.c);
+    const T* sc = static_cast<const T*>(p.scales);
+    const T* bias = static_cast<const T*>(p.bias);
+#pragma unroll
+    for (int k = 0; k < KI; k++) {
+      const int e = P > 1 ? tid : base + k * S::kThreads;
+      if ((P > 1 && k > 0) || e >= E) continue;
+      const int r = e / C4, c4 = e - r * C4;
+      const int cn = col * TN * 16 + c4 * 4;
+      float o[4] = {sum[k].x, sum[k].y, sum[k].z, sum[k].w};
+#pragma unroll
+      for (int x = 0; x < 4; x++) {
+        if (per_channel) o[x] *= ToFloat<T>(sc[PerChannelPos(cn + x)]);
+        if (bias) o[x] += ToFloat<T>(bias[cn + x]);
+      }
+      const T2 lo = FromFloats<T>(o[0], o[1]), hi = FromFloats<T>(o[2], o[3]);
+      *reinterpret_cast<uint2*>(c + static_cast<size_t>(prob * S::kARows + r) * p.ldc + cn) = make_uint2(AsU32(lo), AsU32(hi));
+    }
+  };
+
   auto finish_column = [&](int cc) {
     // 1. Warps along k reduce into the kgrp == 0 warps, in fixed order.
     if (S::KG > 1) {
@@ -537,12 +629,28 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     const int b0 = first / p.iters, b1 = last / p.iters;
     auto slot_of = [&](int b) { return 2 * b + ((b * p.iters) / ktiles == cc ? 0 : 1); };
     const int me = blockIdx.x;
+    const int rows_here = min(p.m - (cc / ntiles) * S::kARows, S::kARows);
     if (kgrp == 0) {
-      float4* dst = reinterpret_cast<float4*>(p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats) + strip * MB * 8 * 32;
+      if constexpr (kParallelSum) {  // only rows that exist, as [row][TN*16] fp32
+        float* dst = p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats;
+        const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-      for (int i = 0; i < MB; i++)
+        for (int i = 0; i < MB; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++) dst[(i * 8 + j) * 32 + lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+          for (int h = 0; h < 2; h++) {
+            const int r = i * 16 + g + 8 * h;
+            if (r >= rows_here) continue;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+              *reinterpret_cast<float2*>(dst + r * (TN * 16) + strip * 64 + 8 * j + 2 * t) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
+          }
+      } else {
+        float4* dst = reinterpret_cast<float4*>(p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats) + strip * MB * 8 * 32;
+#pragma unroll
+        for (int i = 0; i < MB; i++)
+#pragma unroll
+          for (int j = 0; j < 8; j++) dst[(i * 8 + j) * 32 + lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+      }
       __threadfence();
     }
     __syncthreads();
@@ -553,6 +661,14 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
       *flag = is_last;
     }
     __syncthreads();
+    if constexpr (kParallelSum) {
+      if (*flag) {
+        __threadfence();
+        reduce_parallel(cc, b0, b1, rows_here);
+        __syncthreads();  // the group sums' staging area is the next column's k-reduction area
+      }
+      return;
+    }
     if (*flag && kgrp == 0) {
       // Every slice, this block's own included, is summed from the workspace in k order, so the
       // result does not depend on which block arrived last.

@@ -148,7 +148,7 @@ export class GpuModelRunner implements ModelRunner {
   /** Benchmark aid: when set, steps run eagerly (no graphs) with every op timed (see OpTimer). */
   opTimer?: OpTimer;
   private readonly uploaded = new Map<string, Uint8Array>();
-  private readonly decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer };
+  private readonly decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer; blocks?: number };
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
@@ -199,7 +199,10 @@ export class GpuModelRunner implements ModelRunner {
       const splits = Math.ceil(this.maxModelLen / DECODE_CHUNK);
       const counters = DeviceBuffer.alloc(S * c.numHeads * 4);
       counters.fillBytes(0);
-      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters };
+      // MARLIN_DECODE_BLOCKS=chunks: one block per chunk of the longest context (the grid before
+      // blocks were bounded; benchmarks compare the two in one run).
+      const blocks = process.env.MARLIN_DECODE_BLOCKS === "chunks" ? splits : undefined;
+      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters, blocks };
       this.bufs.decodePartial = this.decode.partial;
       this.bufs.decodeCounters = counters;
     }

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One device call for the bounded decode-attention grid and the dense kernel's parallel
+# split-column sum (issues 12 / 13), time-guarded (GUARD seconds, default 560). PART=kernel: the
+# standalone harness built there from this tree and from .carry/native-old.tar.xz (the sources
+# before the change: `git archive <commit> native/src | xz > .carry/native-old.tar.xz`), the
+# correctness matrix, compute-sanitizer, both harnesses' bench in this call, the decode-attention
+# test and bench, the kernel vitest suite. PART=engine: the engine bench (dense and Marlin) with
+# the bounded grid and with MARLIN_DECODE_BLOCKS=chunks (the grid before), the engine GPU tests.
+# Every log is packed into $OUT/logs.tgz.
+#   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
+t0=$(date +%s)
+guard=${GUARD:-560}
+part=${PART:-kernel}
+left() { echo $(( guard - ($(date +%s) - t0) )); }
+step() { # name timeout command...
+  local name=$1 to=$2; shift 2
+  local l; l=$(left)
+  if [ "$l" -lt 15 ]; then echo "$name: skipped (time)"; return; fi
+  [ "$to" -gt "$l" ] && to=$l
+  local s; s=$(date +%s)
+  timeout "$to" "$@" > "$OUT/$name.log" 2>&1
+  echo "$name rc=$? ($(( $(date +%s) - s )) s): $(grep -hE '^SUMMARY|ERROR SUMMARY|RACECHECK SUMMARY|Tests +[0-9]|failed|decode batch|^ *[0-9]+ +[0-9]+ +[0-9.]+ ' "$OUT/$name.log" | head -40)"
+}
+vitest="node $PWD/node_modules/vitest/vitest.mjs run"
+if [ "$part" = kernel ]; then
+  mkdir -p /tmp/old && tar -xJf .carry/native-old.tar.xz -C /tmp/old
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  (OBJ_ROOT=/tmp/obj-old MARLIN_CUDA_ARCHS=90 bash /tmp/old/native/src/kernel/marlin/standalone/build.sh /tmp/h-old > "$OUT/build-old.log" 2>&1; echo "old rc=$?" >> "$OUT/build-old.log") &
+  step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
+  step bench-decode-attention 90 bash -c "cd packages/engine && node bench/decode-attention.mjs && cp ../../bench/results/decode-attention.json $OUT/"
+  wait
+  tail -1 "$OUT/build-new.log"; tail -1 "$OUT/build-old.log"
+  step harness-quick 120 /tmp/h-new quick
+  step bench-old 80 env BENCH_MS=${BENCH_MS:-1,8,16,32} /tmp/h-old bench
+  step bench-new 80 env BENCH_MS=${BENCH_MS:-1,8,16,32} /tmp/h-new bench
+  step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
+  step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
+  step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
+else
+  step engine-new 100 bash -c "cd packages/engine && node bench/run.mjs --sections decode,split,contexts --kinds dense,marlin && cp ../../bench/results/engine-bench.json $OUT/engine-new.json"
+  step engine-old 100 bash -c "cd packages/engine && MARLIN_DECODE_BLOCKS=chunks node bench/run.mjs --sections decode,contexts --kinds dense,marlin && cp ../../bench/results/engine-bench.json $OUT/engine-old.json"
+  step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
+fi
+echo "== $(( $(date +%s) - t0 )) s"
+cd "$OUT" && tar czf logs.tgz *.log *.json 2>/dev/null && find . -type f ! -name logs.tgz -delete; ls -la
