@@ -37,6 +37,19 @@ if [ "$part" = kernel ]; then
   step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
 else
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
+  step bench-decode-attention 90 bash -c "cd packages/engine && node bench/decode-attention.mjs && cp ../../bench/results/decode-attention.json $OUT/"
+  wait
+  # ncu on the 7B block's layers at m = 1 (one launch each, after warm-up launches).
+  ncu_layers() {
+    local m="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,gpc__cycles_elapsed.max,launch__grid_size,launch__registers_per_thread,launch__occupancy_limit_shared_mem"
+    for s in "4096 12288" "4096 4096" "4096 22016" "11008 4096" "16384 65536"; do
+      ncu --metrics "$m" -k regex:Marlin --launch-skip 20 --launch-count 1 /tmp/h-new one $s 1 2>&1 | grep -E 'one k=|Marlin|duration|throughput|warps_active|cycles|grid_size|registers|occupancy'
+    done
+  }
+  export -f ncu_layers
+  step ncu 90 bash -c ncu_layers
   step engine-new 100 bash -c "cd packages/engine && node bench/run.mjs --sections decode,split,contexts --kinds dense,marlin && cp ../../bench/results/engine-bench.json $OUT/engine-new.json"
   step engine-old 100 bash -c "cd packages/engine && MARLIN_DECODE_BLOCKS=chunks node bench/run.mjs --sections decode,contexts --kinds dense,marlin && cp ../../bench/results/engine-bench.json $OUT/engine-old.json"
   step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"

@@ -267,7 +267,7 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   d.max_splits = ops::cuda::DecodeAttentionSplits(a.max_context, d.chunk);
   d.fuse = static_cast<int>(get(dd, "fuse", 0));
   if (d.fuse > 1) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: fuse must be 0 or 1");
-  // blocks (optional): blocks per (row, head); by default at most about 32 per SM in all.
+  // blocks (optional): blocks per (row, head); by default about 2 per SM in all.
   if (dd.Has("blocks") && !dd.Get("blocks").IsUndefined()) {
     d.blocks = static_cast<int>(get(dd, "blocks", 1));
     if (d.blocks > d.max_splits) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: blocks must be at most ceil(maxContext / chunk)");

@@ -95,22 +95,23 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
   const size_t rh = static_cast<size_t>(t) * a.heads + h;
   half* out = a.out + rh * D;
 
-  constexpr int U = 4;
+  // Keys (and values) a thread loads at once: 8 x 16 bytes in flight per thread and pass, so a
+  // 256-position chunk takes two round trips per pass at head dim 128.
+  constexpr int U = 8;
   for (int s = blockIdx.z; s < splits; s += gridDim.z) {
     const int lo = s * d.chunk;
     const int hi = min(n, lo + d.chunk);
-    if (s != static_cast<int>(blockIdx.z)) __syncthreads();  // the previous chunk's scores and partial outputs are read
+    if (s != static_cast<int>(blockIdx.z)) __syncthreads();  // the previous chunk's scores, slots and partial outputs are read
+    // The chunk's cache slots first (one block-table read per position, for both passes).
+    for (int p = lo + threadIdx.x; p < hi; p += blockDim.x) slots[p - lo] = table[p / a.block_size] * a.block_size + p % a.block_size;
+    __syncthreads();
     for (int base = lo; base < hi; base += U * G) {
-      int sl[U];
       uint4 kv[U];
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int p = base + u * G + g;
-        sl[u] = p < hi ? table[p / a.block_size] * a.block_size + p % a.block_size : 0;
+        if (p < min(hi, last_cached)) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(slots[p - lo]) * kv_dim);
       }
-#pragma unroll
-      for (int u = 0; u < U; u++)
-        if (base + u * G + g < min(hi, last_cached)) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(sl[u]) * kv_dim);
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int p = base + u * G + g;
@@ -126,10 +127,7 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
         }
 #pragma unroll
         for (int o = L / 2; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
-        if (l == 0 && p < hi) {
-          scores[p - lo] = sc * a.scale;
-          slots[p - lo] = sl[u];
-        }
+        if (l == 0 && p < hi) scores[p - lo] = sc * a.scale;
       }
     }
     // Softmax numerators of the chunk: its max, then exp(score - max) and their sum.
@@ -233,12 +231,13 @@ cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
 
 int DecodeAttentionSplits(int max_context, int chunk) { return (max_context + chunk - 1) / chunk; }
 
-// Blocks per (row, head): at most about 32 per SM in all (several waves: long contexts keep every
-// SM streaming), at most one per chunk. One block per chunk of the longest context launched tens
-// of thousands of blocks per layer at batch 64, nearly all finding no chunk of their row.
+// Blocks per (row, head): about 2 per SM in all, at least one, at most one per chunk. Measured on
+// the H200 (bench/decode-attention.mjs, 4352-position cache): batch 1 is fastest at 8 blocks per
+// (row, head), batch 16 and 64 at 1-2; one block per chunk of the longest context (the grid
+// before) launched 35k blocks per layer at batch 64, nearly all finding no chunk of their row.
 int DecodeAttentionBlocks(int rows, int heads, int max_splits, int sms) {
   const long pairs = std::max(1L, static_cast<long>(rows) * heads);
-  const long want = 32L * std::max(sms, 1) / pairs;
+  const long want = 2L * std::max(sms, 1) / pairs;
   return static_cast<int>(std::max(1L, std::min<long>(want, max_splits)));
 }
 
