@@ -6,7 +6,6 @@
 # correctness matrix, compute-sanitizer, both harnesses' bench in this call, the decode-attention
 # test and bench, the kernel vitest suite. PART=engine: the engine bench (dense and Marlin) with
 # the bounded grid and with MARLIN_DECODE_BLOCKS=chunks (the grid before), the engine GPU tests.
-# PART=chain: `harness chain` (a block's layers back to back, next-layer L2 prefetch choices).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 t0=$(date +%s)
@@ -37,10 +36,6 @@ if [ "$part" = kernel ]; then
   step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
   step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
-elif [ "$part" = chain ]; then
-  OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "build rc=$?"
-  step chain 200 /tmp/h-new chain ${CHAIN_MS:-1,16}
-  step harness-quick 120 /tmp/h-new quick
 else
   (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
   step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"

@@ -45,11 +45,6 @@ struct GemmArgs {
   void* workspace;
   size_t workspace_bytes;
   GemmTuning tuning;
-  // The next kernel's weights (the next layer's B), prefetched into L2 while this one drains.
-  const void* l2_next = nullptr;
-  size_t l2_next_bytes = 0;
-  int l2_at = 1;    // 0: from the start, 1: once a block issued its last weight load
-  int l2_hint = 0;  // 1: evict-last lines
 };
 
 struct WorkspaceLayout {

@@ -42,26 +42,7 @@ struct KernelArgs {
   int per_channel;  // scales use the 32-column permutation and apply to the output
   int problems;     // row blocks of MB*16 in this launch
   int iters;        // units per block
-  // Bytes to prefetch into L2 for the kernel that runs next (the next layer's weights), split
-  // evenly between the blocks; null: none. l2_at: 0 at the start, 1 once a block issued its last
-  // weight load. l2_hint: 1 marks the lines evict-last.
-  const char* l2_next;
-  unsigned long long l2_bytes;
-  int l2_at, l2_hint;
 };
-
-// Fire-and-forget L2 prefetch of [p, p + bytes) (sm_90 bulk prefetch; nothing on older GPUs).
-__device__ __forceinline__ void PrefetchL2(const char* ptr, unsigned bytes, bool evict_last) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (evict_last) {
-    uint64_t policy;
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(policy));
-    asm volatile("cp.async.bulk.prefetch.L2.global.L2::cache_hint [%0], %1, %2;\n" ::"l"(ptr), "r"(bytes), "l"(policy) : "memory");
-  } else {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(ptr), "r"(bytes) : "memory");
-  }
-#endif
-}
 
 template <typename T>
 struct Vec2;
@@ -716,17 +697,6 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     }
   };
 
-  // This block's share of the next kernel's weights, in 4 KiB pieces over warp 0's lanes.
-  auto prefetch_next = [&]() {
-    if (p.l2_next == nullptr || warp != 0) return;
-    const unsigned long long per = ((p.l2_bytes + gridDim.x - 1) / gridDim.x + 15) & ~15ull;
-    const unsigned long long lo = per * blockIdx.x, hi = min(lo + per, p.l2_bytes);
-    for (unsigned long long o = lo + lane * 4096ull; o < hi; o += 32 * 4096ull)
-      PrefetchL2(p.l2_next + o, static_cast<unsigned>(min(4096ull, hi - o)), p.l2_hint != 0);
-  };
-  const int pf_at = p.l2_at == 0 ? -1 : max(u_begin, u_end - (STAGES - 1));  // unit after whose fetch it goes
-  if (pf_at < 0) prefetch_next();
-
   // Prologue: the first stages' weights stream in while an earlier kernel may still be running
   // (programmatic dependent launch); activations, the workspace and C wait for it to finish.
   {
@@ -763,7 +733,6 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
       advance();
     }
     CpAsyncCommit();
-    if (u == pf_at) prefetch_next();
     compute(rd);
     if (++c_kidx == ktiles || u == u_end - 1) {
       finish_column(cc);

@@ -88,10 +88,6 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   p.ldc = g.n;
   const bool per_channel = g.group_size == -1 || g.group_size >= g.k;
   p.per_channel = per_channel ? 1 : 0;
-  p.l2_next = static_cast<const char*>(g.l2_next);
-  p.l2_bytes = g.l2_next ? g.l2_next_bytes : 0;
-  p.l2_at = g.l2_at;
-  p.l2_hint = g.l2_hint;
   p.group_size = per_channel ? g.k : g.group_size;
   p.group_shift = 0;
   if (!per_channel)

@@ -618,94 +618,6 @@ static int Sweep(int m) {
   return 0;
 }
 
-// A block's layers back to back, as a decode step runs them (`harness chain [m,...]`): copies of
-// the whole block rotate past 3x L2, each launch optionally prefetching the next launch's weights
-// into L2 (GemmArgs::l2_next): off, then each (l2_at, l2_hint) choice, all in this call.
-static int Chain(const char* ms_arg) {
-  cudaDeviceProp prop;
-  CK(cudaGetDeviceProperties(&prop, 0));
-  const Variant v = {"f16.u4.g128", ActType::kF16, 4, false, 128, false, false};
-  std::vector<int> ms = {1, 16};
-  if (ms_arg) {
-    ms.clear();
-    for (const char* q = ms_arg; *q;) {
-      ms.push_back(std::atoi(q));
-      while (*q && *q != ',') q++;
-      if (*q) q++;
-    }
-  }
-  struct Model {
-    const char* name;
-    std::vector<std::pair<int, int>> layers;
-  };
-  const Model models[] = {
-      {"llama2-7b", {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}}},
-      {"llama2-13b", {{5120, 15360}, {5120, 5120}, {5120, 27648}, {13824, 5120}}},
-      {"llama3-70b", {{8192, 10240}, {8192, 8192}, {8192, 57344}, {28672, 8192}}},
-  };
-  struct Choice {
-    const char* name;
-    bool on;
-    int at, hint;
-  };
-  const Choice choices[] = {{"off", false, 1, 0}, {"end", true, 1, 0}, {"end.last", true, 1, 1}, {"start", true, 0, 0}, {"start.last", true, 0, 1}};
-  std::printf("%-12s %4s", "chain", "m");
-  for (const Choice& c : choices) std::printf(" %10s", c.name);
-  std::printf("   (ms per block; floor)\n");
-  const double bw = CopyBandwidth();
-  for (const Model& M : models) {
-    size_t qbytes = 0;
-    int maxk = 0, maxn = 0;
-    for (auto [k, n] : M.layers) {
-      qbytes += size_t(k) * n / 2;
-      maxk = std::max(maxk, k);
-      maxn = std::max(maxn, n);
-    }
-    const int copies = int(std::min<size_t>(8, size_t(3) * prop.l2CacheSize / qbytes + 1));
-    std::vector<Layer> hl;
-    for (auto [k, n] : M.layers) hl.push_back(MakeLayer(k, n, v, 17));
-    std::vector<DevLayer> d;
-    for (int c = 0; c < copies; c++)
-      for (const Layer& L : hl) {
-        DevLayer x;
-        x.Upload(L);
-        d.push_back(x);
-      }
-    for (int m : ms) {
-      void *a, *c;
-      CK(cudaMalloc(&a, size_t(m) * maxk * 2));
-      CK(cudaMalloc(&c, size_t(m) * maxn * 2));
-      FillRandomHalves(a, size_t(m) * maxk, 1.0f, 5);
-      std::vector<GemmArgs> seq;
-      for (size_t i = 0; i < d.size(); i++) seq.push_back(Args(hl[i % hl.size()], d[i], v.act, m, a, nullptr, c));
-      for (auto& g : seq) {
-        g.workspace = g_ws;  // Args may have grown it
-        g.workspace_bytes = g_ws_bytes;
-      }
-      double floor_s = 0;
-      for (auto [k, n] : M.layers) floor_s += (double(k) * n / 2 + double(k / 128) * n * 2 + double(m) * (k + n) * 2) / bw;
-      std::printf("%-12s %4d", M.name, m);
-      for (const Choice& ch : choices) {
-        for (size_t i = 0; i < seq.size(); i++) {
-          const size_t j = (i + 1) % seq.size();
-          seq[i].l2_next = ch.on ? d[j].b : nullptr;
-          seq[i].l2_next_bytes = ch.on ? size_t(seq[j].k) * seq[j].n / 2 : 0;
-          seq[i].l2_at = ch.at;
-          seq[i].l2_hint = ch.hint;
-        }
-        const float ms_per = TimeIt([&](int i) { CK(MarlinGemm(seq[i], 0)); }, int(seq.size()), 0);
-        std::printf(" %10.4f", ms_per * hl.size());
-        std::fflush(stdout);
-      }
-      std::printf("   floor %.4f\n", floor_s * 1e3);
-      cudaFree(a);
-      cudaFree(c);
-    }
-    for (auto& x : d) x.Free();
-  }
-  return 0;
-}
-
 #ifdef MARLIN_WITH_HOPPER
 #include "hopper_modes.inc"  // the wgmma kernel and the dequantize path: modes hopper-*
 #endif
@@ -756,7 +668,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (mode == "sweep") return Sweep(argc > 2 ? std::atoi(argv[2]) : 1);
-  if (mode == "chain") return Chain(argc > 2 ? argv[2] : nullptr);
   if (mode == "bench") return Bench(argc > 2 ? argv[2] : nullptr, argc > 3 ? argv[3] : nullptr);
   std::fprintf(stderr, "usage: harness test|quick|sanitize|bench [json] [filter]\n");
   return 2;
