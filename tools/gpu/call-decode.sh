@@ -6,6 +6,7 @@
 # correctness matrix, compute-sanitizer, both harnesses' bench in this call, the decode-attention
 # test and bench, the kernel vitest suite. PART=engine: the engine bench (dense and Marlin) with
 # the bounded grid and with MARLIN_DECODE_BLOCKS=chunks (the grid before), the engine GPU tests.
+# PART=attn: bench/decode-attention.mjs for each MARLIN_DECODE_ATTN_VARIANT (ATTN_VARIANTS), the test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 t0=$(date +%s)
@@ -36,6 +37,11 @@ if [ "$part" = kernel ]; then
   step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
   step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
+elif [ "$part" = attn ]; then
+  for v in ${ATTN_VARIANTS:-0 1 2 3}; do
+    step bench-attn-v$v 90 bash -c "cd packages/engine && MARLIN_DECODE_ATTN_VARIANT=$v node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/decode-attention-v$v.json"
+  done
+  step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
 else
   (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
   step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"

@@ -267,14 +267,10 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   d.max_splits = ops::cuda::DecodeAttentionSplits(a.max_context, d.chunk);
   d.fuse = static_cast<int>(get(dd, "fuse", 0));
   if (d.fuse > 1) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: fuse must be 0 or 1");
-  // blocks (optional): blocks per (row, head); by default about 2 per SM in all.
+  // blocks (optional): blocks per (row, head); by default one wave of resident blocks in all.
   if (dd.Has("blocks") && !dd.Get("blocks").IsUndefined()) {
     d.blocks = static_cast<int>(get(dd, "blocks", 1));
     if (d.blocks > d.max_splits) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: blocks must be at most ceil(maxContext / chunk)");
-  } else {
-    int dev = 0;
-    Check(env, cudaGetDevice(&dev), "cudaGetDevice");
-    d.blocks = ops::cuda::DecodeAttentionBlocks(a.rows, a.heads, d.max_splits, SmCount(env, dev));
   }
   a.q = Ref<half>(info, 0, "qkv", E(info, "qkv (rows * qStride)", {a.rows, a.q_stride}), 16);
   const int64_t cache = E(info, "cache (numBlocks * blockSize * kvHeads * headDim)", {blocks, a.block_size, a.kv_heads, a.head_dim});

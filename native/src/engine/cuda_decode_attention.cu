@@ -9,6 +9,7 @@
 // current k and v straight from registers, and one block per kv head stores them in the cache. No
 // other block of the launch reads that cache slot: each sequence has one row.
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/pdl.cuh"
 #include "engine/cuda_common.cuh"
@@ -22,8 +23,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <int L>
-__global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentionArgs d) {
+// L lanes per key (head dim 8 L), U keys in flight per thread and pass, MINB blocks per SM asked of
+// the register allocator.
+template <int L, int U, int MINB>
+__global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAttentionArgs d) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
   PdlWait();
   constexpr int D = 8 * L;
@@ -95,9 +98,6 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
   const size_t rh = static_cast<size_t>(t) * a.heads + h;
   half* out = a.out + rh * D;
 
-  // Keys (and values) a thread loads at once: 8 x 16 bytes in flight per thread and pass, so a
-  // 256-position chunk takes two round trips per pass at head dim 128.
-  constexpr int U = 8;
   for (int s = blockIdx.z; s < splits; s += gridDim.z) {
     const int lo = s * d.chunk;
     const int hi = min(n, lo + d.chunk);
@@ -216,39 +216,64 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(DecodeAttentio
   }
 }
 
-template <int L>
+// The variants measured (bench/decode-attention.mjs with MARLIN_DECODE_ATTN_VARIANT=0..3).
+struct Variant {
+  int u, minb;
+};
+constexpr Variant kVariants[] = {{8, 2}, {4, 4}, {4, 3}, {8, 3}};
+
+template <int L, int U, int MINB>
 cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
   constexpr int D = 8 * L;
+  auto kernel = DecodeAttentionKernel<L, U, MINB>;
   const size_t smem = static_cast<size_t>(d.chunk) * (sizeof(float) + sizeof(int)) + static_cast<size_t>(kThreads / L) * D * sizeof(float);
   if (smem > 48 * 1024) {
-    const cudaError_t e = cudaFuncSetAttribute(DecodeAttentionKernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
   }
-  return LaunchPdl(DecodeAttentionKernel<L>, dim3(d.attn.rows, d.attn.heads, d.blocks), dim3(kThreads), smem, s, d);
+  int blocks = d.blocks;
+  if (blocks <= 0) {
+    // Blocks per (row, head): one wave of resident blocks in all when the rows and heads leave
+    // room (a row's chunks then run side by side), at least one, at most one per chunk. One block
+    // per chunk of the longest context (the grid before) launched 35k blocks per layer at batch
+    // 64, nearly all finding no chunk of their row.
+    int dev = 0, sms = 0, occ = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem);
+    if (e != cudaSuccess) return e;
+    const long pairs = std::max(1L, static_cast<long>(d.attn.rows) * d.attn.heads);
+    blocks = static_cast<int>(std::max(1L, std::min<long>(static_cast<long>(std::max(occ, 1)) * sms / pairs, d.max_splits)));
+  }
+  return LaunchPdl(kernel, dim3(d.attn.rows, d.attn.heads, blocks), dim3(kThreads), smem, s, d);
+}
+
+template <int L>
+cudaError_t LaunchVariant(const DecodeAttentionArgs& d, cudaStream_t s) {
+  static const int v = [] {
+    const char* e = std::getenv("MARLIN_DECODE_ATTN_VARIANT");
+    return e && *e ? std::atoi(e) : 0;
+  }();
+  switch (v) {
+    case 1: return Launch<L, kVariants[1].u, kVariants[1].minb>(d, s);
+    case 2: return Launch<L, kVariants[2].u, kVariants[2].minb>(d, s);
+    case 3: return Launch<L, kVariants[3].u, kVariants[3].minb>(d, s);
+    default: return Launch<L, kVariants[0].u, kVariants[0].minb>(d, s);
+  }
 }
 
 }  // namespace
 
 int DecodeAttentionSplits(int max_context, int chunk) { return (max_context + chunk - 1) / chunk; }
 
-// Blocks per (row, head): about 2 per SM in all, at least one, at most one per chunk. Measured on
-// the H200 (bench/decode-attention.mjs, 4352-position cache): batch 1 is fastest at 8 blocks per
-// (row, head), batch 16 and 64 at 1-2; one block per chunk of the longest context (the grid
-// before) launched 35k blocks per layer at batch 64, nearly all finding no chunk of their row.
-int DecodeAttentionBlocks(int rows, int heads, int max_splits, int sms) {
-  const long pairs = std::max(1L, static_cast<long>(rows) * heads);
-  const long want = 2L * std::max(sms, 1) / pairs;
-  return static_cast<int>(std::max(1L, std::min<long>(want, max_splits)));
-}
-
 bool DecodeAttentionSupports(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 
 cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s) {
   if (d.attn.rows == 0) return cudaSuccess;
   switch (d.attn.head_dim) {
-    case 64: return Launch<8>(d, s);
-    case 128: return Launch<16>(d, s);
-    case 256: return Launch<32>(d, s);
+    case 64: return LaunchVariant<8>(d, s);
+    case 128: return LaunchVariant<16>(d, s);
+    case 256: return LaunchVariant<32>(d, s);
     default: return cudaErrorInvalidValue;
   }
 }

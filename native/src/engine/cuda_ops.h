@@ -48,7 +48,7 @@ struct DecodeAttentionArgs {
   AttentionArgs attn;  // q = the qkv rows (q_stride = their width)
   int chunk;           // context positions per block
   int max_splits;      // ceil(max_context / chunk): partial slots per (row, head)
-  int blocks;          // blocks per (row, head), 1..max_splits; block z takes chunks z, z + blocks, ...
+  int blocks;          // blocks per (row, head), 1..max_splits, 0: chosen at launch; block z takes chunks z, z + blocks, ...
   float* partial;      // [rows, heads, max_splits, head_dim + 2]
   int* counters;       // [rows, heads], zero between launches
   int fuse;            // 1: RoPE of q and the current k, and the KV store, done here
@@ -58,7 +58,6 @@ struct DecodeAttentionArgs {
 };
 cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s);
 int DecodeAttentionSplits(int max_context, int chunk);
-int DecodeAttentionBlocks(int rows, int heads, int max_splits, int sms);
 bool DecodeAttentionSupports(int head_dim);
 
 struct SampleArgs {

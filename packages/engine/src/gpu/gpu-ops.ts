@@ -34,7 +34,7 @@ export interface GpuOps {
   decodeAttention(
     qkv: DRef, k: DRef, v: DRef, blockTables: DRef, seqOfRow: DRef, posOfRow: DRef, out: DRef,
     shape: { rows: number; qStride: number; heads: number; kvHeads: number; headDim: number; maxBlocks: number; blockSize: number; numSeqs: number; numBlocks: number; maxContext: number; scale: number },
-    /** blocks: blocks per (row, head), 1..ceil(maxContext / chunk) (default: about 2 per SM in all); results do not depend on it. */
+    /** blocks: blocks per (row, head), 1..ceil(maxContext / chunk) (default: one wave of resident blocks in all); results do not depend on it. */
     decode: { chunk: number; partial: DRef; counters: DRef; fuse: 0 | 1; cos?: DRef; sin?: DRef; slots?: DRef; ropeRows?: number; blocks?: number },
     s?: Stream,
   ): void;
