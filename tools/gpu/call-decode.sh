@@ -6,7 +6,8 @@
 # correctness matrix, compute-sanitizer, both harnesses' bench in this call, the decode-attention
 # test and bench, the kernel vitest suite. PART=engine: the engine bench (dense and Marlin) with
 # the bounded grid and with MARLIN_DECODE_BLOCKS=chunks (the grid before), the engine GPU tests.
-# PART=attn: bench/decode-attention.mjs for each MARLIN_DECODE_ATTN_VARIANT (ATTN_VARIANTS), the test.
+# PART=kernel2: the swapped m <= 8 tile: correctness, sanitizers, bench before / after / 2 blocks per SM / TN=4.
+# PART=attn: bench/decode-attention.mjs (each of ATTN_VARIANTS when the kernel reads MARLIN_DECODE_ATTN_VARIANT), the test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 t0=$(date +%s)
@@ -36,6 +37,23 @@ if [ "$part" = kernel ]; then
   step bench-new 80 env BENCH_MS=${BENCH_MS:-1,8,16,32} /tmp/h-new bench
   step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
   step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
+  step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
+elif [ "$part" = kernel2 ]; then
+  mkdir -p /tmp/old && tar -xJf .carry/native-old.tar.xz -C /tmp/old
+  b=native/src/kernel/marlin/standalone/build.sh
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash $b /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS=-DMARLIN_SWAP_MIN_BLOCKS=2 bash $b /tmp/h-swap2 > "$OUT/build-swap2.log" 2>&1; echo "swap2 rc=$?" >> "$OUT/build-swap2.log") &
+  (OBJ_ROOT=/tmp/obj-old MARLIN_CUDA_ARCHS=90 bash /tmp/old/$b /tmp/h-old > "$OUT/build-old.log" 2>&1; echo "old rc=$?" >> "$OUT/build-old.log") &
+  wait
+  tail -qn1 "$OUT"/build-*.log
+  step harness-quick 120 /tmp/h-new quick
+  step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
+  step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
+  ms=${BENCH_MS:-1,2,4,8,16}
+  step bench-old 80 env BENCH_MS=$ms /tmp/h-old bench
+  step bench-new 80 env BENCH_MS=$ms /tmp/h-new bench
+  step bench-swap2 80 env BENCH_MS=$ms /tmp/h-swap2 bench
+  step bench-new-tn4 80 env BENCH_MS=$ms MARLIN_TN=4 /tmp/h-new bench
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
 elif [ "$part" = attn ]; then
   for v in ${ATTN_VARIANTS:-0 1 2 3}; do

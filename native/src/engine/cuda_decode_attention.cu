@@ -9,7 +9,6 @@
 // current k and v straight from registers, and one block per kv head stores them in the cache. No
 // other block of the launch reads that cache slot: each sequence has one row.
 #include <algorithm>
-#include <cstdlib>
 
 #include "common/pdl.cuh"
 #include "engine/cuda_common.cuh"
@@ -216,16 +215,17 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
   }
 }
 
-// The variants measured (bench/decode-attention.mjs with MARLIN_DECODE_ATTN_VARIANT=0..3).
-struct Variant {
-  int u, minb;
-};
-constexpr Variant kVariants[] = {{8, 2}, {4, 4}, {4, 3}, {8, 3}};
+// 4 keys / values in flight per thread and pass, registers capped for 4 blocks per SM (64: a
+// 44-byte spill). Measured on the H200 (bench/decode-attention.mjs, one run, us per launch) against
+// 8 keys at 124 registers (2 blocks per SM): batch 16 context 4096 413 -> 314 (KV read 252), batch
+// 64 context 128 75 -> 52 (32), batch 64 context 4096 1625 -> 1205 (1010); 4 keys at 76 registers
+// (3 blocks) and 8 at 80 were in between or slower.
+constexpr int kKeysInFlight = 4, kMinBlocks = 4;
 
-template <int L, int U, int MINB>
+template <int L>
 cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
   constexpr int D = 8 * L;
-  auto kernel = DecodeAttentionKernel<L, U, MINB>;
+  auto kernel = DecodeAttentionKernel<L, kKeysInFlight, kMinBlocks>;
   const size_t smem = static_cast<size_t>(d.chunk) * (sizeof(float) + sizeof(int)) + static_cast<size_t>(kThreads / L) * D * sizeof(float);
   if (smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
@@ -236,30 +236,23 @@ cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
     // Blocks per (row, head): one wave of resident blocks in all when the rows and heads leave
     // room (a row's chunks then run side by side), at least one, at most one per chunk. One block
     // per chunk of the longest context (the grid before) launched 35k blocks per layer at batch
-    // 64, nearly all finding no chunk of their row.
-    int dev = 0, sms = 0, occ = 0;
+    // 64, nearly all finding no chunk of their row. Resident blocks per device, cached by chunk.
+    int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem);
     if (e != cudaSuccess) return e;
+    static int cache_chunk[64] = {0}, cache_resident[64] = {0};
+    if (cache_chunk[dev & 63] != d.chunk) {
+      int sms = 0, occ = 0;
+      e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+      if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, kernel, kThreads, smem);
+      if (e != cudaSuccess) return e;
+      cache_resident[dev & 63] = std::max(occ, 1) * sms;
+      cache_chunk[dev & 63] = d.chunk;
+    }
     const long pairs = std::max(1L, static_cast<long>(d.attn.rows) * d.attn.heads);
-    blocks = static_cast<int>(std::max(1L, std::min<long>(static_cast<long>(std::max(occ, 1)) * sms / pairs, d.max_splits)));
+    blocks = static_cast<int>(std::max(1L, std::min<long>(cache_resident[dev & 63] / pairs, d.max_splits)));
   }
   return LaunchPdl(kernel, dim3(d.attn.rows, d.attn.heads, blocks), dim3(kThreads), smem, s, d);
-}
-
-template <int L>
-cudaError_t LaunchVariant(const DecodeAttentionArgs& d, cudaStream_t s) {
-  static const int v = [] {
-    const char* e = std::getenv("MARLIN_DECODE_ATTN_VARIANT");
-    return e && *e ? std::atoi(e) : 0;
-  }();
-  switch (v) {
-    case 1: return Launch<L, kVariants[1].u, kVariants[1].minb>(d, s);
-    case 2: return Launch<L, kVariants[2].u, kVariants[2].minb>(d, s);
-    case 3: return Launch<L, kVariants[3].u, kVariants[3].minb>(d, s);
-    default: return Launch<L, kVariants[0].u, kVariants[0].minb>(d, s);
-  }
 }
 
 }  // namespace
@@ -271,9 +264,9 @@ bool DecodeAttentionSupports(int head_dim) { return head_dim == 64 || head_dim =
 cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s) {
   if (d.attn.rows == 0) return cudaSuccess;
   switch (d.attn.head_dim) {
-    case 64: return LaunchVariant<8>(d, s);
-    case 128: return LaunchVariant<16>(d, s);
-    case 256: return LaunchVariant<32>(d, s);
+    case 64: return Launch<8>(d, s);
+    case 128: return Launch<16>(d, s);
+    case 256: return Launch<32>(d, s);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -198,8 +198,9 @@ __device__ __forceinline__ int PerChannelPos(int c) {
   return (c - ci) + 8 * ((ci & 7) >> 1) + 2 * (ci >> 3) + (ci & 1);
 }
 
-template <int BITS, bool ZP, int MB, int TN, int TK>
+template <int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false>
 struct Shape {
+  static_assert(!SWAP || MB == 1, "the swapped tile holds 8 rows");
   static constexpr int kThreads = 256;
   static constexpr int NS = TN / 4;    // 64-column strips in a tile (warps along n)
   static constexpr int KG = 8 / NS;    // warps along k
@@ -207,7 +208,7 @@ struct Shape {
   static_assert(NS >= 1 && NS <= 8 && 8 % NS == 0 && TK % KG == 0 && KPW >= 1, "bad tile");
   // k16 tiles of a warp that share one scale row (the smallest group is 32 rows).
   static constexpr int kKwPerGroup = KPW < 2 ? KPW : 2;
-  static constexpr int kARows = MB * 16;
+  static constexpr int kARows = SWAP ? 8 : MB * 16;
   static constexpr int kARowChunks = TK * 2;  // 16-byte chunks per activation row per stage
   static_assert(kARowChunks >= 8, "the activation swizzle needs 8 chunks per row");
   static constexpr int kAChunks = kARows * kARowChunks;
@@ -221,7 +222,10 @@ struct Shape {
   static constexpr int kZRowChunks = TN * BITS / 8;  // TN*16 zero points of BITS bits
   static constexpr int kZChunks = ZP ? kMaxGroups * kZRowChunks : 0;
   static constexpr int kStageChunks = kAChunks + kBChunks + kSChunks + kZChunks;
-  static constexpr int kAccFloats = MB * 8 * 4;          // per lane
+  // Accumulator quads (one MMA's C fragment) per lane and row block: 8 n8 tiles, or (swapped) 4 n16
+  // tiles of C^T.
+  static constexpr int kJ = SWAP ? 4 : 8;
+  static constexpr int kAccFloats = MB * kJ * 4;  // per lane
   static constexpr int kTileFloats = NS * 32 * kAccFloats;  // one partial slot
   static constexpr int kRedFloats = (KG - 1) * NS * 32 * kAccFloats;
   static constexpr size_t SmemBytes(int stages) {
@@ -232,10 +236,17 @@ struct Shape {
 #ifndef MARLIN_MB2_MIN_BLOCKS
 #define MARLIN_MB2_MIN_BLOCKS 1
 #endif
+#ifndef MARLIN_SWAP_MIN_BLOCKS
+#define MARLIN_SWAP_MIN_BLOCKS 3  // the swapped tile fits 85 registers: three blocks per SM
+#endif
 // m <= 16 tiles fit 128 registers: two blocks per SM keep more weight bytes in flight.
-template <typename T, int BITS, bool ZP, int MB, int TN, int TK, int STAGES>
-__global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BLOCKS : 1) MarlinKernel(const KernelArgs p) {
-  using S = Shape<BITS, ZP, MB, TN, TK>;
+// SWAP (m <= 8): the dequantized weights are the MMA's A operand (the lane's Marlin fragment
+// registers also form the A fragment of W^T for 16 columns x 16 k) and 8 activation rows the B
+// operand: one MMA per 256 weights instead of two, half the accumulators, no padding rows.
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK, int STAGES, bool SWAP = false>
+__global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BLOCKS : 1) MarlinKernel(const KernelArgs p) {
+  using S = Shape<BITS, ZP, MB, TN, TK, SWAP>;
+  constexpr int kJ = S::kJ;
   using T2 = typename Vec2<T>::type;
   constexpr int ZERO = ZP ? 0 : (1 << (BITS - 1));
   using DQ = Dequant<T, BITS, ZERO>;
@@ -360,11 +371,11 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     }
   };
 
-  float acc[MB][8][4];
+  float acc[MB][kJ][4];
 #pragma unroll
   for (int i = 0; i < MB; i++)
 #pragma unroll
-    for (int j = 0; j < 8; j++)
+    for (int j = 0; j < kJ; j++)
 #pragma unroll
       for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
 
@@ -375,11 +386,20 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
   int grel[kRuns];
 #pragma unroll
   for (int g = 0; g < kRuns; g++) grel[g] = per_channel ? 0 : ((kgrp * S::KPW + g * S::kKwPerGroup) * 16) >> gshift;
+  // Activation fragments: ldmatrix.x4 of 16 rows x one k16 tile; swapped, of 8 rows x two k16
+  // tiles (the B fragments of both; with one k16 tile per warp the second pair repeats the first).
+  constexpr bool kPairs = SWAP && S::KPW % 2 == 0;
   int a_rd[S::KPW];
 #pragma unroll
   for (int kw = 0; kw < S::KPW; kw++) {
-    const int kk = kgrp * S::KPW + kw;  // rows i*16 + (lane & 15): the swizzle key is lane & 7
-    a_rd[kw] = (lane & 15) * S::kARowChunks + ((kk * 2 + (lane >> 4)) ^ (lane & 7));
+    if constexpr (SWAP) {
+      const int kk = kgrp * S::KPW + (kPairs ? 2 * kw : kw);
+      const int row = lane & 7, chunk = 2 * kk + (kPairs ? (lane >> 3) : ((lane >> 3) & 1));
+      a_rd[kw] = row * S::kARowChunks + (chunk ^ row);
+    } else {
+      const int kk = kgrp * S::KPW + kw;  // rows i*16 + (lane & 15): the swizzle key is lane & 7
+      a_rd[kw] = (lane & 15) * S::kARowChunks + ((kk * 2 + (lane >> 4)) ^ (lane & 7));
+    }
   }
   const int b_rd = S::kAChunks + kgrp * S::KPW * S::kBRowChunks + strip * S::kBStripChunks + lane;
   const int s_rd = S::kAChunks + S::kBChunks + strip * 8 + (lane >> 2);
@@ -412,12 +432,17 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
         }
       }
     };
+    uint32_t xf[4];  // swapped: B fragments of up to two k16 tiles of the 8 activation rows
 #pragma unroll
     for (int kw = 0; kw < S::KPW; kw++) {
       if (kw % S::kKwPerGroup == 0) read_group(grel[kw / S::kKwPerGroup]);
-      uint32_t af[MB][4];
+      uint32_t af[SWAP ? 1 : MB][4];
+      if constexpr (SWAP) {
+        if (!kPairs || kw % 2 == 0) LdMatrixX4(xf, st + a_rd[kPairs ? kw / 2 : kw]);
+      } else {
 #pragma unroll
-      for (int i = 0; i < MB; i++) LdMatrixX4(af[i], st + a_rd[kw] + i * 16 * S::kARowChunks);
+        for (int i = 0; i < MB; i++) LdMatrixX4(af[i], st + a_rd[kw] + i * 16 * S::kARowChunks);
+      }
       uint32_t words[BITS];  // 4 words (4-bit) or 8 words (8-bit) for the lane's 4 n16 tiles
       {
         const int4* bp = st + b_rd + kw * S::kBRowChunks;
@@ -448,6 +473,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
           v[2] = v1[0];
           v[3] = v1[1];
         }
+        uint32_t wf[2][2];  // swapped: [n8 tile h][k half], columns 16 t + 8 h + lane / 4
 #pragma unroll
         for (int h = 0; h < 2; h++) {
           const int j = 2 * t + h;
@@ -464,21 +490,54 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
             b0 = __hmul2(b0, s2);
             b1 = __hmul2(b1, s2);
           }
+          if constexpr (SWAP) {
+            wf[h][0] = AsU32(b0);
+            wf[h][1] = AsU32(b1);
+          } else {
 #pragma unroll
-          for (int i = 0; i < MB; i++) Mma<T>(acc[i][j], af[i], AsU32(b0), AsU32(b1));
+            for (int i = 0; i < MB; i++) Mma<T>(acc[i][j], af[i], AsU32(b0), AsU32(b1));
+          }
+        }
+        if constexpr (SWAP) {
+          // The B fragments of the two n8 tiles are the A fragment of W^T (rows lane/4 and
+          // lane/4 + 8, k halves as in B): C^T of the n16 tile t for the 8 rows.
+          const uint32_t wa[4] = {wf[0][0], wf[1][0], wf[0][1], wf[1][1]};
+          const int x = kPairs ? 2 * (kw % 2) : 0;
+          Mma<T>(acc[0][t], wa, xf[x], xf[x + 1]);
         }
       }
     }
   };
 
+  // Where accumulator element q of quad (i, j) of this lane sits: row within the problem's rows,
+  // column within the tile. m16n8 C fragment of n8 tile j; swapped, C^T of n16 tile j.
+  const int g8 = lane >> 2, t4 = lane & 3;
+  auto acc_row = [&](int i, int q) { return SWAP ? 2 * t4 + (q & 1) : i * 16 + g8 + 8 * (q >> 1); };
+  auto acc_col = [&](int j, int q) { return SWAP ? strip * 64 + 16 * j + g8 + 8 * (q >> 1) : strip * 64 + 8 * j + 2 * t4 + (q & 1); };
+
   // The tile's result (held by warps with kgrp == 0) goes to C: per-channel scales, bias, rounding.
-  auto epilogue = [&](int cc, float (&v)[MB][8][4]) {
+  auto epilogue = [&](int cc, float (&v)[MB][kJ][4]) {
     const int prob = cc / ntiles;
     const int col = cc - prob * ntiles;
     const int g = lane >> 2, t = lane & 3;
     T* c = static_cast<T*>(p.c);
     const T* sc = static_cast<const T*>(p.scales);
     const T* bias = static_cast<const T*>(p.bias);
+    if constexpr (SWAP) {  // one column, two rows per half quad
+#pragma unroll
+      for (int j = 0; j < kJ; j++)
+#pragma unroll
+        for (int hq = 0; hq < 2; hq++) {
+          const int cn = col * TN * 16 + acc_col(j, 2 * hq);
+          const float s0 = per_channel ? ToFloat<T>(sc[PerChannelPos(cn)]) : 1.f;
+          const float b0 = bias ? ToFloat<T>(bias[cn]) : 0.f;
+#pragma unroll
+          for (int q = 2 * hq; q < 2 * hq + 2; q++) {
+            const int r = prob * S::kARows + acc_row(0, q);
+            if (r < p.m) c[static_cast<size_t>(r) * p.ldc + cn] = FromFloats<T>(v[0][j][q] * s0 + b0, 0.f).x;
+          }
+        }
+    } else {
 #pragma unroll
     for (int j = 0; j < 8; j++) {
       const int cn = col * TN * 16 + strip * 64 + 8 * j + 2 * t;
@@ -500,6 +559,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
           *reinterpret_cast<T2*>(c + static_cast<size_t>(r0 + 8) * p.ldc + cn) =
               FromFloats<T>(v[i][j][2] * s0 + b0, v[i][j][3] * s1 + b1);
       }
+    }
     }
   };
 
@@ -602,9 +662,9 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
 #pragma unroll
         for (int i = 0; i < MB; i++)
 #pragma unroll
-          for (int j = 0; j < 8; j++)
+          for (int j = 0; j < kJ; j++)
 #pragma unroll
-            for (int q = 0; q < 4; q++) dst[((i * 8 + j) * 4 + q) * 32 + lane] = acc[i][j][q];
+            for (int q = 0; q < 4; q++) dst[((i * kJ + j) * 4 + q) * 32 + lane] = acc[i][j][q];
       }
       __syncthreads();
       if (kgrp == 0) {
@@ -613,9 +673,9 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
 #pragma unroll
           for (int i = 0; i < MB; i++)
 #pragma unroll
-            for (int j = 0; j < 8; j++)
+            for (int j = 0; j < kJ; j++)
 #pragma unroll
-              for (int q = 0; q < 4; q++) acc[i][j][q] += src[((i * 8 + j) * 4 + q) * 32 + lane];
+              for (int q = 0; q < 4; q++) acc[i][j][q] += src[((i * kJ + j) * 4 + q) * 32 + lane];
         }
       }
       __syncthreads();
@@ -633,23 +693,24 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
     if (kgrp == 0) {
       if constexpr (kParallelSum) {  // only rows that exist, as [row][TN*16] fp32
         float* dst = p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats;
-        const int g = lane >> 2, t = lane & 3;
 #pragma unroll
         for (int i = 0; i < MB; i++)
 #pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int r = i * 16 + g + 8 * h;
-            if (r >= rows_here) continue;
+          for (int j = 0; j < kJ; j++)
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-              *reinterpret_cast<float2*>(dst + r * (TN * 16) + strip * 64 + 8 * j + 2 * t) = make_float2(acc[i][j][2 * h], acc[i][j][2 * h + 1]);
-          }
+            for (int q = 0; q < 4; q += SWAP ? 1 : 2) {  // classic: adjacent columns q, q + 1
+              const int r = acc_row(i, q);
+              if (r >= rows_here) continue;
+              float* o = dst + r * (TN * 16) + acc_col(j, q);
+              if constexpr (SWAP) *o = acc[i][j][q];
+              else *reinterpret_cast<float2*>(o) = make_float2(acc[i][j][q], acc[i][j][q + 1]);
+            }
       } else {
-        float4* dst = reinterpret_cast<float4*>(p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats) + strip * MB * 8 * 32;
+        float4* dst = reinterpret_cast<float4*>(p.partial + static_cast<size_t>(slot_of(me)) * S::kTileFloats) + strip * MB * kJ * 32;
 #pragma unroll
         for (int i = 0; i < MB; i++)
 #pragma unroll
-          for (int j = 0; j < 8; j++) dst[(i * 8 + j) * 32 + lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
+          for (int j = 0; j < kJ; j++) dst[(i * kJ + j) * 32 + lane] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]);
       }
       __threadfence();
     }
@@ -676,17 +737,17 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
 #pragma unroll
       for (int i = 0; i < MB; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < kJ; j++)
 #pragma unroll
           for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
 #pragma unroll 1
       for (int b = b0; b <= b1; b++) {
-        const float4* src = reinterpret_cast<const float4*>(p.partial + static_cast<size_t>(slot_of(b)) * S::kTileFloats) + strip * MB * 8 * 32;
+        const float4* src = reinterpret_cast<const float4*>(p.partial + static_cast<size_t>(slot_of(b)) * S::kTileFloats) + strip * MB * kJ * 32;
 #pragma unroll
         for (int i = 0; i < MB; i++)
 #pragma unroll
-          for (int j = 0; j < 8; j++) {
-            const float4 x = __ldcg(src + (i * 8 + j) * 32 + lane);
+          for (int j = 0; j < kJ; j++) {
+            const float4 x = __ldcg(src + (i * kJ + j) * 32 + lane);
             acc[i][j][0] += x.x;
             acc[i][j][1] += x.y;
             acc[i][j][2] += x.z;
@@ -739,7 +800,7 @@ __global__ void __launch_bounds__(256, MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BL
 #pragma unroll
       for (int i = 0; i < MB; i++)
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < kJ; j++)
 #pragma unroll
           for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
       c_kidx = 0;

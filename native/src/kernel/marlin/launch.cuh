@@ -26,11 +26,11 @@ inline int EnvInt(const char* name, int fallback) {
 // Tuning overrides from the environment, read once per process (benchmarks and experiments).
 // MARLIN_SMEM_LIMIT caps the shared memory a block may use (tests the choices of smaller GPUs).
 struct EnvTuning {
-  int bps, tk, tn, mb64, debug, smem_limit;
+  int bps, tk, tn, mb64, debug, smem_limit, swap;
 };
 inline const EnvTuning& Env() {
-  static const EnvTuning e{EnvInt("MARLIN_BPS", 0), EnvInt("MARLIN_TK", 0), EnvInt("MARLIN_TN", 0), EnvInt("MARLIN_MB64", 0),
-                           EnvInt("MARLIN_DEBUG", 0), EnvInt("MARLIN_SMEM_LIMIT", 0)};
+  static const EnvTuning e{EnvInt("MARLIN_BPS", 0),        EnvInt("MARLIN_TK", 0),          EnvInt("MARLIN_TN", 0),  EnvInt("MARLIN_MB64", 0),
+                           EnvInt("MARLIN_DEBUG", 0),      EnvInt("MARLIN_SMEM_LIMIT", 0),  EnvInt("MARLIN_SWAP", 1)};
   return e;
 }
 
@@ -48,15 +48,15 @@ inline int SmemOptin(int dev) {
   return v;
 }
 
-template <int BITS, bool ZP, int MB, int TN, int TK>
+template <int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false>
 bool Fits(int dev) {
-  return Shape<BITS, ZP, MB, TN, TK>::SmemBytes(kStages) <= static_cast<size_t>(SmemOptin(dev));
+  return Shape<BITS, ZP, MB, TN, TK, SWAP>::SmemBytes(kStages) <= static_cast<size_t>(SmemOptin(dev));
 }
 
-template <typename T, int BITS, bool ZP, int MB, int TN, int TK>
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false>
 cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
-  using Sh = Shape<BITS, ZP, MB, TN, TK>;
-  auto kernel = MarlinKernel<T, BITS, ZP, MB, TN, TK, kStages>;
+  using Sh = Shape<BITS, ZP, MB, TN, TK, SWAP>;
+  auto kernel = MarlinKernel<T, BITS, ZP, MB, TN, TK, kStages, SWAP>;
   const size_t smem = Sh::SmemBytes(kStages);
   const int dev = s.device;
   cudaError_t err = cudaSuccess;
@@ -111,7 +111,7 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   p.iters = iters;
   const int grid = (total + iters - 1) / iters;
   if (Env().debug)
-    std::fprintf(stderr, "marlin launch: MB=%d TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, TN,
+    std::fprintf(stderr, "marlin launch: MB=%d%s TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, SWAP ? " (swapped)" : "", TN,
                  TK, smem, occ, p.problems, ntiles, ktiles, total, iters, grid);
   return LaunchPdl(kernel, dim3(grid), dim3(Sh::kThreads), smem, stream, p);
 }
@@ -158,6 +158,10 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
     tk = 8;
   }
   if (mb == 2 && !(tn == 8 ? Fits<BITS, ZP, 2, 8, 8>(dev) : Fits<BITS, ZP, 2, 4, 8>(dev))) mb = 1;
+  // m <= 8: the swapped 8-row tile (weights as the MMA's A operand); not under batch invariance
+  // (the tile would change with m); MARLIN_SWAP=0 turns it off (measurements).
+  if (mb == 1 && rows <= 8 && Env().swap && !g.tuning.batch_invariant)
+    return tn == 8 ? Launch<T, BITS, ZP, 1, 8, 8, true>(s, stream) : Launch<T, BITS, ZP, 1, 4, 8, true>(s, stream);
   if (mb == 1) return tn == 8 ? Launch<T, BITS, ZP, 1, 8, 8>(s, stream) : Launch<T, BITS, ZP, 1, 4, 8>(s, stream);
   if (mb == 2) return tn == 8 ? Launch<T, BITS, ZP, 2, 8, 8>(s, stream) : Launch<T, BITS, ZP, 2, 4, 8>(s, stream);
   if (tn == 16) {
