@@ -6,6 +6,8 @@
 # correctness matrix, compute-sanitizer, both harnesses' bench in this call, the decode-attention
 # test and bench, the kernel vitest suite. PART=engine: the engine bench (dense and Marlin) with
 # the bounded grid and with MARLIN_DECODE_BLOCKS=chunks (the grid before), the engine GPU tests.
+# PART=final: every package's vitest suite, the kernel bench with cuBLAS and the reference Marlin
+# (.carry/peers: a copy of ../shared/peers, built there), the engine bench, the harness bench.
 # PART=kernel2: the swapped m <= 8 tile: correctness, sanitizers, bench before / after / 2 blocks per SM / TN=4.
 # PART=attn: bench/decode-attention.mjs (each of ATTN_VARIANTS when the kernel reads MARLIN_DECODE_ATTN_VARIANT), the test.
 # Every log is packed into $OUT/logs.tgz.
@@ -38,6 +40,19 @@ if [ "$part" = kernel ]; then
   step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
   step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
+elif [ "$part" = final ]; then
+  # The reference Marlin builds in the background (~1 min) while the test suites run.
+  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
+  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1) &
+  for pkg in core format kernel sparse gptq engine; do
+    step test-$pkg 150 bash -c "cd packages/$pkg && $vitest"
+  done
+  wait
+  tail -n1 "$OUT/reference-build.log"
+  step kernel-bench 170 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,8,16,32,64,128,1024} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
+  step engine-bench 150 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections ${EB_SECTIONS:-decode,split,contexts,prefill,offline} && cp ../../bench/results/engine-bench.json $OUT/"
+  step harness-bench 40 env BENCH_MS=1,8,16,32,64 /tmp/h-new bench
 elif [ "$part" = kernel2 ]; then
   mkdir -p /tmp/old && tar -xJf .carry/native-old.tar.xz -C /tmp/old
   b=native/src/kernel/marlin/standalone/build.sh
