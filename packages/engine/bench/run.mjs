@@ -19,6 +19,7 @@ import { prepareLinear } from "@marlin/core";
 import { CudaEvent, DeviceBuffer, deviceReport, gpuTarget, hasGpu, noGpuReason, Stream, writePattern } from "@marlin/kernel";
 import { SPARSE24_DEVICE_FORMAT } from "@marlin/sparse";
 import { describePlans, GpuModelRunner, gpuOps, LLMEngine, OpTimer } from "../dist/index.js";
+import { decodeChart } from "./chart.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../../..");
@@ -396,36 +397,8 @@ D.contexts.forEach((x, i) => void row(`decode batch ${x.batch} ctx ${x.context}`
 D.prefill.forEach((x, i) => void row(`prefill ${x.promptTokens}-token prompts`, x.tokensPerSecond.toFixed(0), M.prefill[i].tokensPerSecond.toFixed(0), "tok/s", `${(M.prefill[i].tokensPerSecond / x.tokensPerSecond).toFixed(2)}x`));
 if (D.offline) row(`offline ${D.offline.requests} requests`, D.offline.outputTokensPerSecond.toFixed(0), M.offline.outputTokensPerSecond.toFixed(0), `output tok/s; TTFT p50 ${D.offline.ttftMs.p50.toFixed(0)} / ${M.offline.ttftMs.p50.toFixed(0)} ms`, `${results.speedup.offlineOutputTokens.toFixed(2)}x`);
 
-function chart() {
-  const W = 760;
-  const Hh = 340;
-  const rows = D.decode.map((x, i) => ({ b: x.batch, dense: x.tokensPerSecond, marlin: M.decode[i].tokensPerSecond, fd: (x.batch * 1000) / x.floorMs, fm: (x.batch * 1000) / M.decode[i].floorMs }));
-  const max = Math.max(...rows.flatMap((r) => [r.dense, r.marlin, r.fm]));
-  const bar = (x, v, color, label) => {
-    const h = (v / max) * 220;
-    return `<rect x="${x}" y="${270 - h}" width="44" height="${h}" fill="${color}"/><text x="${x + 22}" y="${265 - h}" font-size="11" text-anchor="middle">${label}</text>`;
-  };
-  const tick = (x, v) => {
-    const y = 270 - (v / max) * 220;
-    return `<line x1="${x - 4}" x2="${x + 48}" y1="${y}" y2="${y}" stroke="#444" stroke-dasharray="4 3"/>`;
-  };
-  let body = "";
-  rows.forEach((r, i) => {
-    const x = 80 + i * 230;
-    body += bar(x, r.dense, "#8899aa", r.dense.toFixed(0)) + bar(x + 56, r.marlin, "#2a7ab8", r.marlin.toFixed(0));
-    body += tick(x, r.fd) + tick(x + 56, r.fm);
-    body += `<text x="${x + 50}" y="292" font-size="13" text-anchor="middle">batch ${r.b}: Marlin ${(D.decode[i].stepMs / M.decode[i].stepMs).toFixed(2)}x</text>`;
-  });
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" font-family="sans-serif">
-<text x="20" y="24" font-size="15">Llama-2-7B shape (${config.numLayers} layers, random weights): decode tokens/s, dense fp16 (grey) vs Marlin 4-bit g128 (blue)</text>
-<text x="20" y="42" font-size="11">dashed: the floor (time to stream the step's weights once at ${(bw / 1e12).toFixed(2)} TB/s copy bandwidth); commit ${results.commit}, ${results.date.slice(0, 10)}</text>
-${body}
-<text x="20" y="325" font-size="11">${results.device.split("\n").slice(-1)[0].slice(0, 110)}</text>
-</svg>`;
-}
-
 const out = join(root, "bench", "results");
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, "engine-bench.json"), JSON.stringify(results, null, 2));
-writeFileSync(join(out, "engine-bench.svg"), chart());
+writeFileSync(join(out, "engine-bench.svg"), decodeChart(results));
 console.log(`wrote ${join(out, "engine-bench.json")} and engine-bench.svg`);
