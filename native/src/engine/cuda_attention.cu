@@ -13,24 +13,6 @@ namespace cuda {
 constexpr int kAttnThreads = 128;
 constexpr int kMaxDimPerLane = 8;  // head_dim <= 256
 
-// Softmax numerators in place: scores[p] = exp(scores[p] - max) over p < n; returns their sum.
-// Both kernels call it after writing their scores and read the results after it (it syncs).
-__device__ __forceinline__ float ExpScores(float* scores, int n, float* scratch) {
-  __syncthreads();
-  float mx = -FLT_MAX;
-  for (int p = threadIdx.x; p < n; p += blockDim.x) mx = fmaxf(mx, scores[p]);
-  mx = BlockMax(mx, scratch);
-  float sum = 0;
-  for (int p = threadIdx.x; p < n; p += blockDim.x) {
-    const float e = __expf(scores[p] - mx);
-    scores[p] = e;
-    sum += e;
-  }
-  sum = BlockSum(sum, scratch);
-  __syncthreads();
-  return sum;
-}
-
 __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionArgs a) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
   PdlWait();

@@ -130,19 +130,8 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
       }
     }
     // Softmax numerators of the chunk: its max, then exp(score - max) and their sum.
-    __syncthreads();
-    const int cn = hi - lo;
-    float mx = -FLT_MAX;
-    for (int p = threadIdx.x; p < cn; p += blockDim.x) mx = fmaxf(mx, scores[p]);
-    mx = BlockMax(mx, scratch);
-    float sum = 0;
-    for (int p = threadIdx.x; p < cn; p += blockDim.x) {
-      const float e = __expf(scores[p] - mx);
-      scores[p] = e;
-      sum += e;
-    }
-    sum = BlockSum(sum, scratch);
-    __syncthreads();
+    float mx;
+    const float sum = ExpScores(scores, hi - lo, scratch, &mx);
 
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int base = lo; base < hi; base += U * G) {

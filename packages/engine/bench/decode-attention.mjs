@@ -7,9 +7,10 @@
 import { execSync } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { CudaEvent, DeviceBuffer, deviceReport, hasGpu, noGpuReason, writePattern } from "@marlin/kernel";
+import { DeviceBuffer, deviceReport, hasGpu, noGpuReason, writePattern } from "@marlin/kernel";
 import { makeTimer, writeResults } from "../../kernel/bench/common.mjs";
 import { gpuOps } from "../dist/index.js";
+import { copyBandwidth } from "./bandwidth.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 if (!hasGpu()) {
@@ -33,26 +34,7 @@ const maxBlocks = maxContext / bs;
 const splits = Math.ceil(maxContext / chunk);
 const g = gpuOps();
 
-function bandwidth() {
-  const bytes = 2 ** 30;
-  const a = DeviceBuffer.alloc(bytes);
-  const b = DeviceBuffer.alloc(bytes);
-  const e0 = new CudaEvent();
-  const e1 = new CudaEvent();
-  b.copyFrom(a, 0, 0, bytes);
-  const t = [];
-  for (let i = 0; i < 5; i++) {
-    e0.record();
-    b.copyFrom(a, 0, 0, bytes);
-    e1.record();
-    t.push(CudaEvent.elapsedMs(e0, e1));
-  }
-  a.free();
-  b.free();
-  return (2 * bytes) / (Math.min(...t) / 1000);
-}
-
-const bw = bandwidth();
+const bw = copyBandwidth();
 const time = makeTimer(9, 2000);
 const rows = [];
 console.log(`copy bandwidth ${(bw / 1e12).toFixed(2)} TB/s; ${heads} heads x ${D}, chunk ${chunk}, cache for ${maxContext} positions (${splits} chunks)`);

@@ -16,9 +16,10 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { prepareLinear } from "@marlin/core";
-import { CudaEvent, DeviceBuffer, deviceReport, gpuTarget, hasGpu, noGpuReason, Stream, writePattern } from "@marlin/kernel";
+import { DeviceBuffer, deviceReport, gpuTarget, hasGpu, noGpuReason, Stream, writePattern } from "@marlin/kernel";
 import { SPARSE24_DEVICE_FORMAT } from "@marlin/sparse";
 import { describePlans, GpuModelRunner, gpuOps, LLMEngine, OpTimer } from "../dist/index.js";
+import { copyBandwidth } from "./bandwidth.mjs";
 import { decodeChart } from "./chart.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -132,27 +133,6 @@ function buildRunner(kind) {
 function disposeRunner(runner) {
   runner.dispose();
   for (const b of runner.benchOwned) b.free();
-}
-
-/** Device copy bandwidth (read + write bytes per second) with a 2 GiB buffer. */
-function copyBandwidth() {
-  const bytes = 2 ** 31;
-  const a = DeviceBuffer.alloc(bytes);
-  const b = DeviceBuffer.alloc(bytes);
-  const e0 = new CudaEvent();
-  const e1 = new CudaEvent();
-  b.copyFrom(a, 0, 0, bytes);
-  const times = [];
-  for (let i = 0; i < 5; i++) {
-    e0.record();
-    b.copyFrom(a, 0, 0, bytes);
-    e1.record();
-    times.push(CudaEvent.elapsedMs(e0, e1));
-  }
-  a.free();
-  b.free();
-  times.sort((x, y) => x - y);
-  return (2 * bytes) / (times[2] / 1000);
 }
 
 const randPrompt = (len, rng) => Array.from({ length: len }, () => 3 + Math.floor(rng() * (config.vocabSize - 3)));

@@ -539,27 +539,27 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
         }
     } else {
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-      const int cn = col * TN * 16 + strip * 64 + 8 * j + 2 * t;
-      float s0 = 1.f, s1 = 1.f, b0 = 0.f, b1 = 0.f;
-      if (per_channel) {
-        s0 = ToFloat<T>(sc[PerChannelPos(cn)]);
-        s1 = ToFloat<T>(sc[PerChannelPos(cn + 1)]);
-      }
-      if (bias) {
-        b0 = ToFloat<T>(bias[cn]);
-        b1 = ToFloat<T>(bias[cn + 1]);
-      }
+      for (int j = 0; j < 8; j++) {
+        const int cn = col * TN * 16 + strip * 64 + 8 * j + 2 * t;
+        float s0 = 1.f, s1 = 1.f, b0 = 0.f, b1 = 0.f;
+        if (per_channel) {
+          s0 = ToFloat<T>(sc[PerChannelPos(cn)]);
+          s1 = ToFloat<T>(sc[PerChannelPos(cn + 1)]);
+        }
+        if (bias) {
+          b0 = ToFloat<T>(bias[cn]);
+          b1 = ToFloat<T>(bias[cn + 1]);
+        }
 #pragma unroll
-      for (int i = 0; i < MB; i++) {
-        const int r0 = prob * S::kARows + i * 16 + g;
-        if (r0 < p.m)
-          *reinterpret_cast<T2*>(c + static_cast<size_t>(r0) * p.ldc + cn) = FromFloats<T>(v[i][j][0] * s0 + b0, v[i][j][1] * s1 + b1);
-        if (r0 + 8 < p.m)
-          *reinterpret_cast<T2*>(c + static_cast<size_t>(r0 + 8) * p.ldc + cn) =
-              FromFloats<T>(v[i][j][2] * s0 + b0, v[i][j][3] * s1 + b1);
+        for (int i = 0; i < MB; i++) {
+          const int r0 = prob * S::kARows + i * 16 + g;
+          if (r0 < p.m)
+            *reinterpret_cast<T2*>(c + static_cast<size_t>(r0) * p.ldc + cn) = FromFloats<T>(v[i][j][0] * s0 + b0, v[i][j][1] * s1 + b1);
+          if (r0 + 8 < p.m)
+            *reinterpret_cast<T2*>(c + static_cast<size_t>(r0 + 8) * p.ldc + cn) =
+                FromFloats<T>(v[i][j][2] * s0 + b0, v[i][j][3] * s1 + b1);
+        }
       }
-    }
     }
   };
 

@@ -148,7 +148,7 @@ export class GpuModelRunner implements ModelRunner {
   /** Benchmark aid: when set, steps run eagerly (no graphs) with every op timed (see OpTimer). */
   opTimer?: OpTimer;
   private readonly uploaded = new Map<string, Uint8Array>();
-  private readonly decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer; blocks?: number };
+  private readonly decode?: AttentionContext["decode"];
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
