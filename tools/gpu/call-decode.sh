@@ -9,6 +9,8 @@
 # PART=final: every package's vitest suite, the kernel bench with cuBLAS and the reference Marlin
 # (.carry/peers: a copy of ../shared/peers, built there), the engine bench, the harness bench.
 # PART=kernel2: the swapped m <= 8 tile: correctness, sanitizers, bench before / after / 2 blocks per SM / TN=4.
+# PART=final1 / final2: session 6's correctness call (suites, harness, sanitizers) and benchmark call
+# (engine with Hugging Face, kernel with cuBLAS and the reference).
 # PART=attn: bench/decode-attention.mjs (each of ATTN_VARIANTS when the kernel reads MARLIN_DECODE_ATTN_VARIANT), the test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
@@ -70,6 +72,30 @@ elif [ "$part" = kernel2 ]; then
   step bench-swap2 80 env BENCH_MS=$ms /tmp/h-swap2 bench
   step bench-new-tn4 80 env BENCH_MS=$ms MARLIN_TN=4 /tmp/h-new bench
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
+elif [ "$part" = final1 ]; then
+  # Correctness of the session-6 tree: every vitest suite, the harness matrix and sanitizers, the
+  # engine's fused-op memcheck, the decode-attention bench.
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  for pkg in core format kernel sparse gptq engine; do
+    step test-$pkg 150 bash -c "cd packages/$pkg && $vitest"
+  done
+  wait
+  tail -qn1 "$OUT"/build-*.log
+  step harness-quick 120 /tmp/h-new quick
+  step memcheck 50 compute-sanitizer --tool memcheck /tmp/h-new sanitize
+  step racecheck 60 compute-sanitizer --tool racecheck /tmp/h-new sanitize
+  step memcheck-attn 90 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
+  step bench-decode-attention 60 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default && cp ../../bench/results/decode-attention.json $OUT/"
+elif [ "$part" = final2 ]; then
+  # The benchmarks: kernel (cuBLAS, the reference Marlin, ours), engine (dense, Marlin, Hugging Face).
+  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
+  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
+  step test-engine 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts test/gpu.test.ts"
+  step engine-bench 190 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections ${EB_SECTIONS:-decode,split,contexts,prefill,offline} && cp ../../bench/results/engine-bench.json $OUT/"
+  wait
+  tail -n1 "$OUT/reference-build.log"
+  step kernel-bench 200 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,8,16,32,64,128,1024} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
+  step hf-peer 150 python3 /tmp/peers/hf_decode_peer.py
 elif [ "$part" = attn ]; then
   for v in ${ATTN_VARIANTS:-0 1 2 3}; do
     step bench-attn-v$v 90 bash -c "cd packages/engine && MARLIN_DECODE_ATTN_VARIANT=$v node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/decode-attention-v$v.json"

@@ -1,10 +1,11 @@
 // Causal attention over the paged KV cache on the GPU, for prefill rows and decode rows alike: one
-// block per (query row, head). Scores live in shared memory (one float per context position);
-// warps take keys in turn with lanes across the head dimension, then threads take output
-// dimensions and walk the values in order.
+// block per (query row, head). Head dims of 8 L lanes take the one-pass vectorized kernel; the
+// general kernel keeps scores in shared memory (one float per context position), warps take keys
+// in turn with lanes across the head dimension, then threads take output dimensions.
 #include "common/pdl.cuh"
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_ops.h"
+#include "engine/online_softmax.cuh"
 
 namespace marlin {
 namespace ops {
@@ -57,12 +58,11 @@ __global__ void __launch_bounds__(kAttnThreads) PagedAttentionKernel(AttentionAr
 }
 
 // The vectorized variant for head_dim = 8 * L (L a power of two, head_dim <= 256): groups of L
-// lanes take one key (16 bytes a lane) and several keys are loaded before any is reduced, so a
-// block keeps many loads in flight instead of one dependent walk per key. Loop bounds are uniform
-// across the block (the group shuffles need every lane of a warp).
+// lanes take one key (16 bytes a lane), each group walks its keys once with an online softmax
+// (engine/online_softmax.cuh, the decode attention's arithmetic), k and v rows of kVecUnroll keys
+// in flight. Loop bounds are uniform across the block (the group shuffles need every lane of a warp).
 constexpr int kVecThreads = 256;
-constexpr int kVecUnroll = 4;
-
+constexpr int kVecUnroll = 2;  // as the decode attention's keys in flight: the same rescaling points
 
 template <int L>
 __global__ void __launch_bounds__(kVecThreads) PagedAttentionVecKernel(AttentionArgs a) {
@@ -70,11 +70,7 @@ __global__ void __launch_bounds__(kVecThreads) PagedAttentionVecKernel(Attention
   PdlWait();
   constexpr int D = 8 * L;
   constexpr int G = kVecThreads / L;  // key groups per block
-  extern __shared__ float smem[];     // [max_context] scores, [max_context] slots, [G][D] partial outputs
-  float* scores = smem;
-  int* slots = reinterpret_cast<int*>(scores + a.max_context);
-  float* part = reinterpret_cast<float*>(slots + a.max_context);
-  __shared__ float scratch[32];
+  __shared__ float part[G * D], gmax[G], gsum[G];
   const int t = blockIdx.x, h = blockIdx.y;
   const int kvh = h / (a.heads / a.kv_heads);
   const int kv_dim = a.kv_heads * D;
@@ -86,87 +82,51 @@ __global__ void __launch_bounds__(kVecThreads) PagedAttentionVecKernel(Attention
   const half* kbase = a.k_cache + kvh * D + l * 8;
   const half* vbase = a.v_cache + kvh * D + l * 8;
 
+  GroupSoftmax<kVecUnroll> gs;
   for (int base = 0; base < n; base += kVecUnroll * G) {
-    int sl[kVecUnroll];
-    uint4 kv[kVecUnroll];
+    uint4 kv[kVecUnroll], vv[kVecUnroll];
 #pragma unroll
     for (int u = 0; u < kVecUnroll; u++) {
       const int p = base + u * G + g;
-      sl[u] = p < n ? table[p / a.block_size] * a.block_size + p % a.block_size : 0;
-    }
-#pragma unroll
-    for (int u = 0; u < kVecUnroll; u++)
-      if (base + u * G + g < n) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(sl[u]) * kv_dim);
-#pragma unroll
-    for (int u = 0; u < kVecUnroll; u++) {
-      const int p = base + u * G + g;
-      float s = 0;
       if (p < n) {
+        const size_t off = static_cast<size_t>(table[p / a.block_size] * a.block_size + p % a.block_size) * kv_dim;
+        kv[u] = *reinterpret_cast<const uint4*>(kbase + off);
+        vv[u] = *reinterpret_cast<const uint4*>(vbase + off);
+      }
+    }
+    float sc[kVecUnroll];
+    bool ok[kVecUnroll];
+#pragma unroll
+    for (int u = 0; u < kVecUnroll; u++) {
+      const int p = base + u * G + g;
+      ok[u] = p < n;
+      float s = 0;
+      if (ok[u]) {
         float kf[8];
         Unpack8(kv[u], kf);
-#pragma unroll
-        for (int j = 0; j < 8; j++) s += qv[j] * kf[j];
+        s = Dot8(qv, kf);
       }
 #pragma unroll
       for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-      if (l == 0 && p < n) {
-        scores[p] = s * a.scale;
-        slots[p] = sl[u];
-      }
+      sc[u] = __fmul_rn(s, a.scale);
     }
+    gs.Pass(sc, ok, vv, ok, nullptr);
   }
-  const float sum = ExpScores(scores, n, scratch);
-
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int base = 0; base < n; base += kVecUnroll * G) {
-    uint4 vv[kVecUnroll];
-    float w[kVecUnroll];
-#pragma unroll
-    for (int u = 0; u < kVecUnroll; u++) {
-      const int p = base + u * G + g;
-      w[u] = p < n ? scores[p] : 0.f;
-      if (p < n) vv[u] = *reinterpret_cast<const uint4*>(vbase + static_cast<size_t>(slots[p]) * kv_dim);
-    }
-#pragma unroll
-    for (int u = 0; u < kVecUnroll; u++) {
-      if (base + u * G + g >= n) continue;
-      float vf[8];
-      Unpack8(vv[u], vf);
-#pragma unroll
-      for (int j = 0; j < 8; j++) acc[j] += w[u] * vf[j];
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < 8; j++) part[g * D + l * 8 + j] = acc[j];
+  gs.Store(part, gmax, gsum, g, l, D);
   __syncthreads();
-  const float inv = 1.f / sum;
+  float cmax, den;
+  CombineGroups(G, gmax, gsum, &cmax, &den);
   half* out = a.out + static_cast<size_t>(t) * a.heads * D + h * D;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float o = 0;
-    for (int i = 0; i < G; i++) o += part[i * D + d];
-    out[d] = __float2half(o * inv);
-  }
+  for (int d = threadIdx.x; d < D; d += blockDim.x) out[d] = __float2half(__fdiv_rn(GroupValue(G, D, part, gmax, cmax, d), den));
 }
 
 size_t AttentionSmemBytes(int max_context) { return static_cast<size_t>(max_context) * (sizeof(float) + sizeof(int)); }
 
-// Launches the vectorized kernel unless its shared memory exceeds what a block may have (then the
-// general kernel, which needs less, runs instead: returns false).
+// The vectorized kernel (static shared memory only: any context length).
 template <int L>
 static bool LaunchVec(const AttentionArgs& a, cudaStream_t s, cudaError_t* err) {
-  const size_t smem = AttentionSmemBytes(a.max_context) + static_cast<size_t>(kVecThreads) * 8 * sizeof(float);
-  if (smem > 48 * 1024) {
-    int dev = 0, limit = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-        smem > static_cast<size_t>(limit)) {
-      cudaGetLastError();
-      return false;
-    }
-    *err = cudaFuncSetAttribute(PagedAttentionVecKernel<L>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (*err != cudaSuccess) return true;
-  }
   dim3 grid(a.rows, a.heads);
-  *err = LaunchPdl(PagedAttentionVecKernel<L>, grid, dim3(kVecThreads), smem, s, a);
+  *err = LaunchPdl(PagedAttentionVecKernel<L>, grid, dim3(kVecThreads), 0, s, a);
   return true;
 }
 

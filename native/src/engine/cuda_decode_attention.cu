@@ -1,7 +1,8 @@
 // Decode attention (one query row per sequence), flash-decoding style: each (row, head) is split
 // over blocks of `chunk` context positions, so a long context or a small batch still fills the GPU.
-// Each block keeps its chunk's scores in shared memory, writes a partial (max, sum, weighted values)
-// when the row has several chunks, and the block that finishes last for a (row, head) combines them
+// Each block walks its chunk once (engine/online_softmax.cuh: the paged attention's arithmetic, so a
+// row of one chunk gets the paged kernel's result bit for bit), writes a partial (max, sum,
+// weighted values) when the row has several chunks, and the block that finishes last for a (row, head) combines them
 // and resets its counter (the workspace is zero again after every launch: CUDA-graph safe).
 //
 // With `fuse` (a pure decode step), the block also does what RoPE + KV store would: it rotates the
@@ -13,6 +14,7 @@
 #include "common/pdl.cuh"
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_ops.h"
+#include "engine/online_softmax.cuh"
 
 namespace marlin {
 namespace ops {
@@ -23,7 +25,8 @@ namespace {
 constexpr int kThreads = 256;
 
 // L lanes per key (head dim 8 L), U keys in flight per thread and pass, MINB blocks per SM asked of
-// the register allocator.
+// the register allocator. One pass over the chunk (GroupSoftmax): one memory round trip per U keys
+// of a group, where two passes (scores, then values) cost two plus a block-wide softmax.
 template <int L, int U, int MINB>
 __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAttentionArgs d) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
@@ -43,13 +46,21 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
   const int kv_dim = a.kv_heads * D;
   const bool cur = d.fuse && (splits - 1) % gridDim.z == blockIdx.z;  // this block has the current position
 
-  extern __shared__ float smem[];  // [chunk] scores, [chunk] slots, [G][D] partial outputs
-  float* scores = smem;
-  int* slots = reinterpret_cast<int*>(scores + d.chunk);
+  extern __shared__ float smem[];  // [chunk] slots, [G][D] group values, [G] maxima, [G] sums
+  int* slots = reinterpret_cast<int*>(smem);
   float* part = reinterpret_cast<float*>(slots + d.chunk);
+  float* gmax = part + G * D;
+  float* gsum = gmax + G;
   __shared__ float qs[D], kc[D], vc[D];
-  __shared__ float scratch[32];
   __shared__ int last;
+
+  const int32_t* table = a.block_tables + static_cast<size_t>(a.seq_of_row[t]) * a.max_blocks;
+  // The chunk's cache slots (one block-table read per position), read by the next pass.
+  auto load_slots = [&](int s) {
+    const int lo = s * d.chunk, hi = min(n, lo + d.chunk);
+    for (int p = lo + threadIdx.x; p < hi; p += blockDim.x) slots[p - lo] = table[p / a.block_size] * a.block_size + p % a.block_size;
+  };
+  load_slots(blockIdx.z);  // in flight with the q (and k) reads below
 
   const half* row = a.q + static_cast<size_t>(t) * a.q_stride;
   const half* qh = row + h * D;
@@ -86,7 +97,6 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
     }
   }
 
-  const int32_t* table = a.block_tables + static_cast<size_t>(a.seq_of_row[t]) * a.max_blocks;
   const int g = threadIdx.x / L, l = threadIdx.x % L;
   float qv[8];
 #pragma unroll
@@ -100,84 +110,60 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
   for (int s = blockIdx.z; s < splits; s += gridDim.z) {
     const int lo = s * d.chunk;
     const int hi = min(n, lo + d.chunk);
-    if (s != static_cast<int>(blockIdx.z)) __syncthreads();  // the previous chunk's scores, slots and partial outputs are read
-    // The chunk's cache slots first (one block-table read per position, for both passes).
-    for (int p = lo + threadIdx.x; p < hi; p += blockDim.x) slots[p - lo] = table[p / a.block_size] * a.block_size + p % a.block_size;
-    __syncthreads();
+    if (s != static_cast<int>(blockIdx.z)) {  // the previous chunk's slots and group values are read
+      __syncthreads();
+      load_slots(s);
+      __syncthreads();
+    }
+    GroupSoftmax<U> gs;
     for (int base = lo; base < hi; base += U * G) {
-      uint4 kv[U];
+      uint4 kv[U], vv[U];
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int p = base + u * G + g;
-        if (p < min(hi, last_cached)) kv[u] = *reinterpret_cast<const uint4*>(kbase + static_cast<size_t>(slots[p - lo]) * kv_dim);
+        if (p < min(hi, last_cached)) {
+          const size_t off = static_cast<size_t>(slots[p - lo]) * kv_dim;
+          kv[u] = *reinterpret_cast<const uint4*>(kbase + off);
+          vv[u] = *reinterpret_cast<const uint4*>(vbase + off);
+        }
       }
+      float sc[U];
+      bool ok[U], cached[U];
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int p = base + u * G + g;
-        float sc = 0;
-        if (p < hi) {
+        ok[u] = p < hi;
+        cached[u] = p < last_cached;
+        float x = 0;
+        if (ok[u]) {
           float kf[8];
-          if (p < last_cached) Unpack8(kv[u], kf);
+          if (cached[u]) Unpack8(kv[u], kf);
           else
 #pragma unroll
             for (int j = 0; j < 8; j++) kf[j] = kc[l * 8 + j];
-#pragma unroll
-          for (int j = 0; j < 8; j++) sc += qv[j] * kf[j];
+          x = Dot8(qv, kf);
         }
 #pragma unroll
-        for (int o = L / 2; o > 0; o >>= 1) sc += __shfl_xor_sync(0xffffffffu, sc, o);
-        if (l == 0 && p < hi) scores[p - lo] = sc * a.scale;
+        for (int o = L / 2; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+        sc[u] = __fmul_rn(x, a.scale);
       }
+      gs.Pass(sc, ok, vv, cached, vc + l * 8);
     }
-    // Softmax numerators of the chunk: its max, then exp(score - max) and their sum.
-    float mx;
-    const float sum = ExpScores(scores, hi - lo, scratch, &mx);
-
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int base = lo; base < hi; base += U * G) {
-      uint4 vv[U];
-      float w[U];
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const int p = base + u * G + g;
-        w[u] = p < hi ? scores[p - lo] : 0.f;
-        if (p < min(hi, last_cached)) vv[u] = *reinterpret_cast<const uint4*>(vbase + static_cast<size_t>(slots[p - lo]) * kv_dim);
-      }
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const int p = base + u * G + g;
-        if (p >= hi) continue;
-        float vf[8];
-        if (p < last_cached) Unpack8(vv[u], vf);
-        else
-#pragma unroll
-          for (int j = 0; j < 8; j++) vf[j] = vc[l * 8 + j];
-#pragma unroll
-        for (int j = 0; j < 8; j++) acc[j] += w[u] * vf[j];
-      }
-    }
-#pragma unroll
-    for (int j = 0; j < 8; j++) part[g * D + l * 8 + j] = acc[j];
+    gs.Store(part, gmax, gsum, g, l, D);
     __syncthreads();
-    if (splits == 1) {
-      const float inv = 1.f / sum;
-      for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
-        float o = 0;
-        for (int i = 0; i < G; i++) o += part[i * D + dd];
-        out[dd] = __float2half(o * inv);
-      }
-      return;
-    }
-    // Several chunks: this one's (max, sum, values) go to its slot.
+    float cmax, den;
+    CombineGroups(G, gmax, gsum, &cmax, &den);
     float* mine = d.partial + (rh * d.max_splits + s) * (D + 2);
-    if (threadIdx.x == 0) {
-      mine[0] = mx;
-      mine[1] = sum;
-    }
     for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
-      float o = 0;
-      for (int i = 0; i < G; i++) o += part[i * D + dd];
-      mine[2 + dd] = o;
+      const float o = GroupValue(G, D, part, gmax, cmax, dd);
+      if (splits == 1) out[dd] = __float2half(__fdiv_rn(o, den));
+      else mine[2 + dd] = o;
+    }
+    if (splits == 1) return;
+    // Several chunks: this one's (max, sum, values) go to its slot.
+    if (threadIdx.x == 0) {
+      mine[0] = cmax;
+      mine[1] = den;
     }
   }
   // The last working block of the (row, head) combines every chunk in chunk order.
@@ -192,14 +178,14 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
   if (!last) return;
   __threadfence();
   const float* all = d.partial + rh * d.max_splits * (D + 2);
-  float gmax = -FLT_MAX;
-  for (int i = 0; i < splits; i++) gmax = fmaxf(gmax, __ldcg(all + i * (D + 2)));
+  float gm = -FLT_MAX;
+  for (int i = 0; i < splits; i++) gm = fmaxf(gm, __ldcg(all + i * (D + 2)));
   float den = 0;
-  for (int i = 0; i < splits; i++) den += __ldcg(all + i * (D + 2) + 1) * __expf(__ldcg(all + i * (D + 2)) - gmax);
+  for (int i = 0; i < splits; i++) den += __ldcg(all + i * (D + 2) + 1) * __expf(__ldcg(all + i * (D + 2)) - gm);
   const float inv = 1.f / den;
   for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
     float o = 0;
-    for (int i = 0; i < splits; i++) o += __ldcg(all + i * (D + 2) + 2 + dd) * __expf(__ldcg(all + i * (D + 2)) - gmax);
+    for (int i = 0; i < splits; i++) o += __ldcg(all + i * (D + 2) + 2 + dd) * __expf(__ldcg(all + i * (D + 2)) - gm);
     out[dd] = __float2half(o * inv);
   }
 }
@@ -209,13 +195,20 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
 // 8 keys at 124 registers (2 blocks per SM): batch 16 context 4096 413 -> 314 (KV read 252), batch
 // 64 context 128 75 -> 52 (32), batch 64 context 4096 1625 -> 1205 (1010); 4 keys at 76 registers
 // (3 blocks) and 8 at 80 were in between or slower.
-constexpr int kKeysInFlight = 4, kMinBlocks = 4;
+// 2 keys (k and v rows) in flight per thread and pass at 4 blocks per SM (64 registers, no spill).
+// Measured on the H200 (bench/decode-attention.mjs, one run, us per launch, default grid) against
+// the two-pass kernel (scores, block softmax, values; 4 keys, 4 blocks): batch 1 context 128 9.7
+// -> 8.7, batch 16 context 4096 313 -> 271 (KV read 253), batch 64 context 4096 1207 -> 1054
+// (1010). 4 keys at 3 blocks per SM, 8 at 2 were faster at batch 1 (6.8 us with 8) and slower
+// from batch 16 on (343 / 285 us at batch 16 context 4096); 4 keys at 4 blocks spilled.
+constexpr int kKeysInFlight = 2, kMinBlocks = 4;
 
 template <int L>
 cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
   constexpr int D = 8 * L;
+  constexpr int G = kThreads / L;
   auto kernel = DecodeAttentionKernel<L, kKeysInFlight, kMinBlocks>;
-  const size_t smem = static_cast<size_t>(d.chunk) * (sizeof(float) + sizeof(int)) + static_cast<size_t>(kThreads / L) * D * sizeof(float);
+  const size_t smem = static_cast<size_t>(d.chunk) * sizeof(int) + static_cast<size_t>(G) * (D + 2) * sizeof(float);
   if (smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;

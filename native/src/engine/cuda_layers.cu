@@ -38,46 +38,73 @@ cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidde
   return LaunchPdl(EmbeddingKernel, dim3(rows), dim3(Threads(hidden)), 0, s, ids, table, hidden, out);
 }
 
-__global__ void RmsNormKernel(const half* x, const float* w, float eps, int hidden, half* out) {
+// RMSNorm rows (one block per row), plain or fused with the residual add. Each thread keeps its V
+// elements of the row in registers between the sum of squares and the scaling (one read of the
+// row, not two), and reads its norm weights before PdlWait (they are constant). Rows longer than
+// V x threads finish in a loop that reads the rest again.
+template <int V, bool ADD>
+__global__ void NormKernel(const half* in, half* x, half* residual, const float* w, float eps, int hidden) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
-  PdlWait();
   __shared__ float scratch[32];
   const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
+  const int stride = blockDim.x;
+  float wv[V], r[V];
+#pragma unroll
+  for (int v = 0; v < V; v++) {
+    const int i = threadIdx.x + v * stride;
+    wv[v] = i < hidden ? w[i] : 0.f;
+  }
+  PdlWait();
+  // ADD: residual += x, and the normed sum goes to x; else in is normed into x.
+  auto value = [&](int i) {
+    if constexpr (ADD) {
+      const half s = __float2half(__half2float(residual[base + i]) + __half2float(x[base + i]));
+      residual[base + i] = s;
+      return __half2float(s);
+    } else {
+      return __half2float(in[base + i]);
+    }
+  };
   float ss = 0;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float v = __half2float(x[base + i]);
-    ss += v * v;
+#pragma unroll
+  for (int v = 0; v < V; v++) {
+    const int i = threadIdx.x + v * stride;
+    r[v] = i < hidden ? value(i) : 0.f;
+    ss += r[v] * r[v];
+  }
+  for (int i = threadIdx.x + V * stride; i < hidden; i += stride) {
+    const float t = value(i);
+    ss += t * t;
   }
   ss = BlockSum(ss, scratch);
   const float inv = rsqrtf(ss / hidden + eps);
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) out[base + i] = __float2half(__half2float(x[base + i]) * inv * w[i]);
+#pragma unroll
+  for (int v = 0; v < V; v++) {
+    const int i = threadIdx.x + v * stride;
+    if (i < hidden) x[base + i] = __float2half(r[v] * inv * wv[v]);
+  }
+  for (int i = threadIdx.x + V * stride; i < hidden; i += stride)
+    x[base + i] = __float2half(__half2float(ADD ? residual[base + i] : in[base + i]) * inv * w[i]);
+}
+
+template <bool ADD>
+static cudaError_t LaunchNorm(const half* in, half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s) {
+  if (rows == 0) return cudaSuccess;
+  const int t = Threads(hidden);
+  const int per = (hidden + t - 1) / t;
+  const dim3 grid(rows), block(t);
+  if (per <= 1) return LaunchPdl(NormKernel<1, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
+  if (per <= 2) return LaunchPdl(NormKernel<2, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
+  if (per <= 4) return LaunchPdl(NormKernel<4, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
+  return LaunchPdl(NormKernel<8, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
 }
 
 cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s) {
-  if (rows == 0) return cudaSuccess;
-  return LaunchPdl(RmsNormKernel, dim3(rows), dim3(Threads(hidden)), 0, s, x, w, eps, hidden, out);
-}
-
-__global__ void AddRmsNormKernel(half* x, half* residual, const float* w, float eps, int hidden) {
-  PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
-  PdlWait();
-  __shared__ float scratch[32];
-  const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
-  float ss = 0;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const half r = __float2half(__half2float(residual[base + i]) + __half2float(x[base + i]));
-    residual[base + i] = r;
-    const float v = __half2float(r);
-    ss += v * v;
-  }
-  ss = BlockSum(ss, scratch);
-  const float inv = rsqrtf(ss / hidden + eps);
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) x[base + i] = __float2half(__half2float(residual[base + i]) * inv * w[i]);
+  return LaunchNorm<false>(x, out, nullptr, w, eps, rows, hidden, s);
 }
 
 cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s) {
-  if (rows == 0) return cudaSuccess;
-  return LaunchPdl(AddRmsNormKernel, dim3(rows), dim3(Threads(hidden)), 0, s, x, residual, w, eps, hidden);
+  return LaunchNorm<true>(nullptr, x, residual, w, eps, rows, hidden, s);
 }
 
 __global__ void RopeKernel(int rows, half* x, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,

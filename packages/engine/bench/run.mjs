@@ -302,8 +302,16 @@ for (const kind of kinds) {
       const x = await decode(runner, r.batch, bw, { steps: 20 });
       r.gpuSplit[skip === "other" ? "linearOnlyGpuMs" : "otherOpsGpuMs"] = x.breakdown.gpuMs;
     }
+    // What each kind of op adds to the graph's time: the replay without it, subtracted.
+    r.gpuSplit.opInGraphMs = {};
+    for (const op of ["attention", "addRmsnorm", "siluMul"]) {
+      runner.setProfileSkip(op);
+      const x = await decode(runner, r.batch, bw, { steps: 20 });
+      r.gpuSplit.opInGraphMs[op] = r.breakdown.gpuMs - x.breakdown.gpuMs;
+    }
     runner.setProfileSkip(undefined);
-    console.log(`  graph GPU time batch ${r.batch}: all ${r.breakdown.gpuMs.toFixed(3)} ms, only linear ${r.gpuSplit.linearOnlyGpuMs.toFixed(3)}, only other ops ${r.gpuSplit.otherOpsGpuMs.toFixed(3)}`);
+    const inGraph = Object.entries(r.gpuSplit.opInGraphMs).map(([n, v]) => `${n} ${v.toFixed(3)}`).join(", ");
+    console.log(`  graph GPU time batch ${r.batch}: all ${r.breakdown.gpuMs.toFixed(3)} ms, only linear ${r.gpuSplit.linearOnlyGpuMs.toFixed(3)}, only other ops ${r.gpuSplit.otherOpsGpuMs.toFixed(3)}; in the graph ${inGraph}`);
   }
   for (const context of !sections.has("contexts") ? [] : quick ? [1024] : [1024, 4096])
     for (const b of [1, 16]) {

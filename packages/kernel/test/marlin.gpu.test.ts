@@ -13,7 +13,7 @@ import { fromBits, POISON, randomActivations, randomLayer, reference, relError, 
 const gpu = hasGpu();
 if (!gpu) console.log(`Marlin GPU tests skipped: ${noGpuReason()}`);
 
-const MS = [1, 2, 3, 7, 16, 17, 33, 64, 65, 128, 255, 1000];
+const MS = [1, 2, 3, 7, 9, 12, 16, 17, 33, 64, 65, 128, 255, 1000];
 
 function runGpu(lin: MarlinLayer, x: Uint16Array, m: number, n: number, opts: { stream?: Stream } = {}): Uint16Array {
   const dx = DeviceBuffer.from(x);

@@ -101,12 +101,14 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
   }
 }
 
-/** Benchmark aid: the same ops with the linear layers or everything else left out (outputs become meaningless). */
-export function skipping<B, S>(ops: LayerOps<B, S>, skip: "linear" | "other"): LayerOps<B, S> {
+/**
+ * Benchmark aid: the same ops with the linear layers, everything else, or one op kind left out
+ * (outputs become meaningless).
+ */
+export function skipping<B, S>(ops: LayerOps<B, S>, skip: "linear" | "other" | "attention" | "addRmsnorm" | "siluMul"): LayerOps<B, S> {
   const none = () => {};
-  return skip === "linear"
-    ? { ...bound(ops), linear: none }
-    : { rmsnorm: none, addRmsnorm: none, ropeStoreKv: none, attention: none, siluMul: none, linear: ops.linear.bind(ops) };
+  if (skip === "other") return { rmsnorm: none, addRmsnorm: none, ropeStoreKv: none, attention: none, siluMul: none, linear: ops.linear.bind(ops) };
+  return { ...bound(ops), [skip]: none };
 }
 
 function bound<B, S>(ops: LayerOps<B, S>): LayerOps<B, S> {

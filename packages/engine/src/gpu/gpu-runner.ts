@@ -113,8 +113,11 @@ export interface StepTimings {
   graph: boolean;
 }
 
-/** Benchmark aid: leave out the linear layers (lm_head included) or every other op of the forward pass. */
-export type ProfileSkip = "linear" | "other" | undefined;
+/**
+ * Benchmark aid: leave out the linear layers (lm_head included), every other op of the forward
+ * pass, or one kind of op (what it adds to a graph replay's time).
+ */
+export type ProfileSkip = "linear" | "other" | "attention" | "addRmsnorm" | "siluMul" | undefined;
 
 const GRAPH_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 

@@ -356,7 +356,7 @@ static int Test(bool quick) {
       {"bf16.u8.g32", ActType::kBF16, 8, false, 32, false, false},
       {"bf16.u4.g128.actorder.bias", ActType::kBF16, 4, false, 128, true, true},
   };
-  const int ms_all[] = {1, 2, 3, 7, 16, 17, 33, 64, 65, 128, 255, 1000};
+  const int ms_all[] = {1, 2, 3, 7, 9, 16, 17, 33, 64, 65, 128, 255, 1000};
   struct Sh {
     int k, n;
   };
@@ -408,7 +408,7 @@ static int Sanitize() {
       Layer L = MakeLayer(512, 256, v, 7);
       DevLayer d;
       d.Upload(L);
-      for (int m : {1, 20, 70}) RunCase(L, d, v, m, 9, false);
+      for (int m : {1, 12, 20, 70}) RunCase(L, d, v, m, 9, false);
       d.Free();
     }
   }
