@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kVecThreads) PagedAttentionVecKernel(Attention
       for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
       sc[u] = __fmul_rn(s, a.scale);
     }
-    gs.Pass(sc, ok, vv, ok, nullptr);
+    gs.Pass(sc, ok, vv, ok, nullptr);  // every key's v is in the cache here
   }
   gs.Store(part, gmax, gsum, g, l, D);
   __syncthreads();

@@ -49,15 +49,14 @@ __device__ __forceinline__ float BlockMax(float v, float* scratch) {
   return WarpMax(v);
 }
 
-// Softmax numerators in place: scores[p] = exp(scores[p] - max) over p < n; returns their sum (and
-// the max in *max_out when given). The attention kernels call it after writing their scores and
-// read the results after it (it syncs).
-__device__ __forceinline__ float ExpScores(float* scores, int n, float* scratch, float* max_out = nullptr) {
+// Softmax numerators in place: scores[p] = exp(scores[p] - max) over p < n; returns their sum. The
+// general paged attention kernel calls it after writing its scores and reads the results after it
+// (it syncs).
+__device__ __forceinline__ float ExpScores(float* scores, int n, float* scratch) {
   __syncthreads();
   float mx = -FLT_MAX;
   for (int p = threadIdx.x; p < n; p += blockDim.x) mx = fmaxf(mx, scores[p]);
   mx = BlockMax(mx, scratch);
-  if (max_out) *max_out = mx;
   float sum = 0;
   for (int p = threadIdx.x; p < n; p += blockDim.x) {
     const float e = __expf(scores[p] - mx);

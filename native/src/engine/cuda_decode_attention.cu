@@ -2,8 +2,9 @@
 // over blocks of `chunk` context positions, so a long context or a small batch still fills the GPU.
 // Each block walks its chunk once (engine/online_softmax.cuh: the paged attention's arithmetic, so a
 // row of one chunk gets the paged kernel's result bit for bit), writes a partial (max, sum,
-// weighted values) when the row has several chunks, and the block that finishes last for a (row, head) combines them
-// and resets its counter (the workspace is zero again after every launch: CUDA-graph safe).
+// weighted values) when the row has several chunks, and the block that finishes last for a (row,
+// head) combines them and resets its counter (the workspace is zero again after every launch:
+// CUDA-graph safe).
 //
 // With `fuse` (a pure decode step), the block also does what RoPE + KV store would: it rotates the
 // row's q (and, for the chunk holding the current position, the row's k) from the qkv row, uses the

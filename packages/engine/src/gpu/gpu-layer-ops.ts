@@ -101,11 +101,11 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
   }
 }
 
-/**
- * Benchmark aid: the same ops with the linear layers, everything else, or one op kind left out
- * (outputs become meaningless).
- */
-export function skipping<B, S>(ops: LayerOps<B, S>, skip: "linear" | "other" | "attention" | "addRmsnorm" | "siluMul"): LayerOps<B, S> {
+/** What a benchmark may leave out of a pass: the linear layers, everything else, or one op kind. */
+export type SkippedOps = "linear" | "other" | "attention" | "addRmsnorm" | "siluMul";
+
+/** Benchmark aid: the same ops with `skip` left out (outputs become meaningless). */
+export function skipping<B, S>(ops: LayerOps<B, S>, skip: SkippedOps): LayerOps<B, S> {
   const none = () => {};
   if (skip === "other") return { rmsnorm: none, addRmsnorm: none, ropeStoreKv: none, attention: none, siluMul: none, linear: ops.linear.bind(ops) };
   return { ...bound(ops), [skip]: none };

@@ -13,7 +13,7 @@ import { describePlans, disposeLinears, FUSED_LINEARS, prepareLayerLinears } fro
 import { decoderStack, type LayerBuffers, type LayerOps, type LayerParams } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
 import { linearToF32, type ModelSources } from "../model/weights.js";
-import { type AttentionContext, GpuLayerOps, type OpTimer, skipping, timedOps } from "./gpu-layer-ops.js";
+import { type AttentionContext, GpuLayerOps, type OpTimer, type SkippedOps, skipping, timedOps } from "./gpu-layer-ops.js";
 import { type CudaGraph, gpuOps } from "./gpu-ops.js";
 
 export type GpuLayerWeights = LayerParams<DeviceBuffer | readonly [DeviceBuffer, number], Stream>;
@@ -117,7 +117,7 @@ export interface StepTimings {
  * Benchmark aid: leave out the linear layers (lm_head included), every other op of the forward
  * pass, or one kind of op (what it adds to a graph replay's time).
  */
-export type ProfileSkip = "linear" | "other" | "attention" | "addRmsnorm" | "siluMul" | undefined;
+export type ProfileSkip = SkippedOps | undefined;
 
 const GRAPH_BUCKETS = [1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256];
 
