@@ -11,6 +11,13 @@
 # PART=kernel2: the swapped m <= 8 tile: correctness, sanitizers, bench before / after / 2 blocks per SM / TN=4.
 # PART=final1 / final2: session 6's correctness call (suites, harness, sanitizers) and benchmark call
 # (engine with Hugging Face, kernel with cuBLAS and the reference).
+# PART=swap: the swapped m <= 8 tile's two experiments of session 7: run sums scaled late in fp32
+# (MARLIN_LATE_SCALE, a build flag: the harness built with it on and off) and 256-row stages
+# (MARLIN_TK=16): harness quick with each default, sanitizers, bench of the four combinations, ncu
+# instruction counts.
+# PART=final3: session 7's closing call: the kernel and engine GPU suites, harness quick and
+# sanitizers, m = 1 sweeps with 256- and 128-row swapped stages, the kernel bench with cuBLAS and the
+# reference (m = 1, 4, 8, 16), the engine decode bench (dense and Marlin).
 # PART=attn: bench/decode-attention.mjs (each of ATTN_VARIANTS when the kernel reads MARLIN_DECODE_ATTN_VARIANT), the test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
@@ -96,6 +103,46 @@ elif [ "$part" = final2 ]; then
   tail -n1 "$OUT/reference-build.log"
   step kernel-bench 200 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,8,16,32,64,128,1024} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
   step hf-peer 150 python3 /tmp/peers/hf_decode_peer.py
+elif [ "$part" = swap ]; then
+  b=native/src/kernel/marlin/standalone/build.sh
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash $b /tmp/h-late1 > "$OUT/build-late1.log" 2>&1; echo "late1 rc=$?" >> "$OUT/build-late1.log") &
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS=-DMARLIN_LATE_SCALE=0 bash $b /tmp/h-late0 > "$OUT/build-late0.log" 2>&1; echo "late0 rc=$?" >> "$OUT/build-late0.log") &
+  wait
+  tail -qn1 "$OUT"/build-*.log
+  ms=${BENCH_MS:-1,4,8}
+  for h in late0 late1; do
+    step bench-$h 60 env BENCH_MS=$ms /tmp/h-$h bench
+    step bench-$h-tk16 60 env BENCH_MS=$ms MARLIN_TK=16 /tmp/h-$h bench
+  done
+  step quick-late1 120 /tmp/h-late1 quick
+  step quick-late1-tk16 120 env MARLIN_TK=16 /tmp/h-late1 quick
+  step memcheck 50 env MARLIN_TK=16 compute-sanitizer --tool memcheck /tmp/h-late1 sanitize
+  step racecheck 60 env MARLIN_TK=16 compute-sanitizer --tool racecheck /tmp/h-late1 sanitize
+  step racecheck-tk8 60 compute-sanitizer --tool racecheck /tmp/h-late1 sanitize
+  ncu_swap() {
+    local m="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,launch__registers_per_thread,launch__grid_size"
+    for h in late0 late1; do for tk in 0 16; do for s in "4096 4096" "16384 65536"; do
+      echo "== $h tk=$tk $s"
+      MARLIN_TK=$tk ncu --metrics "$m" -k regex:Marlin --launch-skip 20 --launch-count 1 /tmp/h-$h one $s 1 2>&1 | grep -E 'MarlinKernel|duration|dram__|issue_active|inst_executed|registers|grid_size'
+    done; done; done
+  }
+  export -f ncu_swap
+  step ncu 120 bash -c ncu_swap
+elif [ "$part" = final3 ]; then
+  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
+  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=8 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
+  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  step test-kernel 120 bash -c "cd packages/kernel && $vitest"
+  step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
+  wait
+  tail -qn1 "$OUT"/build-new.log "$OUT"/reference-build.log
+  step harness-quick 90 /tmp/h-new quick
+  step memcheck 40 compute-sanitizer --tool memcheck /tmp/h-new sanitize
+  step racecheck 50 compute-sanitizer --tool racecheck /tmp/h-new sanitize
+  step sweep-tk16 30 /tmp/h-new sweep 1
+  step sweep-tk8 30 env MARLIN_TK=8 /tmp/h-new sweep 1
+  step kernel-bench 150 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,4,8,16} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
+  step engine-bench 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split && cp ../../bench/results/engine-bench.json $OUT/"
 elif [ "$part" = attn ]; then
   for v in ${ATTN_VARIANTS:-0 1 2 3}; do
     step bench-attn-v$v 90 bash -c "cd packages/engine && MARLIN_DECODE_ATTN_VARIANT=$v node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/decode-attention-v$v.json"
@@ -120,4 +167,4 @@ else
   step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
 fi
 echo "== $(( $(date +%s) - t0 )) s"
-cd "$OUT" && tar czf logs.tgz *.log *.json 2>/dev/null && find . -type f ! -name logs.tgz -delete; ls -la
+cd "$OUT" && tar czf logs.tgz $(ls *.log *.json 2>/dev/null) && find . -type f ! -name logs.tgz -delete; ls -la

@@ -145,6 +145,16 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
     if (mb == 2 && rows <= 32 && !g.tuning.batch_invariant && tk == 0 && (tn == 16 || (tn == 0 && g.k >= 8192 && g.n >= 8192)) && g.n % 256 == 0 && Fits<BITS, ZP, 2, 16, 4>(dev))
       return Launch<T, BITS, ZP, 2, 16, 4>(s, stream);
   }
+  // m <= 8, 4-bit: the swapped tile with 256-row stages where k and n allow (each warp takes 4 k16
+  // tiles a stage, not 2: the stage's fixed instructions over twice the weights). Harness bench,
+  // H200, one call, ms per block at m = 1 (128-row stages -> 256): 7B 0.0523 -> 0.0526, 13B 0.0715
+  // -> 0.0680, 70B 0.1445 -> 0.1393, 16384 x 65536 0.1569 -> 0.1491 (87.5% of the floor); ncu on
+  // 16384 x 65536: 105.9M -> 97.0M warp instructions. MARLIN_TK=8 (or tuning tk 8) keeps 128 rows.
+  if constexpr (BITS == 4) {
+    if ((tk == 0 || tk == 16) && rows <= 8 && Env().swap && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
+        g.k % 256 == 0 && Fits<BITS, ZP, 1, 8, 16, true>(dev))
+      return Launch<T, BITS, ZP, 1, 8, 16, true>(s, stream);
+  }
   if (mb < 4) {
     tk = 8;
     if (tn != 4 && tn != 8) tn = 8;
