@@ -18,8 +18,9 @@
 # PART=final3: session 7's closing call: the kernel and engine GPU suites, harness quick and
 # sanitizers, m = 1 sweeps with 256- and 128-row swapped stages, the kernel bench with cuBLAS and the
 # reference (m = 1, 4, 8, 16), the engine decode bench (dense and Marlin).
-# PART=m16: 256-row stages for the 16-row tile (m = 9..16): harness bench against MARLIN_TK=8, quick,
-# sanitizers, the kernel suite, the kernel bench with the reference, the engine decode bench.
+# PART=m16: 256-row stages for the 16-row tile (m = 9..16; tried at 48dcb08 and dropped): harness
+# bench against MARLIN_TK=8, quick, sanitizers, the kernel suite, the kernel bench, the engine bench.
+# PART=suites: the engine and gptq vitest suites.
 # PART=attn: bench/decode-attention.mjs (each of ATTN_VARIANTS when the kernel reads MARLIN_DECODE_ATTN_VARIANT), the test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
@@ -159,6 +160,9 @@ elif [ "$part" = m16 ]; then
   step memcheck 40 compute-sanitizer --tool memcheck /tmp/h-new sanitize
   step racecheck 50 compute-sanitizer --tool racecheck /tmp/h-new sanitize
   step kernel-bench 150 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,8,16} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
+elif [ "$part" = suites ]; then
+  step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
+  step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"
 elif [ "$part" = attn ]; then
   for v in ${ATTN_VARIANTS:-0 1 2 3}; do
     step bench-attn-v$v 90 bash -c "cd packages/engine && MARLIN_DECODE_ATTN_VARIANT=$v node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/decode-attention-v$v.json"

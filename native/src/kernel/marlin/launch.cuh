@@ -154,10 +154,6 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
     if ((tk == 0 || tk == 16) && rows <= 8 && Env().swap && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
         g.k % 256 == 0 && Fits<BITS, ZP, 1, 8, 16, true>(dev))
       return Launch<T, BITS, ZP, 1, 8, 16, true>(s, stream);
-    // m = 9..16: the 16-row tile with 256-row stages on the same terms (session 7 experiment).
-    if ((tk == 0 || tk == 16) && rows > 8 && rows <= 16 && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
-        g.k % 256 == 0 && Fits<BITS, ZP, 1, 8, 16>(dev))
-      return Launch<T, BITS, ZP, 1, 8, 16>(s, stream);
   }
   if (mb < 4) {
     tk = 8;
