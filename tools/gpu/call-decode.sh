@@ -18,10 +18,8 @@
 # PART=final3: session 7's closing call: the kernel and engine GPU suites, harness quick and
 # sanitizers, m = 1 sweeps with 256- and 128-row swapped stages, the kernel bench with cuBLAS and the
 # reference (m = 1, 4, 8, 16), the engine decode bench (dense and Marlin).
-# PART=m16: 256-row stages for the 16-row tile (m = 9..16; tried at 48dcb08 and dropped): harness
-# bench against MARLIN_TK=8, quick, sanitizers, the kernel suite, the kernel bench, the engine bench.
 # PART=suites: the engine and gptq vitest suites.
-# PART=attn: bench/decode-attention.mjs (each of ATTN_VARIANTS when the kernel reads MARLIN_DECODE_ATTN_VARIANT), the test.
+# PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 t0=$(date +%s)
@@ -146,27 +144,11 @@ elif [ "$part" = final3 ]; then
   step sweep-tk8 30 env MARLIN_TK=8 /tmp/h-new sweep 1
   step kernel-bench 150 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,4,8,16} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
   step engine-bench 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split && cp ../../bench/results/engine-bench.json $OUT/"
-elif [ "$part" = m16 ]; then
-  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
-  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=8 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
-  step test-kernel 120 bash -c "cd packages/kernel && $vitest"
-  step engine-bench 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split && cp ../../bench/results/engine-bench.json $OUT/"
-  wait
-  tail -qn1 "$OUT"/build-new.log "$OUT"/reference-build.log
-  step bench-tk16 60 env BENCH_MS=9,12,16 /tmp/h-new bench
-  step bench-tk8 60 env BENCH_MS=9,12,16 MARLIN_TK=8 /tmp/h-new bench
-  step harness-quick 90 /tmp/h-new quick
-  step memcheck 40 compute-sanitizer --tool memcheck /tmp/h-new sanitize
-  step racecheck 50 compute-sanitizer --tool racecheck /tmp/h-new sanitize
-  step kernel-bench 150 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,8,16} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"
 elif [ "$part" = attn ]; then
-  for v in ${ATTN_VARIANTS:-0 1 2 3}; do
-    step bench-attn-v$v 90 bash -c "cd packages/engine && MARLIN_DECODE_ATTN_VARIANT=$v node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/decode-attention-v$v.json"
-  done
+  step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/"
   step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
 else
   (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
