@@ -26,7 +26,7 @@ describe.skipIf(!!skip)("NCCL communicator across GPUs", () => {
     const id = NcclCommunicator.uniqueId();
     const url = new URL("./fixtures/nccl-rank.mjs", import.meta.url);
     const workers = Array.from({ length: tp }, (_, rank) => new Worker(url, { workerData: { id, tp, rank, count } }));
-    const got = await Promise.all(workers.map((w) => new Promise<{ error?: string; reduced: number[]; gathered: number[] }>((res, rej) => {
+    const got = await Promise.all(workers.map((w) => new Promise<{ error?: string; reduced: number[]; gathered: number[]; wrongDevice: string }>((res, rej) => {
           w.once("message", res);
           w.once("error", rej);
         })));
@@ -37,6 +37,7 @@ describe.skipIf(!!skip)("NCCL communicator across GPUs", () => {
       expect(g.error).toBeUndefined();
       expect(g.reduced).toEqual(sum); // exact: small multiples of 0.25
       expect(g.gathered).toEqual(Array.from({ length: tp }, (_, r) => part(r)).flat());
+      expect(g.wrongDevice).toBe("ERR_MARLIN_INVALID_ARGUMENT");
     }
   });
 

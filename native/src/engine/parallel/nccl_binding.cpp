@@ -172,7 +172,11 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
   const void* send = DevicePtr(info, 1, "send", ArgByteOffset(info, 2, "sendOffset"), c.count * c.elem, 2);
   void* recv = DevicePtr(info, 3, "recv", ArgByteOffset(info, 4, "recvOffset"), c.count * c.elem * size_t(nranks), 2);
   cudaStream_t stream = ArgStream(info, 7);
-  DeviceGuard guard(env, DeviceOf(info, 1, "send"));
+  const int send_dev = DeviceOf(info, 1, "send"), recv_dev = DeviceOf(info, 3, "recv");
+  if (send_dev != recv_dev)  // NCCL would read or write the other device's memory as its own
+    ThrowTyped(env, kErrInvalidArgument,
+               "ncclAllGather: recv is on device " + std::to_string(recv_dev) + ", send on device " + std::to_string(send_dev) + "; both must be on the communicator's device");
+  DeviceGuard guard(env, send_dev);
   Check(env, c.api, "ncclAllGather", c.api->all_gather(send, recv, c.count, c.type, c.comm, stream));
   return env.Undefined();
 #else
