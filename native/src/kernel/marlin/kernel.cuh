@@ -444,7 +444,7 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
     // 0.1445, 16384 x 65536 0.1630 -> 0.1569. The products are exact and scaled in fp32, so the
     // result is closer to fp64 than with weights rounded to 16 bits after scaling.
     constexpr bool kLate = SWAP && MARLIN_LATE_SCALE && S::kKwPerGroup >= 2;  // runs of one tile would not pay
-    float run[kLate ? 4 : 1][4];
+    float run[4][4];  // unused (and compiled out) without kLate
 #pragma unroll
     for (int kw = 0; kw < S::KPW; kw++) {
       if (kw % S::kKwPerGroup == 0) {
@@ -522,12 +522,8 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
           // lane/4 + 8, k halves as in B): C^T of the n16 tile t for the 8 rows.
           const uint32_t wa[4] = {wf[0][0], wf[1][0], wf[0][1], wf[1][1]};
           const int x = kPairs ? 2 * (kw % 2) : 0;
-          if constexpr (kLate) {
-            if (per_channel) Mma<T>(acc[0][t], wa, xf[x], xf[x + 1]);  // scaled in the epilogue
-            else Mma<T>(run[t], wa, xf[x], xf[x + 1]);
-          } else {
-            Mma<T>(acc[0][t], wa, xf[x], xf[x + 1]);
-          }
+          if (!kLate || per_channel) Mma<T>(acc[0][t], wa, xf[x], xf[x + 1]);  // per-channel: scaled in the epilogue
+          else Mma<T>(run[t], wa, xf[x], xf[x + 1]);
         }
       }
       if constexpr (kLate) {
