@@ -36,10 +36,24 @@ step() { # name timeout command...
   echo "$name rc=$? ($(( $(date +%s) - s )) s): $(grep -hE '^SUMMARY|ERROR SUMMARY|RACECHECK SUMMARY|Tests +[0-9]|failed|decode batch|^ *[0-9]+ +[0-9]+ +[0-9.]+ ' "$OUT/$name.log" | head -40)"
 }
 vitest="node $PWD/node_modules/vitest/vitest.mjs run"
+# Background builds (wait for them): the standalone harness as /tmp/h-NAME from ROOT (this tree, or
+# /tmp/old for .carry/native-old.tar.xz) with optional HARNESS_FLAGS, and the reference Marlin from
+# .carry/peers; each logs to $OUT and ends its log with its exit status.
+build_harness() {  # NAME ROOT [HARNESS_FLAGS]
+  local name=$1 root=$2 flags=${3:-} obj=/tmp/obj-new
+  [ "$root" = . ] || obj=/tmp/obj-old
+  (OBJ_ROOT=$obj MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="$flags" bash "$root/native/src/kernel/marlin/standalone/build.sh" "/tmp/h-$name" > "$OUT/build-$name.log" 2>&1
+   echo "$name rc=$?" >> "$OUT/build-$name.log") &
+}
+build_reference() {  # [MAX_JOBS]
+  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
+  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=${1:-16} python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1
+   echo "reference build rc=$?" >> "$OUT/reference-build.log") &
+}
 if [ "$part" = kernel ]; then
   mkdir -p /tmp/old && tar -xJf .carry/native-old.tar.xz -C /tmp/old
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
-  (OBJ_ROOT=/tmp/obj-old MARLIN_CUDA_ARCHS=90 bash /tmp/old/native/src/kernel/marlin/standalone/build.sh /tmp/h-old > "$OUT/build-old.log" 2>&1; echo "old rc=$?" >> "$OUT/build-old.log") &
+  build_harness new .
+  build_harness old /tmp/old
   step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step bench-decode-attention 90 bash -c "cd packages/engine && node bench/decode-attention.mjs && cp ../../bench/results/decode-attention.json $OUT/"
   wait
@@ -52,9 +66,8 @@ if [ "$part" = kernel ]; then
   step test-kernel 90 bash -c "cd packages/kernel && $vitest test/marlin.gpu.test.ts"
 elif [ "$part" = final ]; then
   # The reference Marlin builds in the background (~1 min) while the test suites run.
-  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
-  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1) &
+  build_reference
+  build_harness new .
   for pkg in core format kernel sparse gptq engine; do
     step test-$pkg 150 bash -c "cd packages/$pkg && $vitest"
   done
@@ -65,10 +78,9 @@ elif [ "$part" = final ]; then
   step harness-bench 40 env BENCH_MS=1,8,16,32,64 /tmp/h-new bench
 elif [ "$part" = kernel2 ]; then
   mkdir -p /tmp/old && tar -xJf .carry/native-old.tar.xz -C /tmp/old
-  b=native/src/kernel/marlin/standalone/build.sh
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash $b /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS=-DMARLIN_SWAP_MIN_BLOCKS=2 bash $b /tmp/h-swap2 > "$OUT/build-swap2.log" 2>&1; echo "swap2 rc=$?" >> "$OUT/build-swap2.log") &
-  (OBJ_ROOT=/tmp/obj-old MARLIN_CUDA_ARCHS=90 bash /tmp/old/$b /tmp/h-old > "$OUT/build-old.log" 2>&1; echo "old rc=$?" >> "$OUT/build-old.log") &
+  build_harness new .
+  build_harness swap2 . -DMARLIN_SWAP_MIN_BLOCKS=2
+  build_harness old /tmp/old
   wait
   tail -qn1 "$OUT"/build-*.log
   step harness-quick 120 /tmp/h-new quick
@@ -83,7 +95,7 @@ elif [ "$part" = kernel2 ]; then
 elif [ "$part" = final1 ]; then
   # Correctness of the session-6 tree: every vitest suite, the harness matrix and sanitizers, the
   # engine's fused-op memcheck, the decode-attention bench.
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  build_harness new .
   for pkg in core format kernel sparse gptq engine; do
     step test-$pkg 150 bash -c "cd packages/$pkg && $vitest"
   done
@@ -96,8 +108,7 @@ elif [ "$part" = final1 ]; then
   step bench-decode-attention 60 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default && cp ../../bench/results/decode-attention.json $OUT/"
 elif [ "$part" = final2 ]; then
   # The benchmarks: kernel (cuBLAS, the reference Marlin, ours), engine (dense, Marlin, Hugging Face).
-  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
-  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=16 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
+  build_reference
   step test-engine 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts test/gpu.test.ts"
   step engine-bench 190 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections ${EB_SECTIONS:-decode,split,contexts,prefill,offline} && cp ../../bench/results/engine-bench.json $OUT/"
   wait
@@ -105,9 +116,8 @@ elif [ "$part" = final2 ]; then
   step kernel-bench 200 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,8,16,32,64,128,1024} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
   step hf-peer 150 python3 /tmp/peers/hf_decode_peer.py
 elif [ "$part" = swap ]; then
-  b=native/src/kernel/marlin/standalone/build.sh
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash $b /tmp/h-late1 > "$OUT/build-late1.log" 2>&1; echo "late1 rc=$?" >> "$OUT/build-late1.log") &
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS=-DMARLIN_LATE_SCALE=0 bash $b /tmp/h-late0 > "$OUT/build-late0.log" 2>&1; echo "late0 rc=$?" >> "$OUT/build-late0.log") &
+  build_harness late1 .
+  build_harness late0 . -DMARLIN_LATE_SCALE=0
   wait
   tail -qn1 "$OUT"/build-*.log
   ms=${BENCH_MS:-1,4,8}
@@ -130,9 +140,8 @@ elif [ "$part" = swap ]; then
   export -f ncu_swap
   step ncu 120 bash -c ncu_swap
 elif [ "$part" = final3 ]; then
-  rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
-  (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=8 python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1; echo "reference build rc=$?" >> "$OUT/reference-build.log") &
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  build_reference 8
+  build_harness new .
   step test-kernel 120 bash -c "cd packages/kernel && $vitest"
   step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
   wait
@@ -151,7 +160,7 @@ elif [ "$part" = attn ]; then
   step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks ${ATTN_BLOCKS:-chunks,default,1,2,4,8,16} && cp ../../bench/results/decode-attention.json $OUT/"
   step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
 else
-  (OBJ_ROOT=/tmp/obj-new MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh /tmp/h-new > "$OUT/build-new.log" 2>&1; echo "new rc=$?" >> "$OUT/build-new.log") &
+  build_harness new .
   step test-decode-attention 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step bench-decode-attention 90 bash -c "cd packages/engine && node bench/decode-attention.mjs && cp ../../bench/results/decode-attention.json $OUT/"
   wait
