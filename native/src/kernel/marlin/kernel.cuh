@@ -23,6 +23,7 @@
 #include "common/smem_copy.cuh"
 
 #include "common/pdl.cuh"
+#include "kernel/hopper/wgmma_tok.cuh"
 
 namespace marlin {
 namespace gpu {
@@ -198,9 +199,12 @@ __device__ __forceinline__ int PerChannelPos(int c) {
   return (c - ci) + 8 * ((ci & 7) >> 1) + 2 * (ci >> 3) + (ci & 1);
 }
 
-template <int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false>
+// WG (sm_90a, implies SWAP): the swapped tile on warpgroup MMAs, MB * 8 tokens (the wgmma N), 256
+// columns (one warpgroup's four 64-column strips at the same k16 tile), two warpgroups along k.
+template <int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false, bool WG = false>
 struct Shape {
-  static_assert(!SWAP || MB == 1, "the swapped tile holds 8 rows");
+  static_assert(!SWAP || MB == 1 || WG, "the swapped mma.sync tile holds 8 rows");
+  static_assert(!WG || (SWAP && TN == 16 && BITS == 4 && MB <= 8), "the wgmma tile: 256 columns, 4-bit, up to 64 tokens");
   static constexpr int kThreads = 256;
   static constexpr int NS = TN / 4;    // 64-column strips in a tile (warps along n)
   static constexpr int KG = 8 / NS;    // warps along k
@@ -208,7 +212,7 @@ struct Shape {
   static_assert(NS >= 1 && NS <= 8 && 8 % NS == 0 && TK % KG == 0 && KPW >= 1, "bad tile");
   // k16 tiles of a warp that share one scale row (the smallest group is 32 rows).
   static constexpr int kKwPerGroup = KPW < 2 ? KPW : 2;
-  static constexpr int kARows = SWAP ? 8 : MB * 16;
+  static constexpr int kARows = SWAP ? MB * 8 : MB * 16;
   static constexpr int kARowChunks = TK * 2;  // 16-byte chunks per activation row per stage
   static_assert(kARowChunks >= 8, "the activation swizzle needs 8 chunks per row");
   static constexpr int kAChunks = kARows * kARowChunks;
@@ -221,7 +225,8 @@ struct Shape {
   static constexpr int kSChunks = kMaxGroups * kSRowChunks;
   static constexpr int kZRowChunks = TN * BITS / 8;  // TN*16 zero points of BITS bits
   static constexpr int kZChunks = ZP ? kMaxGroups * kZRowChunks : 0;
-  static constexpr int kStageChunks = kAChunks + kBChunks + kSChunks + kZChunks;
+  // wgmma reads the activations through 128-byte-swizzle descriptors: stages start 1024-byte aligned.
+  static constexpr int kStageChunks = WG ? (kAChunks + kBChunks + kSChunks + kZChunks + 63) / 64 * 64 : kAChunks + kBChunks + kSChunks + kZChunks;
   // Accumulator quads (one MMA's C fragment) per lane and row block: 8 n8 tiles, or (swapped) 4 n16
   // tiles of C^T.
   static constexpr int kJ = SWAP ? 4 : 8;
@@ -229,7 +234,7 @@ struct Shape {
   static constexpr int kTileFloats = NS * 32 * kAccFloats;  // one partial slot
   static constexpr int kRedFloats = (KG - 1) * NS * 32 * kAccFloats;
   static constexpr size_t SmemBytes(int stages) {
-    return size_t(stages) * kStageChunks * 16 + size_t(kRedFloats) * 4 + 16;
+    return size_t(stages) * kStageChunks * 16 + size_t(kRedFloats) * 4 + 16 + (WG ? 1024 : 0);
   }
 };
 
@@ -246,16 +251,18 @@ struct Shape {
 // SWAP (m <= 8): the dequantized weights are the MMA's A operand (the lane's Marlin fragment
 // registers also form the A fragment of W^T for 16 columns x 16 k) and 8 activation rows the B
 // operand: one MMA per 256 weights instead of two, half the accumulators, no padding rows.
-template <typename T, int BITS, bool ZP, int MB, int TN, int TK, int STAGES, bool SWAP = false>
-__global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BLOCKS : 1) MarlinKernel(const KernelArgs p) {
-  using S = Shape<BITS, ZP, MB, TN, TK, SWAP>;
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK, int STAGES, bool SWAP = false, bool WG = false>
+__global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOCKS) : MB == 1 ? 2 : MB == 2 ? MARLIN_MB2_MIN_BLOCKS : 1) MarlinKernel(const KernelArgs p) {
+  using S = Shape<BITS, ZP, MB, TN, TK, SWAP, WG>;
   constexpr int kJ = S::kJ;
   using T2 = typename Vec2<T>::type;
   constexpr int ZERO = ZP ? 0 : (1 << (BITS - 1));
   using DQ = Dequant<T, BITS, ZERO>;
   using DQZ = Dequant<T, BITS, 0>;
 
-  extern __shared__ int4 smem[];
+  extern __shared__ int4 smem_raw[];
+  // The wgmma tile's swizzle acts on address bits: its ring starts 1024-byte aligned.
+  int4* const smem = WG ? smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023) / 16 : smem_raw;
   int4* const ring = smem;
   float* const red = reinterpret_cast<float*>(smem + STAGES * S::kStageChunks);
   int* const flag = reinterpret_cast<int*>(red + S::kRedFloats);
@@ -294,7 +301,9 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
     const int r = i / S::kARowChunks, c = i % S::kARowChunks;
     a_row[it] = i < S::kAChunks ? r : 1 << 30;  // rows past the tile never load
     a_src[it] = r * p.lda + c * 8;
-    a_dst[it] = r * S::kARowChunks + (c ^ (r & 7));
+    // WG: per 64-k segment, rows of 128 B in 8-row atoms, 16-byte chunks XOR-ed with the row (the
+    // wgmma 128-byte swizzle, K-major); otherwise rows of TK * 32 B with the same XOR.
+    a_dst[it] = WG ? (c >> 3) * (S::kARows * 8) + r * 8 + ((c & 7) ^ (r & 7)) : r * S::kARowChunks + (c ^ (r & 7));
   }
   int b_src[NB], b_dst[NB];
 #pragma unroll
@@ -381,6 +390,15 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
     for (int j = 0; j < kJ; j++)
 #pragma unroll
       for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+  auto fence_acc = [&]() {
+    if constexpr (WG)
+#pragma unroll
+      for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < kJ; j++)
+#pragma unroll
+          for (int q = 0; q < 4; q++) WgFenceReg(acc[i][j][q]);
+  };
 
   // Per-thread shared-memory read offsets (int4 units within a stage), fixed for the launch.
   // Scales and zero points are read once per kKwPerGroup k16 tiles of a warp (aligned runs of 32
@@ -435,6 +453,62 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
         }
       }
     };
+    if constexpr (WG) {
+      // Warpgroup MMAs: the four warps of a warpgroup hold the A fragments (dequantized weights of W^T)
+      // of four 64-column strips at the same k16 tile; wgmma t multiplies feature tile t of every
+      // strip (64 features) by the tile's MB * 8 tokens, read from the stage by descriptor. Two sets of
+      // A registers: the next tile dequantizes while the previous tile's MMAs run.
+      const uint32_t a_base = SmemAddr(st);
+      uint32_t wa[2][4][4];
+#pragma unroll
+      for (int kw = 0; kw < S::KPW; kw++) {
+        if (kw % S::kKwPerGroup == 0) read_group(grel[kw / S::kKwPerGroup]);
+        const int4 w0 = st[b_rd + kw * S::kBRowChunks];
+        const uint32_t words[4] = {static_cast<uint32_t>(w0.x), static_cast<uint32_t>(w0.y), static_cast<uint32_t>(w0.z), static_cast<uint32_t>(w0.w)};
+        uint32_t(&a)[4][4] = wa[kw & 1];
+#pragma unroll
+        for (int t = 0; t < 4; t++) {
+          T2 v[4];
+          DQ::Run(words[t], v);
+          uint32_t wf[2][2];
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int j = 2 * t + h;
+            T2 b0 = v[2 * h], b1 = v[2 * h + 1];
+            if constexpr (ZP) {
+              const T2 zz = zero2[j >> 1];
+              const T zj = (j & 1) ? zz.y : zz.x;
+              const T2 z2 = {zj, zj};
+              b0 = __hsub2(b0, z2);
+              b1 = __hsub2(b1, z2);
+            }
+            if (!per_channel) {
+              const T2 s2 = {scale[j], scale[j]};
+              b0 = __hmul2(b0, s2);
+              b1 = __hmul2(b1, s2);
+            }
+            wf[h][0] = AsU32(b0);
+            wf[h][1] = AsU32(b1);
+          }
+          a[t][0] = wf[0][0];
+          a[t][1] = wf[1][0];
+          a[t][2] = wf[0][1];
+          a[t][3] = wf[1][1];
+        }
+        const int kk = kgrp * S::KPW + kw;  // k16 tile within the stage: 64-k segment kk / 4, 32 B a step
+        const uint64_t desc = WgDescSw128(a_base + (kk >> 2) * (S::kARows * 128) + (kk & 3) * 32);
+        fence_acc();
+        WgFence();
+#pragma unroll
+        for (int t = 0; t < 4; t++) WgmmaTok<T, MB * 8>::Run(acc, t, a[t], desc);
+        WgCommit();
+        fence_acc();
+        WgWait<1>();  // the tile before this one is done: its A registers may be written again
+      }
+      WgWait<0>();  // the ring slot is refilled after the next barrier
+      fence_acc();
+      return;
+    }
     uint32_t xf[4];  // swapped: B fragments of up to two k16 tiles of the 8 activation rows
     // Swapped tile, grouped scales: the MMAs of one scale run (kKwPerGroup k16 tiles of one group)
     // take the unscaled weights (q - zero, exact in 16 bits) into run sums, and each run sum is
@@ -443,7 +517,7 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
     // bench, H200, one call, ms per block at m = 1 (off -> on): 13B 0.0727 -> 0.0715, 70B 0.1497 ->
     // 0.1445, 16384 x 65536 0.1630 -> 0.1569. The products are exact and scaled in fp32, so the
     // result is closer to fp64 than with weights rounded to 16 bits after scaling.
-    constexpr bool kLate = SWAP && MARLIN_LATE_SCALE && S::kKwPerGroup >= 2;  // runs of one tile would not pay
+    constexpr bool kLate = SWAP && !WG && MARLIN_LATE_SCALE && S::kKwPerGroup >= 2;  // runs of one tile would not pay
     float run[4][4];  // unused (and compiled out) without kLate
 #pragma unroll
     for (int kw = 0; kw < S::KPW; kw++) {
@@ -541,7 +615,7 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
   // Where accumulator element q of quad (i, j) of this lane sits: row within the problem's rows,
   // column within the tile. m16n8 C fragment of n8 tile j; swapped, C^T of n16 tile j.
   const int g8 = lane >> 2, t4 = lane & 3;
-  auto acc_row = [&](int i, int q) { return SWAP ? 2 * t4 + (q & 1) : i * 16 + g8 + 8 * (q >> 1); };
+  auto acc_row = [&](int i, int q) { return SWAP ? i * 8 + 2 * t4 + (q & 1) : i * 16 + g8 + 8 * (q >> 1); };
   auto acc_col = [&](int j, int q) { return SWAP ? strip * 64 + 16 * j + g8 + 8 * (q >> 1) : strip * 64 + 8 * j + 2 * t4 + (q & 1); };
 
   // The tile's result (held by warps with kgrp == 0) goes to C: per-channel scales, bias, rounding.
@@ -561,10 +635,12 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
           const float s0 = per_channel ? ToFloat<T>(sc[PerChannelPos(cn)]) : 1.f;
           const float b0 = bias ? ToFloat<T>(bias[cn]) : 0.f;
 #pragma unroll
-          for (int q = 2 * hq; q < 2 * hq + 2; q++) {
-            const int r = prob * S::kARows + acc_row(0, q);
-            if (r < p.m) c[static_cast<size_t>(r) * p.ldc + cn] = FromFloats<T>(v[0][j][q] * s0 + b0, 0.f).x;
-          }
+          for (int i = 0; i < MB; i++)
+#pragma unroll
+            for (int q = 2 * hq; q < 2 * hq + 2; q++) {
+              const int r = prob * S::kARows + acc_row(i, q);
+              if (r < p.m) c[static_cast<size_t>(r) * p.ldc + cn] = FromFloats<T>(v[i][j][q] * s0 + b0, 0.f).x;
+            }
         }
     } else {
 #pragma unroll
@@ -599,7 +675,7 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
   // was one L2 round trip per slice: ~0.2 us each, most of a small layer's time). Each thread adds
   // its slices in k order and the groups are added in group order: the result does not depend on
   // which block arrives last.
-  constexpr bool kParallelSum = MB <= 2;
+  constexpr bool kParallelSum = S::kARows <= 32;
   constexpr int C4 = TN * 4;                                           // float4 per tile row
   constexpr int KI = (S::kARows * C4 + S::kThreads - 1) / S::kThreads;  // items per thread at most
   constexpr int KU = KI >= 8 ? 1 : 8 / KI;                             // slices per batch of loads
@@ -817,6 +893,7 @@ __global__ void __launch_bounds__(256, SWAP ? MARLIN_SWAP_MIN_BLOCKS : MB == 1 ?
 #pragma unroll 1
   for (int u = u_begin; u < u_end; u++) {
     CpAsyncWait<STAGES - 2>();
+    if constexpr (WG) WgProxyFence();  // the stage's activations are read by wgmma (async proxy)
     __syncthreads();
     if (u + STAGES - 1 < u_end) {
       fetch(wr, kWeights | kActs);

@@ -6,6 +6,7 @@
 
 #include "kernel/marlin/gemm.h"
 #include "kernel/marlin/kernel.cuh"
+#include "kernel/marlin/wgmma_tile.h"
 
 namespace marlin {
 namespace gpu {
@@ -18,6 +19,19 @@ constexpr int kStages = MARLIN_STAGES;
 #define MARLIN_MB4_TK 8
 #endif
 
+// Compute capability 9.0 exactly (the sm_90a code of the wgmma tile runs nowhere else), per device.
+inline bool IsSm90(int dev) {
+  static signed char cache[64] = {0};
+  signed char& v = cache[dev & 63];
+  if (v == 0) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    v = major == 9 && minor == 0 ? 1 : -1;
+  }
+  return v > 0;
+}
+
 inline int EnvInt(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::atoi(v) : fallback;
@@ -26,11 +40,12 @@ inline int EnvInt(const char* name, int fallback) {
 // Tuning overrides from the environment, read once per process (benchmarks and experiments).
 // MARLIN_SMEM_LIMIT caps the shared memory a block may use (tests the choices of smaller GPUs).
 struct EnvTuning {
-  int bps, tk, tn, mb64, debug, smem_limit, swap;
+  int bps, tk, tn, mb64, debug, smem_limit, swap, wg;
 };
 inline const EnvTuning& Env() {
   static const EnvTuning e{EnvInt("MARLIN_BPS", 0),        EnvInt("MARLIN_TK", 0),          EnvInt("MARLIN_TN", 0),  EnvInt("MARLIN_MB64", 0),
-                           EnvInt("MARLIN_DEBUG", 0),      EnvInt("MARLIN_SMEM_LIMIT", 0),  EnvInt("MARLIN_SWAP", 1)};
+                           EnvInt("MARLIN_DEBUG", 0),      EnvInt("MARLIN_SMEM_LIMIT", 0),  EnvInt("MARLIN_SWAP", 1),
+                           EnvInt("MARLIN_WG", 0)};
   return e;
 }
 
@@ -48,15 +63,15 @@ inline int SmemOptin(int dev) {
   return v;
 }
 
-template <int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false>
+template <int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false, bool WG = false>
 bool Fits(int dev) {
-  return Shape<BITS, ZP, MB, TN, TK, SWAP>::SmemBytes(kStages) <= static_cast<size_t>(SmemOptin(dev));
+  return Shape<BITS, ZP, MB, TN, TK, SWAP, WG>::SmemBytes(kStages) <= static_cast<size_t>(SmemOptin(dev));
 }
 
-template <typename T, int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false>
+template <typename T, int BITS, bool ZP, int MB, int TN, int TK, bool SWAP = false, bool WG = false>
 cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
-  using Sh = Shape<BITS, ZP, MB, TN, TK, SWAP>;
-  auto kernel = MarlinKernel<T, BITS, ZP, MB, TN, TK, kStages, SWAP>;
+  using Sh = Shape<BITS, ZP, MB, TN, TK, SWAP, WG>;
+  auto kernel = MarlinKernel<T, BITS, ZP, MB, TN, TK, kStages, SWAP, WG>;
   const size_t smem = Sh::SmemBytes(kStages);
   const int dev = s.device;
   cudaError_t err = cudaSuccess;
@@ -111,7 +126,7 @@ cudaError_t Launch(const LaunchSpec& s, cudaStream_t stream) {
   p.iters = iters;
   const int grid = (total + iters - 1) / iters;
   if (Env().debug)
-    std::fprintf(stderr, "marlin launch: MB=%d%s TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, SWAP ? " (swapped)" : "", TN,
+    std::fprintf(stderr, "marlin launch: MB=%d%s TN=%d TK=%d smem=%zu occ=%d problems=%d ntiles=%d ktiles=%d total=%d iters=%d grid=%d\n", MB, WG ? " (swapped, wgmma)" : SWAP ? " (swapped)" : "", TN,
                  TK, smem, occ, p.problems, ntiles, ktiles, total, iters, grid);
   return LaunchPdl(kernel, dim3(grid), dim3(Sh::kThreads), smem, stream, p);
 }
@@ -141,6 +156,18 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   // 0.2510 -> 0.2415 / 0.2540 -> 0.2473, 16384 x 65536 0.2821 -> 0.2648 / 0.2843 -> 0.2686; on the
   // 7B and 13B blocks all layers so were 1-7% slower, and their down_proj alone (k 11008 / 13824,
   // n 4096 / 5120) 2-3% slower, hence n >= 8192 too.
+  // The swapped tile on warpgroup MMAs (sm_90a; MARLIN_WG=1: m = 9..64, 2: m = 1..64; off by default
+  // until measured).
+#if defined(MARLIN_WITH_HOPPER)
+  if constexpr (BITS == 4) {
+    const int wg = Env().wg;
+    if (wg > 0 && rows <= 64 && (rows > 8 || wg >= 2) && !g.tuning.batch_invariant && tk == 0 && tn == 0 && g.n % 256 == 0 && IsSm90(dev)) {
+      bool taken = false;
+      const cudaError_t e = LaunchWgTile<T, BITS, ZP>(s, stream, &taken);
+      if (taken || e != cudaSuccess) return e;
+    }
+  }
+#endif
   if constexpr (BITS == 4) {
     if (mb == 2 && rows <= 32 && !g.tuning.batch_invariant && tk == 0 && (tn == 16 || (tn == 0 && g.k >= 8192 && g.n >= 8192)) && g.n % 256 == 0 && Fits<BITS, ZP, 2, 16, 4>(dev))
       return Launch<T, BITS, ZP, 2, 16, 4>(s, stream);

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Device call for the ring kernel's wgmma tile (issue 12): the standalone harness built here
+# (`OBJ_ROOT=/tmp/hobj MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh
+# .carry-h/harness`), carried in .carry-h/ (no Node needed). Correctness with the tile on for every
+# m <= 64 (MARLIN_WG=2), compute-sanitizer, the block bench and m = 16 / 32 sweeps with it off / on
+# in this call, SASS of the wgmma kernels, ncu on 16384 x 65536. Logs packed into $OUT/logs.tgz.
+#   run(carry=[".carry-h"], command="bash tools/gpu/kernel-wg.sh")
+t0=$(date +%s)
+guard=${GUARD:-540}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+h=$PWD/.carry-h/harness
+left() { echo $(( guard - ($(date +%s) - t0) )); }
+step() { # name timeout command...
+  local name=$1 to=$2; shift 2
+  local l; l=$(left)
+  if [ "$l" -lt 15 ]; then echo "$name: skipped (time)"; return; fi
+  [ "$to" -gt "$l" ] && to=$l
+  local s; s=$(date +%s)
+  timeout "$to" "$@" > "$OUT/$name.log" 2>&1
+  echo "$name rc=$? ($(( $(date +%s) - s )) s): $(grep -hE '^SUMMARY|ERROR SUMMARY|RACECHECK SUMMARY|FAIL' "$OUT/$name.log" | head -12)"
+}
+echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null) commit $(cat .carry-h/commit 2>/dev/null)"
+(cuobjdump -sass "$h" 2>/dev/null | awk '/Function : .*Lb1ELb1E/{p=1} /Function : /&&!/Lb1ELb1E/{p=0} p' > "$OUT/sass-wg.txt"; grep -c HGMMA "$OUT/sass-wg.txt" > "$OUT/sass-count.log"; grep -cE 'LDL|STL' "$OUT/sass-wg.txt" >> "$OUT/sass-count.log") &
+step quick-wg 150 env MARLIN_WG=2 "$h" quick
+step memcheck-wg 50 env MARLIN_WG=2 compute-sanitizer --tool memcheck "$h" sanitize
+step racecheck-wg 60 env MARLIN_WG=2 compute-sanitizer --tool racecheck "$h" sanitize
+ms=${BENCH_MS:-1,9,16,32,64}
+step bench-wg0 70 env BENCH_MS=$ms MARLIN_WG=0 "$h" bench
+step bench-wg2 70 env BENCH_MS=$ms MARLIN_WG=2 "$h" bench
+for m in 16 32 64; do
+  step sweep$m-wg0 25 env MARLIN_WG=0 "$h" sweep $m
+  step sweep$m-wg2 25 env MARLIN_WG=2 "$h" sweep $m
+done
+ncu_wg() {
+  local m="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct"
+  for wg in 0 2; do for mm in 16 64; do for s in "4096 4096" "16384 65536"; do
+    echo "== wg=$wg m=$mm $s"
+    MARLIN_WG=$wg ncu --metrics "$m" -k regex:Marlin --launch-skip 20 --launch-count 1 "$h" one $s $mm 2>&1 | grep -E 'MarlinKernel|duration|dram__|issue_active|inst_executed|pipe_tensor|registers|grid_size|stalled'
+  done; done; done
+}
+export -f ncu_wg
+export h
+step ncu 120 bash -c ncu_wg
+wait
+echo "== $(( $(date +%s) - t0 )) s"
+cd "$OUT" && tar czf logs.tgz $(ls *.log *.txt 2>/dev/null) && find . -type f ! -name logs.tgz -delete; ls -la
