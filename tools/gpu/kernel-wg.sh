@@ -2,8 +2,8 @@
 # Device call for the ring kernel's wgmma tile (issue 12): the standalone harness built here
 # (`OBJ_ROOT=/tmp/hobj MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh
 # .carry-h/harness`), carried in .carry-h/ (no Node needed). Correctness with the tile on for every
-# m <= 64 (MARLIN_WG=2), compute-sanitizer, the block bench and m = 16 / 32 sweeps with it off / on
-# in this call, SASS of the wgmma kernels, ncu on 16384 x 65536. Logs packed into $OUT/logs.tgz.
+# m <= 64 (MARLIN_WG=2), compute-sanitizer, the block bench and m = 16 / 32 / 64 sweeps with it off / on
+# in this call, the 256-row size rule of the m <= 8 tile against 256 rows everywhere (m = 1), SASS of the wgmma kernels, ncu on 16384 x 65536. Logs packed into $OUT/logs.tgz.
 #   run(carry=[".carry-h"], command="bash tools/gpu/kernel-wg.sh")
 t0=$(date +%s)
 guard=${GUARD:-540}
@@ -28,6 +28,9 @@ step racecheck-wg 60 env MARLIN_WG=2 compute-sanitizer --tool racecheck "$h" san
 ms=${BENCH_MS:-1,9,16,32,64}
 step bench-wg0 70 env BENCH_MS=$ms MARLIN_WG=0 "$h" bench
 step bench-wg2 70 env BENCH_MS=$ms MARLIN_WG=2 "$h" bench
+step bench-tk16 40 env BENCH_MS=1 MARLIN_TK=16 "$h" bench
+step sweep1-rule 25 "$h" sweep 1
+step sweep1-tk16 25 env MARLIN_TK=16 "$h" sweep 1
 for m in 16 32 64; do
   step sweep$m-wg0 25 env MARLIN_WG=0 "$h" sweep $m
   step sweep$m-wg2 25 env MARLIN_WG=2 "$h" sweep $m

@@ -176,9 +176,11 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   // tiles a stage, not 2: the stage's fixed instructions over twice the weights). Harness bench,
   // H200, one call, ms per block at m = 1 (128-row stages -> 256): 7B 0.0523 -> 0.0526, 13B 0.0715
   // -> 0.0680, 70B 0.1445 -> 0.1393, 16384 x 65536 0.1569 -> 0.1491 (87.5% of the floor); ncu on
-  // 16384 x 65536: 105.9M -> 97.0M warp instructions. MARLIN_TK=8 (or tuning tk 8) keeps 128 rows.
+  // 16384 x 65536: 105.9M -> 97.0M warp instructions. Per layer (m = 1) 256 rows paid from 2^27
+  // weights up (8192 x 28672 0.0403 -> 0.0389 ms) and cost 5-7% below (4096 x 4096 0.0072 -> 0.0076),
+  // hence the size rule. MARLIN_TK=8 / 16 (or tuning tk) forces 128 / 256 rows.
   if constexpr (BITS == 4) {
-    if ((tk == 0 || tk == 16) && rows <= 8 && Env().swap && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
+    if ((tk == 16 || (tk == 0 && static_cast<long long>(g.k) * g.n >= (1LL << 27))) && rows <= 8 && Env().swap && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
         g.k % 256 == 0 && Fits<BITS, ZP, 1, 8, 16, true>(dev))
       return Launch<T, BITS, ZP, 1, 8, 16, true>(s, stream);
   }
