@@ -18,6 +18,8 @@
 # PART=final3: session 7's closing call: the kernel and engine GPU suites, harness quick and
 # sanitizers, m = 1 sweeps with 256- and 128-row swapped stages, the kernel bench with cuBLAS and the
 # reference (m = 1, 4, 8, 16), the engine decode bench (dense and Marlin).
+# PART=final4: session 8's closing call: kernel suite, engine GPU tests, kernel bench with cuBLAS and
+# the reference (m = KB_MS, default 1, 16, 32, 64, 128), engine decode bench.
 # PART=suites: the engine and gptq vitest suites.
 # PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
 # Every log is packed into $OUT/logs.tgz.
@@ -153,6 +155,16 @@ elif [ "$part" = final3 ]; then
   step sweep-tk8 30 env MARLIN_TK=8 /tmp/h-new sweep 1
   step kernel-bench 150 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,4,8,16} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
   step engine-bench 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split && cp ../../bench/results/engine-bench.json $OUT/"
+elif [ "$part" = final4 ]; then
+  # Session 8's closing call: the kernel suite and the engine GPU tests with the wgmma tile in the
+  # tree, the kernel bench with cuBLAS and the reference (KB_MS), the engine decode bench.
+  build_reference 8
+  step test-kernel 120 bash -c "cd packages/kernel && $vitest"
+  step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
+  wait
+  tail -qn1 "$OUT"/reference-build.log
+  step kernel-bench 200 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,16,32,64,128} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
+  step engine-bench 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split && cp ../../bench/results/engine-bench.json $OUT/"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

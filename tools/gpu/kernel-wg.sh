@@ -21,30 +21,32 @@ step() { # name timeout command...
   echo "$name rc=$? ($(( $(date +%s) - s )) s): $(grep -hE '^SUMMARY|ERROR SUMMARY|RACECHECK SUMMARY|FAIL' "$OUT/$name.log" | head -12)"
 }
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null) commit $(cat .carry-h/commit 2>/dev/null)"
-(cuobjdump -sass "$h" 2>/dev/null | awk '/Function : .*Lb1ELb1E/{p=1} /Function : /&&!/Lb1ELb1E/{p=0} p' > "$OUT/sass-wg.txt"; grep -c HGMMA "$OUT/sass-wg.txt" > "$OUT/sass-count.log"; grep -cE 'LDL|STL' "$OUT/sass-wg.txt" >> "$OUT/sass-count.log") &
-step quick-wg 150 env MARLIN_WG=2 "$h" quick
-step memcheck-wg 50 env MARLIN_WG=2 compute-sanitizer --tool memcheck "$h" sanitize
-step racecheck-wg 60 env MARLIN_WG=2 compute-sanitizer --tool racecheck "$h" sanitize
-ms=${BENCH_MS:-1,9,16,32,64}
-step bench-wg0 70 env BENCH_MS=$ms MARLIN_WG=0 "$h" bench
-step bench-wg2 70 env BENCH_MS=$ms MARLIN_WG=2 "$h" bench
-step bench-tk16 40 env BENCH_MS=1 MARLIN_TK=16 "$h" bench
-step sweep1-rule 25 "$h" sweep 1
-step sweep1-tk16 25 env MARLIN_TK=16 "$h" sweep 1
-for m in 16 32 64; do
+(cuobjdump -sass "$h" 2>/dev/null | awk '/Function : .*Lb1ELb1E/{p=1} /Function : /&&!/Lb1ELb1E/{p=0} p' > "$OUT/sass-wg.txt"
+ for w in HGMMA R2UR 'LDL|STL'; do echo "$w $(grep -cE "$w" "$OUT/sass-wg.txt")"; done > "$OUT/sass-count.log") &
+# Correctness with the tile on for every m <= 128 on n % 256 layers (MARLIN_WG=3), sanitizers.
+step quick-wg3 150 env MARLIN_WG=3 "$h" quick
+step memcheck-wg3 50 env MARLIN_WG=3 compute-sanitizer --tool memcheck "$h" sanitize
+step racecheck-wg3 60 env MARLIN_WG=3 compute-sanitizer --tool racecheck "$h" sanitize
+# Blocks: the automatic rule, the tile off, the tile everywhere; the 64-token tile's commit per k16 tile.
+ms=${BENCH_MS:-16,32,64,128}
+step bench-auto 60 env BENCH_MS=$ms "$h" bench
+step bench-wg0 60 env BENCH_MS=$ms MARLIN_WG=0 "$h" bench
+step bench-wg3 60 env BENCH_MS=$ms MARLIN_WG=3 "$h" bench
+[ -x "$h-pk" ] && step bench-wg3-pk 60 env BENCH_MS=$ms MARLIN_WG=3 "$h-pk" bench
+for m in 32 64 128; do
   step sweep$m-wg0 25 env MARLIN_WG=0 "$h" sweep $m
-  step sweep$m-wg2 25 env MARLIN_WG=2 "$h" sweep $m
+  step sweep$m-wg3 25 env MARLIN_WG=3 "$h" sweep $m
 done
 ncu_wg() {
-  local m="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct"
-  for wg in 0 2; do for mm in 16 64; do for s in "4096 4096" "16384 65536"; do
-    echo "== wg=$wg m=$mm $s"
-    MARLIN_WG=$wg ncu --metrics "$m" -k regex:Marlin --launch-skip 20 --launch-count 1 "$h" one $s $mm 2>&1 | grep -E 'MarlinKernel|duration|dram__|issue_active|inst_executed|pipe_tensor|registers|grid_size|stalled'
-  done; done; done
+  local m="gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__grid_size,smsp__warp_issue_stalled_barrier_per_warp_active.pct,smsp__warp_issue_stalled_wait_per_warp_active.pct,smsp__warp_issue_stalled_long_scoreboard_per_warp_active.pct"
+  for c in "3 32" "3 64" "0 128" "3 128"; do set -- $c
+    echo "== wg=$1 m=$2 16384 65536"
+    MARLIN_WG=$1 ncu --metrics "$m" -k regex:Marlin --launch-skip 20 --launch-count 1 "$h" one 16384 65536 $2 2>&1 | grep -E 'MarlinKernel|duration|dram__|issue_active|inst_executed|pipe_tensor|registers|grid_size|stalled'
+  done
 }
 export -f ncu_wg
 export h
-step ncu 120 bash -c ncu_wg
+step ncu 60 bash -c ncu_wg
 wait
 echo "== $(( $(date +%s) - t0 )) s"
 cd "$OUT" && tar czf logs.tgz $(ls *.log *.txt 2>/dev/null) && find . -type f ! -name logs.tgz -delete; ls -la

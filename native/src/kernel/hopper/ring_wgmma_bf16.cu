@@ -9,7 +9,7 @@ template <typename T, int BITS, bool ZP>
 cudaError_t LaunchWgTile(const LaunchSpec& s, cudaStream_t stream, bool* taken) {
   *taken = false;
   const GemmArgs& g = *s.g;
-  if (s.rows > 64 || g.n % 256 != 0 || g.k % 128 != 0) return cudaSuccess;
+  if (s.rows > 1024 || g.n % 256 != 0 || g.k % 128 != 0) return cudaSuccess;
   const int dev = s.device;
   *taken = true;
   if (s.rows <= 8 && Fits<BITS, ZP, 1, 16, 8, true, true>(dev)) return Launch<T, BITS, ZP, 1, 16, 8, true, true>(s, stream);

@@ -40,12 +40,12 @@ inline int EnvInt(const char* name, int fallback) {
 // Tuning overrides from the environment, read once per process (benchmarks and experiments).
 // MARLIN_SMEM_LIMIT caps the shared memory a block may use (tests the choices of smaller GPUs).
 struct EnvTuning {
-  int bps, tk, tn, mb64, debug, smem_limit, swap, wg;
+  int bps, tk, tn, mb64, debug, smem_limit, swap, wg;  // wg: -1 automatic
 };
 inline const EnvTuning& Env() {
   static const EnvTuning e{EnvInt("MARLIN_BPS", 0),        EnvInt("MARLIN_TK", 0),          EnvInt("MARLIN_TN", 0),  EnvInt("MARLIN_MB64", 0),
                            EnvInt("MARLIN_DEBUG", 0),      EnvInt("MARLIN_SMEM_LIMIT", 0),  EnvInt("MARLIN_SWAP", 1),
-                           EnvInt("MARLIN_WG", 0)};
+                           EnvInt("MARLIN_WG", -1)};
   return e;
 }
 
@@ -156,12 +156,19 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   // 0.2510 -> 0.2415 / 0.2540 -> 0.2473, 16384 x 65536 0.2821 -> 0.2648 / 0.2843 -> 0.2686; on the
   // 7B and 13B blocks all layers so were 1-7% slower, and their down_proj alone (k 11008 / 13824,
   // n 4096 / 5120) 2-3% slower, hence n >= 8192 too.
-  // The swapped tile on warpgroup MMAs (sm_90a; MARLIN_WG=1: m = 9..64, 2: m = 1..64; off by default
-  // until measured).
+  // m = 17..64 on sm_90: the swapped tile on warpgroup MMAs where n is wide (n >= 12288, or n and
+  // k >= 8192). Harness sweep, H200, one call, ms at m = 32 / 64 (mma.sync tiles -> wgmma): 4096 x
+  // 22016 0.0331 -> 0.0294 / 0.0461 -> 0.0452, 8192 x 8192 0.0250 -> 0.0232 / 0.0427 -> 0.0352,
+  // 8192 x 57344 0.1237 -> 0.1148 / 0.1773 -> 0.1639, 16384 x 65536 0.2658 -> 0.2452 / 0.3809 ->
+  // 0.3389; on narrow layers (n = 4096, or k = 4096 and n <= 8192) and at m <= 16 it is slower
+  // (11008 x 4096 0.0201 -> 0.0218 / 0.0309 -> 0.0361; 70B block m = 16 0.1725 -> 0.1939).
+  // MARLIN_WG=0 turns it off; 1 takes m = 9..64, 2 m = 1..64, 3 m = 1..128 on any n % 256 (measurements).
 #if defined(MARLIN_WITH_HOPPER)
   if constexpr (BITS == 4) {
     const int wg = Env().wg;
-    if (wg > 0 && rows <= 64 && (rows > 8 || wg >= 2) && !g.tuning.batch_invariant && tk == 0 && tn == 0 && g.n % 256 == 0 && IsSm90(dev)) {
+    const bool wide = g.n >= 12288 || (g.n >= 8192 && g.k >= 8192);
+    const bool pick = wg < 0 ? rows > 16 && rows <= 64 && wide : wg > 0 && rows <= (wg >= 3 ? 128 : 64) && (rows > 8 || wg >= 2);
+    if (pick && !g.tuning.batch_invariant && tk == 0 && tn == 0 && g.n % 256 == 0 && IsSm90(dev)) {
       bool taken = false;
       const cudaError_t e = LaunchWgTile<T, BITS, ZP>(s, stream, &taken);
       if (taken || e != cudaSuccess) return e;
@@ -176,11 +183,11 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   // tiles a stage, not 2: the stage's fixed instructions over twice the weights). Harness bench,
   // H200, one call, ms per block at m = 1 (128-row stages -> 256): 7B 0.0523 -> 0.0526, 13B 0.0715
   // -> 0.0680, 70B 0.1445 -> 0.1393, 16384 x 65536 0.1569 -> 0.1491 (87.5% of the floor); ncu on
-  // 16384 x 65536: 105.9M -> 97.0M warp instructions. Per layer (m = 1) 256 rows paid from 2^27
-  // weights up (8192 x 28672 0.0403 -> 0.0389 ms) and cost 5-7% below (4096 x 4096 0.0072 -> 0.0076),
-  // hence the size rule. MARLIN_TK=8 / 16 (or tuning tk) forces 128 / 256 rows.
+  // 16384 x 65536: 105.9M -> 97.0M warp instructions. A size rule (128 rows below 2^27 weights, where
+  // single layers were 5-7% faster so) lost on whole blocks in one call: 13B 0.0679 -> 0.0714, 70B
+  // 0.1392 -> 0.1410 (7B even). MARLIN_TK=8 (or tuning tk 8) keeps 128 rows.
   if constexpr (BITS == 4) {
-    if ((tk == 16 || (tk == 0 && static_cast<long long>(g.k) * g.n >= (1LL << 27))) && rows <= 8 && Env().swap && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
+    if ((tk == 0 || tk == 16) && rows <= 8 && Env().swap && !g.tuning.batch_invariant && (tn == 0 || tn == 8) && g.n % 128 == 0 &&
         g.k % 256 == 0 && Fits<BITS, ZP, 1, 8, 16, true>(dev))
       return Launch<T, BITS, ZP, 1, 8, 16, true>(s, stream);
   }
