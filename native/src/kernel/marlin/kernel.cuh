@@ -245,7 +245,10 @@ struct Shape {
 #define MARLIN_LATE_SCALE 1  // the swapped tile scales run sums in fp32 (0: weights in 16 bits, as before)
 #endif
 #ifndef MARLIN_WG_PER_TILE
-#define MARLIN_WG_PER_TILE 1  // the 64-token wgmma tile: one commit group per feature tile (0: per k16 tile)
+// 1: the 64-token wgmma tile takes one commit group per feature tile and one set of A registers
+// (no fewer spills: 255 registers either way), measured slower than a group per k16 tile (H200,
+// one call, ms per block at m = 64 / 128: 70B 0.3178 / 0.5624 with 0, 0.3238 / 0.5750 with 1).
+#define MARLIN_WG_PER_TILE 0
 #endif
 #ifndef MARLIN_SWAP_MIN_BLOCKS
 #define MARLIN_SWAP_MIN_BLOCKS 2  // three (80 registers, no spill) measured 0-3% slower than two

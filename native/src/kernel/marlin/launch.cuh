@@ -156,18 +156,20 @@ cudaError_t LaunchTyped(const LaunchSpec& s, cudaStream_t stream) {
   // 0.2510 -> 0.2415 / 0.2540 -> 0.2473, 16384 x 65536 0.2821 -> 0.2648 / 0.2843 -> 0.2686; on the
   // 7B and 13B blocks all layers so were 1-7% slower, and their down_proj alone (k 11008 / 13824,
   // n 4096 / 5120) 2-3% slower, hence n >= 8192 too.
-  // m = 17..64 on sm_90: the swapped tile on warpgroup MMAs where n is wide (n >= 12288, or n and
-  // k >= 8192). Harness sweep, H200, one call, ms at m = 32 / 64 (mma.sync tiles -> wgmma): 4096 x
-  // 22016 0.0331 -> 0.0294 / 0.0461 -> 0.0452, 8192 x 8192 0.0250 -> 0.0232 / 0.0427 -> 0.0352,
-  // 8192 x 57344 0.1237 -> 0.1148 / 0.1773 -> 0.1639, 16384 x 65536 0.2658 -> 0.2452 / 0.3809 ->
-  // 0.3389; on narrow layers (n = 4096, or k = 4096 and n <= 8192) and at m <= 16 it is slower
-  // (11008 x 4096 0.0201 -> 0.0218 / 0.0309 -> 0.0361; 70B block m = 16 0.1725 -> 0.1939).
+  // m = 17..128 on sm_90: the swapped tile on warpgroup MMAs (64 tokens a problem above 64 rows)
+  // where the layer is wide enough. Harness sweep, H200, one call, ms at m = 32 / 64 / 128 (mma.sync
+  // tiles -> wgmma): 4096 x 22016 0.0331 -> 0.0289 / 0.0462 -> 0.0439 / 0.0798 -> 0.0763, 8192 x
+  // 8192 0.0251 -> 0.0227 / 0.0427 -> 0.0358 / 0.0579 -> 0.0537, 8192 x 57344 0.1237 -> 0.1126 /
+  // 0.1774 -> 0.1582 / 0.3413 -> 0.3055, 16384 x 65536 0.2661 -> 0.2406 / 0.3805 -> 0.3299 / 0.7454
+  // -> 0.6458. Slower on narrow layers at m <= 64 (11008 x 4096 0.0203 -> 0.0210 / 0.0311 -> 0.0357,
+  // 4096 x 8192 0.0212 -> 0.0249 at 64) and on 4096 x 4096 at 128 (0.0239 -> 0.0245); at m <= 16
+  // slower but on 16384 x 65536 (70B block m = 16 0.1725 -> 0.1787).
   // MARLIN_WG=0 turns it off; 1 takes m = 9..64, 2 m = 1..64, 3 m = 1..128 on any n % 256 (measurements).
 #if defined(MARLIN_WITH_HOPPER)
   if constexpr (BITS == 4) {
     const int wg = Env().wg;
-    const bool wide = g.n >= 12288 || (g.n >= 8192 && g.k >= 8192);
-    const bool pick = wg < 0 ? rows > 16 && rows <= 64 && wide : wg > 0 && rows <= (wg >= 3 ? 128 : 64) && (rows > 8 || wg >= 2);
+    const bool wide = rows > 64 ? static_cast<long long>(g.k) * g.n >= (1LL << 25) : g.n >= 12288 || (g.n >= 8192 && g.k >= 8192);
+    const bool pick = wg < 0 ? rows > 16 && rows <= 128 && wide : wg > 0 && rows <= (wg >= 3 ? 128 : 64) && (rows > 8 || wg >= 2);
     if (pick && !g.tuning.batch_invariant && tk == 0 && tn == 0 && g.n % 256 == 0 && IsSm90(dev)) {
       bool taken = false;
       const cudaError_t e = LaunchWgTile<T, BITS, ZP>(s, stream, &taken);
