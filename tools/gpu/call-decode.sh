@@ -20,6 +20,8 @@
 # reference (m = 1, 4, 8, 16), the engine decode bench (dense and Marlin).
 # PART=final4: session 8's closing call: kernel suite, engine GPU tests, kernel bench with cuBLAS and
 # the reference (m = KB_MS, default 1, 16, 32, 64, 128), engine decode bench.
+# PART=wgab: engine decode with MARLIN_WG=0 and the default, the kernel bench at m = 64 / 128, the
+# core / format / sparse / gptq GPU suites.
 # PART=suites: the engine and gptq vitest suites.
 # PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
 # Every log is packed into $OUT/logs.tgz.
@@ -165,6 +167,15 @@ elif [ "$part" = final4 ]; then
   tail -qn1 "$OUT"/reference-build.log
   step kernel-bench 200 bash -c "cd packages/kernel && node bench/run.mjs --m ${KB_MS:-1,16,32,64,128} --reference /tmp/peers && cp ../../bench/results/kernel-bench.json $OUT/"
   step engine-bench 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split && cp ../../bench/results/engine-bench.json $OUT/"
+elif [ "$part" = wgab ]; then
+  # The engine's decode with the wgmma tile off and on (batch 64 was slower in final4), the registry's
+  # m = 128 pick, and the GPU suites of core, format, sparse and gptq at this tree.
+  step engine-wg0 90 bash -c "cd packages/engine && MARLIN_WG=0 node bench/run.mjs --kinds marlin --sections decode"
+  step engine-auto 90 bash -c "cd packages/engine && node bench/run.mjs --kinds marlin --sections decode"
+  step kernel-bench-128 90 bash -c "cd packages/kernel && node bench/run.mjs --m 64,128 && cp ../../bench/results/kernel-bench.json $OUT/kernel-bench-128.json"
+  for pkg in core format sparse gptq; do
+    step test-$pkg 120 bash -c "cd packages/$pkg && $vitest"
+  done
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

@@ -137,6 +137,18 @@ describe("registry entries: the measured crossovers", () => {
     }
   });
 
+  it("at m = 128 marlin.hopper leaves layers below 2^30 weights to the mma.sync kernel's wgmma tile", () => {
+    const at = (m: number, n: number, k: number) => ({ ...query(m, h100), shape: { m, n, k } });
+    const fit = marlinHopper.canImplement(at(128, 8192, 8192));
+    expect(fit.ok).toBe(false);
+    if (!fit.ok) expect(fit.reason).toMatch(/2\^30|wgmma tile/);
+    // 16384 x 65536 at 128 and any wide layer from 129 pass this rule (then only the build's reasons may refuse).
+    for (const q of [at(128, 65536, 16384), at(129, 8192, 8192)]) {
+      const r = marlinHopper.canImplement(q);
+      if (!r.ok) expect(r.reason).not.toMatch(/2\^30|wgmma tile/);
+    }
+  });
+
   it("refusals for a bad shape name the rule", () => {
     const fit = marlinHopper.canImplement({ ...query(64, h100), shape: { m: 64, n: 192, k: 4096 } });
     expect(fit.ok).toBe(false);
