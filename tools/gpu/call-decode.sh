@@ -26,19 +26,8 @@
 # PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
-t0=$(date +%s)
-guard=${GUARD:-560}
 part=${PART:-kernel}
-left() { echo $(( guard - ($(date +%s) - t0) )); }
-step() { # name timeout command...
-  local name=$1 to=$2; shift 2
-  local l; l=$(left)
-  if [ "$l" -lt 15 ]; then echo "$name: skipped (time)"; return; fi
-  [ "$to" -gt "$l" ] && to=$l
-  local s; s=$(date +%s)
-  timeout "$to" "$@" > "$OUT/$name.log" 2>&1
-  echo "$name rc=$? ($(( $(date +%s) - s )) s): $(grep -hE '^SUMMARY|ERROR SUMMARY|RACECHECK SUMMARY|Tests +[0-9]|failed|decode batch|^ *[0-9]+ +[0-9]+ +[0-9.]+ ' "$OUT/$name.log" | head -40)"
-}
+source "$(dirname "$0")/steps.sh"  # t0, guard (GUARD, default 560 s), left, step
 vitest="node $PWD/node_modules/vitest/vitest.mjs run"
 # Background builds (wait for them): the standalone harness as /tmp/h-NAME from ROOT (this tree, or
 # /tmp/old for .carry/native-old.tar.xz) with optional HARNESS_FLAGS, and the reference Marlin from

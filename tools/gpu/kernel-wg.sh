@@ -5,21 +5,10 @@
 # m <= 64 (MARLIN_WG=2), compute-sanitizer, the block bench and m = 16 / 32 / 64 sweeps with it off / on
 # in this call, the 256-row size rule of the m <= 8 tile against 256 rows everywhere (m = 1), SASS of the wgmma kernels, ncu on 16384 x 65536. Logs packed into $OUT/logs.tgz.
 #   run(carry=[".carry-h"], command="bash tools/gpu/kernel-wg.sh")
-t0=$(date +%s)
-guard=${GUARD:-540}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 h=$PWD/.carry-h/harness
-left() { echo $(( guard - ($(date +%s) - t0) )); }
-step() { # name timeout command...
-  local name=$1 to=$2; shift 2
-  local l; l=$(left)
-  if [ "$l" -lt 15 ]; then echo "$name: skipped (time)"; return; fi
-  [ "$to" -gt "$l" ] && to=$l
-  local s; s=$(date +%s)
-  timeout "$to" "$@" > "$OUT/$name.log" 2>&1
-  echo "$name rc=$? ($(( $(date +%s) - s )) s): $(grep -hE '^SUMMARY|ERROR SUMMARY|RACECHECK SUMMARY|FAIL' "$OUT/$name.log" | head -12)"
-}
+source "$(dirname "$0")/steps.sh"  # t0, guard (GUARD, default 560 s), left, step
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null) commit $(cat .carry-h/commit 2>/dev/null)"
 (cuobjdump -sass "$h" 2>/dev/null | awk '/Function : .*Lb1ELb1E/{p=1} /Function : /&&!/Lb1ELb1E/{p=0} p' > "$OUT/sass-wg.txt"
  for w in HGMMA R2UR 'LDL|STL'; do echo "$w $(grep -cE "$w" "$OUT/sass-wg.txt")"; done > "$OUT/sass-count.log") &

@@ -461,6 +461,22 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
         }
       }
     };
+    // A pair of dequantized values of n8 tile j: its zero point off, and its group's scale on when
+    // `scaled` (per-channel scales, and late-scaled runs, are applied after the sums).
+    auto zero_scale = [&](T2& b0, T2& b1, int j, bool scaled) {
+      if constexpr (ZP) {
+        const T2 zz = zero2[j >> 1];
+        const T zj = (j & 1) ? zz.y : zz.x;
+        const T2 z2 = {zj, zj};
+        b0 = __hsub2(b0, z2);
+        b1 = __hsub2(b1, z2);
+      }
+      if (scaled) {
+        const T2 s2 = {scale[j], scale[j]};
+        b0 = __hmul2(b0, s2);
+        b1 = __hmul2(b1, s2);
+      }
+    };
     if constexpr (WG) {
       // Warpgroup MMAs: the four warps of a warpgroup hold the A fragments (dequantized weights of W^T)
       // of four 64-column strips at the same k16 tile; wgmma t multiplies feature tile t of every
@@ -490,18 +506,7 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
           for (int h = 0; h < 2; h++) {
             const int j = 2 * t + h;
             T2 b0 = v[2 * h], b1 = v[2 * h + 1];
-            if constexpr (ZP) {
-              const T2 zz = zero2[j >> 1];
-              const T zj = (j & 1) ? zz.y : zz.x;
-              const T2 z2 = {zj, zj};
-              b0 = __hsub2(b0, z2);
-              b1 = __hsub2(b1, z2);
-            }
-            if (!per_channel) {
-              const T2 s2 = {scale[j], scale[j]};
-              b0 = __hmul2(b0, s2);
-              b1 = __hmul2(b1, s2);
-            }
+            zero_scale(b0, b1, j, !per_channel);
             wf[h][0] = AsU32(b0);
             wf[h][1] = AsU32(b1);
           }
@@ -593,18 +598,7 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
         for (int h = 0; h < 2; h++) {
           const int j = 2 * t + h;
           T2 b0 = v[2 * h], b1 = v[2 * h + 1];
-          if constexpr (ZP) {
-            const T2 zz = zero2[j >> 1];
-            const T zj = (j & 1) ? zz.y : zz.x;
-            const T2 z2 = {zj, zj};
-            b0 = __hsub2(b0, z2);
-            b1 = __hsub2(b1, z2);
-          }
-          if (!per_channel && !kLate) {
-            const T2 s2 = {scale[j], scale[j]};
-            b0 = __hmul2(b0, s2);
-            b1 = __hmul2(b1, s2);
-          }
+          zero_scale(b0, b1, j, !per_channel && !kLate);
           if constexpr (SWAP) {
             wf[h][0] = AsU32(b0);
             wf[h][1] = AsU32(b1);
