@@ -9,6 +9,7 @@
 //
 //   node bench/run.mjs [--layers 32] [--requests 256] [--quick] [--hf path/to/hf_decode_peer.py]
 //                      [--sections decode,split,contexts,prefill,offline] [--kinds dense,marlin,sparse24]
+//                      [--split-batches 1,16]
 // --kinds adds "sparse24" (2:4 sparse 4-bit g128, @marlin/sparse) beside dense and Marlin: its rows
 // are printed against Marlin's.
 import { spawnSync } from "node:child_process";
@@ -34,6 +35,8 @@ const hfScript = opt("hf", undefined);
 // --sections decode,split,contexts,prefill,offline (default: all)
 const sections = new Set((opt("sections", "decode,split,contexts,prefill,offline") ?? "").split(","));
 const kinds = opt("kinds", "dense,marlin").split(",");
+// Batches that get the per-op times and the graph split (--split-batches 1,16,64).
+const splitBatches = new Set(opt("split-batches", "1,16").split(",").map(Number));
 
 if (!hasGpu()) {
   console.log(`engine bench needs a GPU: ${noGpuReason()}`);
@@ -289,13 +292,13 @@ for (const kind of kinds) {
   console.log(`${kind}: weights ${(runner.weightBytes / 2 ** 30).toFixed(2)} GiB per step, ${runner.numBlocks} KV blocks, kernels ${JSON.stringify(runner.kernels)}, built in ${((performance.now() - t) / 1000).toFixed(1)} s`);
   const run = { weightBytes: runner.weightBytes, kernels: runner.kernels, decode: [], contexts: [], prefill: [] };
   for (const b of sections.has("decode") ? [1, 16, 64] : []) {
-    const r = await decode(runner, b, bw, { opSteps: b <= 16 ? 6 : 0 });
+    const r = await decode(runner, b, bw, { opSteps: splitBatches.has(b) ? 6 : 0 });
     console.log(`  decode batch ${b}: ${r.stepMs.toFixed(2)} ms/step, ${r.tokensPerSecond.toFixed(0)} tok/s, floor ${r.floorMs.toFixed(2)} ms (${(r.floorFraction * 100).toFixed(0)}% of floor speed)${r.graphFailure ? `, graphs off: ${r.graphFailure}` : ""}`);
     if (r.opGpuMs) console.log(`    GPU per op (eager, ms/step): ${Object.entries(r.opGpuMs).map(([n, v]) => `${n} ${v.toFixed(3)}`).join(", ")}`);
     run.decode.push(r);
   }
   // Graph replays with only the linear layers, and with only the other ops.
-  for (const r of run.decode.filter((x) => x.batch <= 16 && sections.has("split"))) {
+  for (const r of run.decode.filter((x) => splitBatches.has(x.batch) && sections.has("split"))) {
     r.gpuSplit = {};
     for (const skip of ["other", "linear"]) {
       runner.setProfileSkip(skip);
