@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Device call for the ring kernel's wgmma tile (issue 12): the standalone harness built here
 # (`OBJ_ROOT=/tmp/hobj MARLIN_CUDA_ARCHS=90 bash native/src/kernel/marlin/standalone/build.sh
-# .carry-h/harness`), carried in .carry-h/ (no Node needed). Correctness with the tile on for every
-# m <= 64 (MARLIN_WG=2), compute-sanitizer, the block bench and m = 16 / 32 / 64 sweeps with it off / on
-# in this call, the 256-row size rule of the m <= 8 tile against 256 rows everywhere (m = 1), SASS of the wgmma kernels, ncu on 16384 x 65536. Logs packed into $OUT/logs.tgz.
+# .carry-h/harness`), carried in .carry-h/ (no Node needed); an optional second build as
+# .carry-h/harness-pk is benched beside it. Correctness with the tile on for every m <= 128
+# (MARLIN_WG=3), compute-sanitizer, the block bench (automatic rule, tile off, tile everywhere) and
+# m = 32 / 64 / 128 sweeps in this call, SASS counts of the wgmma kernels, ncu on 16384 x 65536.
+# Logs packed into $OUT/logs.tgz. (Session 8's first call, c4a37c7, ran an earlier version: m <= 64
+# with MARLIN_WG=2, m = 16 sweeps, and the m <= 8 tile's 256-row size rule.)
 #   run(carry=[".carry-h"], command="bash tools/gpu/kernel-wg.sh")
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"

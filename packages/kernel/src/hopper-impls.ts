@@ -32,8 +32,8 @@ import { MarlinWorkspace } from "./workspace.js";
  * Where each path is picked, from the crossovers measured on the H200 in one call (bench/NOTES.md,
  * "Session 4: the Hopper paths"): the mma.sync kernel wins every block up to m = 64 (and the 7B /
  * 13B blocks at 128); the wgmma kernel wins m = 128..1023 on layers with n and k >= 8192 (the 70B
- * block, 16384 x 65536; m = 128 itself only from 2^30 weights since session 8, see below); dequantize + cuBLAS wins from m = 1024 everywhere, and from m = 256 on
- * smaller layers. MARLIN_HOPPER_MIN_M / MARLIN_DEQUANT_MIN_M / MARLIN_DEQUANT_SMALL_MIN_M override
+ * block, 16384 x 65536; m = 128 itself only from 2^30 weights since session 8, see below);
+ * dequantize + cuBLAS wins from m = 1024 everywhere, and from m = 256 on smaller layers. MARLIN_HOPPER_MIN_M / MARLIN_DEQUANT_MIN_M / MARLIN_DEQUANT_SMALL_MIN_M override
  * the row counts (read at each query).
  */
 export const HOPPER_MIN_M = 128;
@@ -103,7 +103,8 @@ export const marlinHopper: LinearImplementation<DeviceArg, Stream> = {
     if (why) return refuse(why);
     if (shape.m < hopperMinM()) return refuse(`m = ${shape.m} is below ${hopperMinM()}: the mma.sync kernel is faster there`);
     if (!wideLayer(shape.n, shape.k)) return refuse(`n = ${shape.n}, k = ${shape.k}: below ${HOPPER_MIN_NK} the mma.sync kernel or dequantize + cuBLAS is faster`);
-    if (shape.m <= HOPPER_RING_MAX_M && shape.m >= hopperMinM() && shape.n * shape.k < HOPPER_RING_MAX_WEIGHTS && hopperMinM() === HOPPER_MIN_M)
+    // (an overridden MARLIN_HOPPER_MIN_M asks for this kernel from that m: the rule then stands aside)
+    if (shape.m <= HOPPER_RING_MAX_M && shape.n * shape.k < HOPPER_RING_MAX_WEIGHTS && hopperMinM() === HOPPER_MIN_M)
       return refuse(`m = ${shape.m} on ${shape.k} x ${shape.n} (below 2^30 weights): the mma.sync kernel's wgmma tile is faster up to m = ${HOPPER_RING_MAX_M}`);
     if (shape.m >= dequantMinM()) return refuse(`m = ${shape.m}: dequantize + cuBLAS is faster from m = ${dequantMinM()}`);
     // Last: whether this build and this GPU can run it (the static reasons above say more).

@@ -244,12 +244,6 @@ struct Shape {
 #ifndef MARLIN_LATE_SCALE
 #define MARLIN_LATE_SCALE 1  // the swapped tile scales run sums in fp32 (0: weights in 16 bits, as before)
 #endif
-#ifndef MARLIN_WG_PER_TILE
-// 1: the 64-token wgmma tile takes one commit group per feature tile and one set of A registers
-// (no fewer spills: 255 registers either way), measured slower than a group per k16 tile (H200,
-// one call, ms per block at m = 64 / 128: 70B 0.3178 / 0.5624 with 0, 0.3238 / 0.5750 with 1).
-#define MARLIN_WG_PER_TILE 0
-#endif
 #ifndef MARLIN_SWAP_MIN_BLOCKS
 #define MARLIN_SWAP_MIN_BLOCKS 2  // three (80 registers, no spill) measured 0-3% slower than two
 #endif
@@ -481,24 +475,21 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
       // Warpgroup MMAs: the four warps of a warpgroup hold the A fragments (dequantized weights of W^T)
       // of four 64-column strips at the same k16 tile; wgmma t multiplies feature tile t of every
       // strip (64 features) by the tile's MB * 8 tokens, read from the stage by descriptor. Two sets of
-      // A registers: the next tile dequantizes while the previous tile's MMAs run.
+      // A registers and one commit group per k16 tile: the next tile dequantizes while the previous
+      // tile's MMAs run. (One set and a group per feature tile at 64 tokens measured slower: 70B m = 64
+      // 0.3238 against 0.3178 ms, kernel NOTES session 8.)
       const uint64_t desc0 = WgDescSw128(SmemAddr(st));
-      // 64 tokens (128 accumulators): one set of A registers, one commit group per feature tile, and
-      // tile t of the next k16 tile dequantized once tile t's MMA of this one is done (the oldest of
-      // four groups in flight); fewer tokens: two sets, one group per k16 tile.
-      constexpr bool kPerTile = MB >= 8 && MARLIN_WG_PER_TILE;
-      uint32_t wa[kPerTile ? 1 : 2][4][4];
+      uint32_t wa[2][4][4];
 #pragma unroll
       for (int kw = 0; kw < S::KPW; kw++) {
         if (kw % S::kKwPerGroup == 0) read_group(grel[kw / S::kKwPerGroup]);
         const int4 w0 = st[b_rd + kw * S::kBRowChunks];
         const uint32_t words[4] = {static_cast<uint32_t>(w0.x), static_cast<uint32_t>(w0.y), static_cast<uint32_t>(w0.z), static_cast<uint32_t>(w0.w)};
-        uint32_t(&a)[4][4] = wa[kPerTile ? 0 : kw & 1];
+        uint32_t(&a)[4][4] = wa[kw & 1];
         const int kk = kgrp * S::KPW + kw;  // k16 tile within the stage: 64-k segment kk / 4, 32 B a step
         const uint64_t desc = desc0 + (((kk >> 2) * (S::kARows * 128) + (kk & 3) * 32) >> 4);  // start address in 16 B
 #pragma unroll
         for (int t = 0; t < 4; t++) {
-          if constexpr (kPerTile) WgWait<3>();
           T2 v[4];
           DQ::Run(words[t], v);
           uint32_t wf[2][2];
@@ -514,23 +505,14 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
           a[t][1] = wf[1][0];
           a[t][2] = wf[0][1];
           a[t][3] = wf[1][1];
-          if constexpr (kPerTile) {
-            fence_acc();
-            WgFence();
-            WgmmaTok<T, MB * 8>::Run(acc, t, a[t], desc);
-            WgCommit();
-            fence_acc();
-          }
         }
-        if constexpr (!kPerTile) {
-          fence_acc();
-          WgFence();
+        fence_acc();
+        WgFence();
 #pragma unroll
-          for (int t = 0; t < 4; t++) WgmmaTok<T, MB * 8>::Run(acc, t, a[t], desc);
-          WgCommit();
-          fence_acc();
-          WgWait<1>();  // the tile before this one is done: its A registers may be written again
-        }
+        for (int t = 0; t < 4; t++) WgmmaTok<T, MB * 8>::Run(acc, t, a[t], desc);
+        WgCommit();
+        fence_acc();
+        WgWait<1>();  // the tile before this one is done: its A registers may be written again
       }
       WgWait<0>();  // the ring slot is refilled after the next barrier
       fence_acc();
