@@ -24,6 +24,10 @@
 # core / format / sparse / gptq GPU suites.
 # PART=suites: the engine and gptq vitest suites.
 # PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
+# PART=l2: session 10's L2-hint experiment on the engine's decode step: the engine GPU tests, the
+# Marlin decode bench under each switch (MARLIN_ATTN_EARLY, MARLIN_ATTN_L2, MARLIN_NORM_L2; the
+# all-off and default runs twice, interleaved), dense and Marlin at the default, memcheck of the
+# attention and norm tests.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -165,6 +169,24 @@ elif [ "$part" = wgab ]; then
   for pkg in core format sparse gptq; do
     step test-$pkg 120 bash -c "cd packages/$pkg && $vitest"
   done
+elif [ "$part" = l2 ]; then
+  step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
+  eb() {  # NAME ENV... : the Marlin decode and split sections under those switches
+    local name=$1; shift
+    step engine-$name 70 env "$@" bash -c "cd packages/engine && node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,16"
+  }
+  off="MARLIN_ATTN_L2=0 MARLIN_ATTN_EARLY=0 MARLIN_NORM_L2=0"
+  eb off $off
+  eb all MARLIN_ATTN_L2=1
+  eb early MARLIN_ATTN_L2=0 MARLIN_NORM_L2=0
+  eb attn1 MARLIN_NORM_L2=0
+  eb attn2 MARLIN_ATTN_L2=2 MARLIN_NORM_L2=0
+  eb norm MARLIN_ATTN_L2=0
+  eb all2 MARLIN_ATTN_L2=2
+  eb off-b $off
+  eb all-b MARLIN_ATTN_L2=1
+  step engine-both 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
+  step memcheck-attn 120 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

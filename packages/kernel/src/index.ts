@@ -33,6 +33,7 @@ export {
   dequantDenseCuda,
   dequantizedNk,
   deviceIndex,
+  deviceWeightRegions,
   f16BitsAs,
   fp16HostApply,
   type HostLinear,

@@ -59,8 +59,8 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     gpuOps().rmsnorm(x, w, out, rows, this.H, this.c.rmsNormEps, this.s);
   }
 
-  addRmsnorm(h: DeviceArg, x: DeviceArg, w: DeviceArg, rows: number): void {
-    gpuOps().addRmsnorm(x, h, w, rows, this.H, this.c.rmsNormEps, this.s);
+  addRmsnorm(h: DeviceArg, x: DeviceArg, w: DeviceArg, rows: number, next?: GpuLinear): void {
+    gpuOps().addRmsnorm(x, h, w, rows, this.H, this.c.rmsNormEps, this.s, next?.weightRegions(rows).slice(0, 4));
   }
 
   ropeStoreKv(qkv: DeviceArg, rows: number, li: number): void {
@@ -70,7 +70,7 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     gpuOps().ropeStoreKv(qkv, ctx.positions, this.cos, this.sin, ctx.slots, ctx.k(li), ctx.v(li), rows, this.qkvN, c.numHeads, c.numKvHeads, c.headDim, ctx.ropeRows ?? ctx.maxContext, ctx.numBlocks * ctx.blockSize, this.s);
   }
 
-  attention(qkv: DeviceArg, out: DeviceArg, rows: number, li: number): void {
+  attention(qkv: DeviceArg, out: DeviceArg, rows: number, li: number, next?: GpuLinear): void {
     const { c, ctx } = this;
     const shape = {
       rows,
@@ -88,7 +88,9 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     const d = ctx.decode;
     if (d) {
       const rope = { fuse: 1 as const, cos: this.cos, sin: this.sin, slots: ctx.slots, ropeRows: ctx.ropeRows ?? ctx.maxContext };
-      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, blocks: d.blocks, ...rope }, this.s);
+      // The next layer's weights into L2 while the (latency-bound) attention leaves DRAM idle.
+      const prefetch = next?.weightRegions(rows).slice(0, 4);
+      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, blocks: d.blocks, prefetch, ...rope }, this.s);
     } else gpuOps().pagedAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, this.s);
   }
 
@@ -161,9 +163,9 @@ export function timedOps<B, S>(ops: LayerOps<B, S>, t: OpTimer): LayerOps<B, S> 
   const b = bound(ops);
   return {
     rmsnorm: (x, w, out, rows) => t.time("rmsnorm", () => b.rmsnorm(x, w, out, rows)),
-    addRmsnorm: (h, x, w, rows) => t.time("addRmsnorm", () => b.addRmsnorm(h, x, w, rows)),
+    addRmsnorm: (h, x, w, rows, next) => t.time("addRmsnorm", () => b.addRmsnorm(h, x, w, rows, next)),
     ropeStoreKv: (qkv, rows, li) => t.time("ropeStoreKv", () => b.ropeStoreKv(qkv, rows, li)),
-    attention: (qkv, out, rows, li) => t.time("attention", () => b.attention(qkv, out, rows, li)),
+    attention: (qkv, out, rows, li, next) => t.time("attention", () => b.attention(qkv, out, rows, li, next)),
     siluMul: (gu, out, rows) => t.time("siluMul", () => b.siluMul(gu, out, rows)),
     linear: (l, x, out, rows) => t.time(`linear ${l.name}`, () => b.linear(l, x, out, rows)),
   };
