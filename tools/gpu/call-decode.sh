@@ -27,7 +27,7 @@
 # PART=l2: session 10's L2-hint experiment on the engine's decode step: the engine GPU tests, the
 # Marlin decode bench under each switch (MARLIN_ATTN_EARLY, MARLIN_ATTN_L2, MARLIN_NORM_L2; the
 # all-off and default runs twice, interleaved), dense and Marlin at the default, memcheck of the
-# attention and norm tests.
+# attention and norm tests; the 2:4 harness's vtest and bench (.carry/sparse-harness.xz).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -180,13 +180,16 @@ elif [ "$part" = l2 ]; then
   eb all MARLIN_ATTN_L2=1
   eb early MARLIN_ATTN_L2=0 MARLIN_NORM_L2=0
   eb attn1 MARLIN_NORM_L2=0
-  eb attn2 MARLIN_ATTN_L2=2 MARLIN_NORM_L2=0
   eb norm MARLIN_ATTN_L2=0
   eb all2 MARLIN_ATTN_L2=2
   eb off-b $off
   eb all-b MARLIN_ATTN_L2=1
+  step memcheck-attn 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
+  # The 2:4 kernel's tiles-per-warp sweep (.carry/sparse-harness.xz, built on the dev machine).
+  xz -dc .carry/sparse-harness.xz > /tmp/sp-h && chmod +x /tmp/sp-h
+  step sparse-vtest 80 /tmp/sp-h vtest
+  step sparse-bench 150 /tmp/sp-h bench ${HBENCH_MS:-1,8,16,32,64}
   step engine-both 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
-  step memcheck-attn 120 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

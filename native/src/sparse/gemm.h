@@ -13,22 +13,25 @@
 
 namespace marlin {
 
-constexpr int kSparseBlockN = 64;   // 4 warps x 16 outputs
+constexpr int kSparseBlockN = 64;   // 4 warps x 16 outputs (x the configuration's tiles)
 constexpr int64_t kSparseMaxN = int64_t{1} << 20;
 
 // One kernel configuration. depth: quads (128 inputs) each warp has in flight ahead of its MMAs;
 // kwarps: warp groups of a block splitting its k slice (summed through shared memory, in order);
 // halves: 8-row halves of the m tile (block rows = 8 * halves); waves: the grid's target in blocks
 // per SM, reached by splitting k across blocks; whole: copy the block's whole k slice of
-// activation rows to shared memory once when it fits in kSparseWholeBytes (else chunk by chunk).
+// activation rows to shared memory once when it fits in kSparseWholeBytes (else chunk by chunk);
+// tiles: 16-output tiles per warp, sharing its activation fragments (n a multiple of 64 * tiles).
 struct Sparse24Config {
   int depth, kwarps, halves, waves, whole;
+  int tiles = 1;
 };
 constexpr size_t kSparseWholeBytes = 64 * 1024;
 
 // The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
 // `harness bench` on the H200 (packages/sparse/bench/NOTES.md).
-inline Sparse24Config Sparse24DefaultConfig(int64_t m) {
+inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n) {
+  (void)n;
   if (m <= 8) return {4, 2, 1, 2, 1};
   if (m <= 16) return {4, 2, 2, 2, 1};
   if (m <= 32) return {2, 2, 2, 4, 1};
@@ -46,7 +49,7 @@ inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms, const
   Sparse24Plan p{};
   p.cfg = cfg;
   p.block_m = 8 * cfg.halves;
-  p.n_blocks = int(n / kSparseBlockN);
+  p.n_blocks = int(n / (kSparseBlockN * cfg.tiles));
   p.m_blocks = int((m + p.block_m - 1) / p.block_m);
   const int64_t tiles = int64_t(p.n_blocks) * p.m_blocks;
   const int64_t quads = k / 128;
@@ -61,7 +64,7 @@ inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms, const
   return p;
 }
 inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms) {
-  return PlanSparse24(m, n, k, sms, Sparse24DefaultConfig(m));
+  return PlanSparse24(m, n, k, sms, Sparse24DefaultConfig(m, n));
 }
 
 // Workspace bytes enough for every m' <= m (smaller m can split k and so need the fp32 scratch

@@ -1,8 +1,8 @@
 #pragma once
 // The 2:4 sparse kernel. W is the sparse A operand of mma.sp (16 outputs x 32 inputs per tile) and
-// the activations are B (32 inputs x 8 rows), so each warp computes C^T for 16 outputs x 8 * kHalves
-// rows. A block is 4 warps across n (64 outputs) times kKWarps warps across k; blockIdx.z is the
-// k slice of the block. Weights stream straight from global memory into registers, kDepth quads
+// the activations are B (32 inputs x 8 rows), so each warp computes C^T for 16 * kTiles outputs x
+// 8 * kHalves rows (its kTiles output tiles share every B fragment it reads). A block is 4 warps
+// across n (64 * kTiles outputs) times kKWarps warps across k; blockIdx.z is the k slice of the block. Weights stream straight from global memory into registers, kDepth quads
 // ahead of the MMAs (no shared-memory stage: at decode each weight is used once). Activations go
 // through shared memory, chunk by chunk (4 quads per warp group, double-buffered by cp.async), and
 // reach the MMAs by ldmatrix: one instruction per 8 rows x 32 inputs, shared by the block's warps.
@@ -43,8 +43,8 @@ template <int kKWarps, int kHalves>
 constexpr size_t SmemBytes() { return size_t(2) * 8 * kHalves * ChunkStride<kKWarps>() * 2; }
 // Static shared memory of the in-block k reduction (kernel's `part`): launch.cu adds it to the
 // dynamic bytes when deciding whether the launch needs the > 48 KB opt-in.
-template <int kKWarps, int kHalves>
-constexpr size_t PartBytes() { return kKWarps > 1 ? size_t(kKWarps - 1) * 4 * kHalves * 4 * 32 * 4 : 0; }
+template <int kKWarps, int kHalves, int kTiles>
+constexpr size_t PartBytes() { return kKWarps > 1 ? size_t(kKWarps - 1) * 4 * kTiles * kHalves * 4 * 32 * 4 : 0; }
 // Shared memory of the whole-slice form: a zero vector, then min(m, rows of the tile) rows of the
 // longest slice.
 inline size_t WholeBytes(int m, int halves, int quads, int splits) {
@@ -59,15 +59,18 @@ inline size_t WholeBytes(int m, int halves, int quads, int splits) {
 // the main loop runs without barriers; ldmatrix addresses of the rows past m point at a zero
 // vector. Chosen by the host (launch.cu) when those rows fit, WholeBytes <= kSparseWholeBytes, so
 // at decode (m of 1 to a few rows).
-template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves, bool kWhole, bool kMetaRows = false>
+// kTiles: output tiles (16 rows of W) per warp. Each B fragment (ldmatrix from shared memory) feeds
+// kTiles MMAs, so shared-memory traffic per weight byte drops by kTiles: at m = 16 with one tile,
+// the ldmatrix reads and chunk copies were ~6 bytes of shared memory per weight byte.
+template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves, bool kWhole, bool kMetaRows = false, int kTiles = 1>
 __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   using D = Dtype<T>;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int nw = warp & 3, kw = warp >> 2;
   const int g = lane >> 2, t = lane & 3;
   const int n_tiles = p.n / kTileN;
-  const int nt = blockIdx.y * 4 + nw;
-  const int n0 = nt * kTileN, m0 = blockIdx.x * 8 * kHalves;
+  const int nt0 = (blockIdx.y * 4 + nw) * kTiles;  // the warp's first output tile
+  const int n0 = nt0 * kTileN, m0 = blockIdx.x * 8 * kHalves;
   const int quads = p.k / kQuadK, splits = gridDim.z, s = blockIdx.z;
   const int q_lo = int(int64_t(quads) * s / splits), q_hi = int(int64_t(quads) * (s + 1) / splits);
   const T* a = static_cast<const T*>(p.a);
@@ -81,15 +84,23 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
     uint4 w, e;
     uint16_t s_lo, s_hi;
   };
+  struct Quads {
+    Quad q[kTiles];
+  };
   auto load = [&](int kq) {
-    Quad q;
-    q.w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
-    q.e = t < 2 ? __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0))) : make_uint4(0, 0, 0, 0);
-    if constexpr (!kPerChannel) {  // group 128 = one quad; per-channel scales are applied at the end
-      q.s_lo = __ldg(scales + size_t(kq) * p.n + n0 + g);
-      q.s_hi = __ldg(scales + size_t(kq) * p.n + n0 + g + 8);
+    Quads qs;
+#pragma unroll
+    for (int ti = 0; ti < kTiles; ti++) {
+      Quad& q = qs.q[ti];
+      const int nt = nt0 + ti, c0 = n0 + ti * kTileN;
+      q.w = __ldg(reinterpret_cast<const uint4*>(p.values + ValueWord(kq, nt, n_tiles, lane, 0)));
+      q.e = t < 2 ? __ldg(reinterpret_cast<const uint4*>(p.meta + MetaWord(kq, nt, n_tiles, g, t, 0))) : make_uint4(0, 0, 0, 0);
+      if constexpr (!kPerChannel) {  // group 128 = one quad; per-channel scales are applied at the end
+        q.s_lo = __ldg(scales + size_t(kq) * p.n + c0 + g);
+        q.s_hi = __ldg(scales + size_t(kq) * p.n + c0 + g + 8);
+      }
     }
-    return q;
+    return qs;
   };
 
   // Activation chunks: rows m0.. of quads [qs, qs + kChunk), rows past m zero-filled.
@@ -110,30 +121,39 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
     smem::CpAsyncCommit();
   };
 
-  float acc[kHalves][4] = {};
+  float acc[kTiles][kHalves][4] = {};
   // One quad: B fragments from the rows at lane_row[mi] (this lane's ldmatrix row address of
   // half mi at the quad's first input; a zero vector stays put).
-  auto compute = [&](const Quad& cur, const T* const (&lane_row)[kHalves], const int (&step)[kHalves]) {
-    const uint32_t ws[4] = {cur.w.x, cur.w.y, cur.w.z, cur.w.w};
-    uint32_t es[4] = {cur.e.x, cur.e.y, cur.e.z, cur.e.w};
-    if (kMetaRows)
+  auto compute = [&](const Quads& cur, const T* const (&lane_row)[kHalves], const int (&step)[kHalves]) {
+    uint32_t es[kTiles][4];
+#pragma unroll
+    for (int ti = 0; ti < kTiles; ti++) {
+      const uint4 e = cur.q[ti].e;
+      es[ti][0] = e.x, es[ti][1] = e.y, es[ti][2] = e.z, es[ti][3] = e.w;
+      if (kMetaRows)
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          const uint32_t other = __shfl_xor_sync(0xffffffffu, es[ti][j], 1);
+          es[ti][j] = t == 0 ? __byte_perm(es[ti][j], other, 0x5410) : __byte_perm(other, es[ti][j], 0x7632);
+        }
+    }
+    // codes x activations of the quad's 4 k tiles into d (unscaled)
+    auto mma_quad = [&](float (&d)[kTiles][kHalves][4]) {
 #pragma unroll
       for (int j = 0; j < 4; j++) {
-        const uint32_t other = __shfl_xor_sync(0xffffffffu, es[j], 1);
-        es[j] = t == 0 ? __byte_perm(es[j], other, 0x5410) : __byte_perm(other, es[j], 0x7632);
-      }
-    // codes x activations of the quad's 4 tiles into d (unscaled)
-    auto mma_quad = [&](float (&d)[kHalves][4]) {
+        uint32_t af[kTiles][4];
 #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        uint32_t af[4];
-        DequantCodes<T>(ws[j], af);
+        for (int ti = 0; ti < kTiles; ti++) {
+          const uint4 w = cur.q[ti].w;
+          DequantCodes<T>(j == 0 ? w.x : j == 1 ? w.y : j == 2 ? w.z : w.w, af[ti]);
+        }
 #pragma unroll
         for (int mi = 0; mi < kHalves; mi++) {
           if (mi >= halves) break;
           uint32_t bf[4];
           smem::LdMatrixX4(bf, lane_row[mi] + j * step[mi]);
-          MmaSp<T>(d[mi], af, bf, es[j]);
+#pragma unroll
+          for (int ti = 0; ti < kTiles; ti++) MmaSp<T>(d[ti][mi], af[ti], bf, es[ti][j]);
         }
       }
     };
@@ -142,14 +162,17 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
     } else {
       // A quad is one g128 group: its fp32 sums take the scale of their output row (g for
       // registers 0, 1 of the C^T fragment, g + 8 for 2, 3).
-      float q[kHalves][4] = {};
+      float q[kTiles][kHalves][4] = {};
       mma_quad(q);
-      const float s_lo = D::BitsToFloat(cur.s_lo), s_hi = D::BitsToFloat(cur.s_hi);
 #pragma unroll
-      for (int mi = 0; mi < kHalves; mi++) {
-        if (mi >= halves) break;
+      for (int ti = 0; ti < kTiles; ti++) {
+        const float s_lo = D::BitsToFloat(cur.q[ti].s_lo), s_hi = D::BitsToFloat(cur.q[ti].s_hi);
 #pragma unroll
-        for (int i = 0; i < 4; i++) acc[mi][i] = fmaf(i < 2 ? s_lo : s_hi, q[mi][i], acc[mi][i]);
+        for (int mi = 0; mi < kHalves; mi++) {
+          if (mi >= halves) break;
+#pragma unroll
+          for (int i = 0; i < 4; i++) acc[ti][mi][i] = fmaf(i < 2 ? s_lo : s_hi, q[ti][mi][i], acc[ti][mi][i]);
+        }
       }
     }
   };
@@ -161,7 +184,7 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   // undoing the prefetch (harness bench on the H200: time independent of the depth).
   static_assert(4 % kDepth == 0, "ring depth must divide 4");
   constexpr int kStep = kDepth * kKWarps;
-  Quad ring[kDepth];
+  Quads ring[kDepth];
 #pragma unroll
   for (int d = 0; d < kDepth; d++) {
     const int kq = q_lo + kw + d * kKWarps;
@@ -236,31 +259,39 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   }
 
   if constexpr (kPerChannel) {
-    const float s_lo = D::BitsToFloat(__ldg(scales + n0 + g)), s_hi = D::BitsToFloat(__ldg(scales + n0 + g + 8));
 #pragma unroll
-    for (int mi = 0; mi < kHalves; mi++)
-#pragma unroll
-      for (int i = 0; i < 4; i++) acc[mi][i] *= i < 2 ? s_lo : s_hi;
-  }
-
-  if constexpr (kKWarps > 1) {
-    __shared__ float part[kKWarps - 1][4][kHalves * 4][32];
-    if (kw > 0)
+    for (int ti = 0; ti < kTiles; ti++) {
+      const int c0 = n0 + ti * kTileN;
+      const float s_lo = D::BitsToFloat(__ldg(scales + c0 + g)), s_hi = D::BitsToFloat(__ldg(scales + c0 + g + 8));
 #pragma unroll
       for (int mi = 0; mi < kHalves; mi++)
 #pragma unroll
-        for (int i = 0; i < 4; i++) part[kw - 1][nw][mi * 4 + i][lane] = acc[mi][i];
+        for (int i = 0; i < 4; i++) acc[ti][mi][i] *= i < 2 ? s_lo : s_hi;
+    }
+  }
+
+  if constexpr (kKWarps > 1) {
+    __shared__ float part[kKWarps - 1][4][kTiles * kHalves * 4][32];
+    if (kw > 0)
+#pragma unroll
+      for (int ti = 0; ti < kTiles; ti++)
+#pragma unroll
+        for (int mi = 0; mi < kHalves; mi++)
+#pragma unroll
+          for (int i = 0; i < 4; i++) part[kw - 1][nw][(ti * kHalves + mi) * 4 + i][lane] = acc[ti][mi][i];
     __syncthreads();
     if (kw == 0)
 #pragma unroll
       for (int w = 0; w < kKWarps - 1; w++)
 #pragma unroll
-        for (int mi = 0; mi < kHalves; mi++)
+        for (int ti = 0; ti < kTiles; ti++)
 #pragma unroll
-          for (int i = 0; i < 4; i++) acc[mi][i] += part[w][nw][mi * 4 + i][lane];
+          for (int mi = 0; mi < kHalves; mi++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[ti][mi][i] += part[w][nw][(ti * kHalves + mi) * 4 + i][lane];
   }
 
-  // C^T fragment: acc[mi][i] is output n0 + g + 8 (i >> 1), row m0 + 8 mi + 2t + (i & 1).
+  // C^T fragment: acc[ti][mi][i] is output n0 + 16 ti + g + 8 (i >> 1), row m0 + 8 mi + 2t + (i & 1).
   const int tile = blockIdx.y * gridDim.x + blockIdx.x;
   if (splits > 1 && s > 0) {
     if (threadIdx.x == 0)
@@ -272,12 +303,14 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
   const bool last = s == splits - 1;
   if (kw == 0)
 #pragma unroll
+    for (int ti = 0; ti < kTiles; ti++)
+#pragma unroll
     for (int mi = 0; mi < kHalves; mi++) {
       if (mi >= halves) break;
 #pragma unroll
       for (int i = 0; i < 4; i++) {
-        const int col = n0 + g + 8 * (i >> 1), row = m0 + mi * 8 + 2 * t + (i & 1);
-        float v = acc[mi][i];
+        const int col = n0 + ti * kTileN + g + 8 * (i >> 1), row = m0 + mi * 8 + 2 * t + (i & 1);
+        float v = acc[ti][mi][i];
         if (splits > 1) {
           float* r = p.red + size_t(row) * p.n + col;
           if (s > 0) v += __ldcg(r);

@@ -12,15 +12,15 @@ namespace marlin {
 using namespace sparse24;
 
 namespace {
-template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves>
+template <typename T, bool kPerChannel, int kDepth, int kKWarps, int kHalves, int kTiles>
 cudaError_t Launch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t stream) {
   const dim3 grid(plan.m_blocks, plan.n_blocks, plan.splits);
   const size_t whole = WholeBytes(p.m, kHalves, p.k / kQuadK, plan.splits);
   const bool use_whole = plan.cfg.whole && whole <= kSparseWholeBytes;
   const size_t smem = use_whole ? whole : SmemBytes<kKWarps, kHalves>();
-  auto* kernel = use_whole ? Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, true>
-                           : Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, false>;
-  if (smem + PartBytes<kKWarps, kHalves>() > 48 * 1024) {  // static + dynamic past 48 KB needs the opt-in
+  auto* kernel = use_whole ? Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, true, false, kTiles>
+                           : Sparse24Kernel<T, kPerChannel, kDepth, kKWarps, kHalves, false, false, kTiles>;
+  if (smem + PartBytes<kKWarps, kHalves, kTiles>() > 48 * 1024) {  // static + dynamic past 48 KB needs the opt-in
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (e != cudaSuccess) return e;
   }
@@ -31,8 +31,9 @@ cudaError_t Launch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t s
 template <typename T, bool kPerChannel>
 cudaError_t Dispatch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t stream) {
   const Sparse24Config& c = plan.cfg;
-#define SPARSE24_TRY(D, K, H) \
-  if (c.depth == D && c.kwarps == K && c.halves == H) return Launch<T, kPerChannel, D, K, H>(p, plan, stream);
+#define SPARSE24_TRY(D, K, H, N)                                               \
+  if (c.depth == D && c.kwarps == K && c.halves == H && c.tiles == N) \
+    return Launch<T, kPerChannel, D, K, H, N>(p, plan, stream);
   SPARSE24_DEFAULTS(SPARSE24_TRY)
 #ifdef SPARSE24_SWEEP
   if constexpr (std::is_same_v<T, __half> && !kPerChannel) {
@@ -45,6 +46,7 @@ cudaError_t Dispatch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t
 }  // namespace
 
 cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& g, const Sparse24Config& cfg, cudaStream_t stream) {
+  if (cfg.tiles < 1 || g.n % (kSparseBlockN * cfg.tiles) != 0) return cudaErrorInvalidValue;
   const Sparse24Plan plan = PlanSparse24(g.m, g.n, g.k, g.sms, cfg);
   if (plan.n_blocks > 65535) return cudaErrorInvalidConfiguration;
   KernelArgs p{g.m, g.n, g.k, g.a, g.values, g.meta, g.scales, g.bias, g.c,
@@ -56,7 +58,7 @@ cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& g, const Sparse24Config& cf
 }
 
 cudaError_t Sparse24Gemm(const Sparse24GemmArgs& g, cudaStream_t stream) {
-  return Sparse24GemmWith(g, Sparse24DefaultConfig(g.m), stream);
+  return Sparse24GemmWith(g, Sparse24DefaultConfig(g.m, g.n), stream);
 }
 
 }  // namespace marlin

@@ -54,17 +54,18 @@ constexpr Sparse24Config kProbeConfig{1, 1, 2, 2, 0};  // meta_rows.cu's
 const std::vector<Sparse24Config>& SweepConfigs() {
   static const std::vector<Sparse24Config> list = [] {
     std::vector<Sparse24Config> v;
-#define SPARSE24_ENTRY(D, K, H) {D, K, H},
-    const int dkh[][3] = {SPARSE24_DEFAULTS(SPARSE24_ENTRY) SPARSE24_SWEEP_LIST(SPARSE24_ENTRY)};
+#define SPARSE24_ENTRY(D, K, H, N) {D, K, H, N},
+    const int dkh[][4] = {SPARSE24_DEFAULTS(SPARSE24_ENTRY) SPARSE24_SWEEP_LIST(SPARSE24_ENTRY)};
 #undef SPARSE24_ENTRY
-    for (auto& c : dkh) v.push_back({c[0], c[1], c[2], 0, 0});
+    for (auto& c : dkh) v.push_back({c[0], c[1], c[2], 0, 0, c[3]});
     return v;
   }();
   return list;
 }
 std::string Name(const Sparse24Config& c) {
   char b[64];
-  std::snprintf(b, sizeof b, "d%dk%dh%dw%d%s", c.depth, c.kwarps, c.halves, c.waves, c.whole ? "W" : "");
+  std::snprintf(b, sizeof b, "d%dk%dh%dw%d%s%s", c.depth, c.kwarps, c.halves, c.waves, c.whole ? "W" : "",
+                c.tiles > 1 ? ("t" + std::to_string(c.tiles)).c_str() : "");
   return b;
 }
 std::mt19937_64 rng(12345);
@@ -128,7 +129,8 @@ int RunCase(const Layer& l, const Case& c, int sms, bool quiet, const std::vecto
   CpuSparse24Gemm(cpu);
 
   std::vector<const Sparse24Config*> runs;
-  for (const auto& cfg : cfgs) runs.push_back(&cfg);
+  for (const auto& cfg : cfgs)
+    if (c.n % (kSparseBlockN * cfg.tiles) == 0) runs.push_back(&cfg);  // the others refuse the shape
   if (runs.empty()) runs.push_back(nullptr);
   size_t ws_bytes = 0;
   for (const Sparse24Config* cfg : runs) {
@@ -252,7 +254,7 @@ int Bench(int sms, const std::vector<int>& ms) {
   std::vector<Sparse24Config> cfgs;
   for (const auto& c : SweepConfigs())
     for (int w : {2, 4, 16})
-      for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole});
+      for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole, c.tiles});
   const int max_m = *std::max_element(ms.begin(), ms.end());
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
@@ -331,7 +333,7 @@ int Bench(int sms, const std::vector<int>& ms) {
         const double ms_ = t[3];
         CK(cudaGraphExecDestroy(exec));
         CK(cudaGraphDestroy(graph));
-        const std::string nm = is_def ? "default(" + Name(Sparse24DefaultConfig(m)) + ")" : Name(c);
+        const std::string nm = is_def ? "default(" + Name(Sparse24DefaultConfig(m, 4096)) + ")" : Name(c);
         std::printf("BENCH %-12s m=%-4d %-22s %.4f ms %5.1f%% of floor\n", name.c_str(), m, nm.c_str(), ms_, 100 * floor_ms / ms_);
         if (is_def) def = ms_;
         else if (ms_ < best) best = ms_, best_name = nm;
@@ -381,10 +383,11 @@ int main(int argc, char** argv) {
     return Bench(sms, ms);
   }
   if (mode == "one" && argc >= 11) {
-    // harness one K N M DEPTH KWARPS HALVES WAVES WHOLE REPS: one layer, one configuration, REPS
+    // harness one K N M DEPTH KWARPS HALVES WAVES WHOLE REPS [TILES]: one layer, one configuration, REPS
     // launches (for ncu: --launch-skip past the first few).
     const int k = std::atoi(argv[2]), n = std::atoi(argv[3]), m = std::atoi(argv[4]), reps = std::atoi(argv[10]);
-    const Sparse24Config cfg{std::atoi(argv[5]), std::atoi(argv[6]), std::atoi(argv[7]), std::atoi(argv[8]), std::atoi(argv[9])};
+    const Sparse24Config cfg{std::atoi(argv[5]), std::atoi(argv[6]), std::atoi(argv[7]), std::atoi(argv[8]), std::atoi(argv[9]),
+                              argc > 11 ? std::atoi(argv[11]) : 1};
     const Sparse24Plan plan = PlanSparse24(m, n, k, sms, cfg);
     void *v, *e, *sc, *a, *c, *w;
     CK(cudaMalloc(&v, size_t(k) * n / 4));
@@ -408,7 +411,7 @@ int main(int argc, char** argv) {
     std::vector<Sparse24Config> cfgs;
     for (const auto& c : SweepConfigs())
       for (int w : {2, 16})
-        for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole});
+        for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole, c.tiles});
     int fails = 0, runs = 0;
     // k > 128: a single group of 128 is per-channel, which the sweep does not instantiate.
     for (auto [k, n] : std::vector<std::pair<int, int>>{{256, 64}, {1024, 448}, {4096, 4096}, {11008, 4096}}) {

@@ -14,11 +14,11 @@ cudaError_t Sparse24GemmMetaRows(const Sparse24GemmArgs& g, cudaStream_t stream)
   const dim3 grid(plan.m_blocks, plan.n_blocks, plan.splits);
   const bool pc = g.group_size == -1 || g.group_size >= g.k;
   if (g.bf16)
-    pc ? Sparse24Kernel<__nv_bfloat16, true, 1, 1, 2, false, true><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p)
-       : Sparse24Kernel<__nv_bfloat16, false, 1, 1, 2, false, true><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p);
+    pc ? Sparse24Kernel<__nv_bfloat16, true, 1, 1, 2, false, true, 1><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p)
+       : Sparse24Kernel<__nv_bfloat16, false, 1, 1, 2, false, true, 1><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p);
   else
-    pc ? Sparse24Kernel<__half, true, 1, 1, 2, false, true><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p)
-       : Sparse24Kernel<__half, false, 1, 1, 2, false, true><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p);
+    pc ? Sparse24Kernel<__half, true, 1, 1, 2, false, true, 1><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p)
+       : Sparse24Kernel<__half, false, 1, 1, 2, false, true, 1><<<grid, 128, SmemBytes<1, 2>(), stream>>>(p);
   return cudaGetLastError();
 }
 
