@@ -27,7 +27,7 @@
 # PART=l2: session 10's L2-hint experiment on the engine's decode step: the engine GPU tests, the
 # Marlin decode bench under each switch (MARLIN_ATTN_EARLY, MARLIN_ATTN_L2, MARLIN_NORM_L2; the
 # all-off and default runs twice, interleaved), dense and Marlin at the default, memcheck of the
-# attention and norm tests; the 2:4 harness's vtest and bench (.carry/sparse-harness.xz).
+# attention and norm tests; the 2:4 harness's vtest and bench.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -170,6 +170,7 @@ elif [ "$part" = wgab ]; then
     step test-$pkg 120 bash -c "cd packages/$pkg && $vitest"
   done
 elif [ "$part" = l2 ]; then
+  (bash native/src/sparse/standalone/build.sh /tmp/sp-h > "$OUT/build-sparse.log" 2>&1; echo "sparse harness rc=$?" >> "$OUT/build-sparse.log") &
   step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
   eb() {  # NAME ENV... : the Marlin decode and split sections under those switches
     local name=$1; shift
@@ -185,8 +186,9 @@ elif [ "$part" = l2 ]; then
   eb off-b $off
   eb all-b MARLIN_ATTN_L2=1
   step memcheck-attn 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
-  # The 2:4 kernel's tiles-per-warp sweep (.carry/sparse-harness.xz, built on the dev machine).
-  xz -dc .carry/sparse-harness.xz > /tmp/sp-h && chmod +x /tmp/sp-h
+  # The 2:4 kernel's tiles-per-warp sweep (the harness built in the background above).
+  wait
+  tail -n1 "$OUT/build-sparse.log"
   step sparse-vtest 80 /tmp/sp-h vtest
   step sparse-bench 150 /tmp/sp-h bench ${HBENCH_MS:-1,8,16,32,64}
   step engine-both 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
