@@ -185,6 +185,8 @@ elif [ "$part" = l2 ]; then
   eb all2 MARLIN_ATTN_L2=2
   eb off-b $off
   eb all-b MARLIN_ATTN_L2=1
+  eb chunk64 MARLIN_DECODE_CHUNK=64
+  eb chunk32 MARLIN_DECODE_CHUNK=32
   step memcheck-attn 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
   # The 2:4 kernel's tiles-per-warp sweep (the harness built in the background above).
   wait

@@ -41,8 +41,13 @@ export interface GpuRunnerOptions {
   decodeAttention?: boolean;
 }
 
-/** Context positions per block of the decode attention. */
-const DECODE_CHUNK = 256;
+/** Context positions per block of the decode attention (MARLIN_DECODE_CHUNK, a multiple of 16, for measuring). */
+const DECODE_CHUNK = decodeChunk(process.env.MARLIN_DECODE_CHUNK);
+
+function decodeChunk(v: string | undefined): number {
+  const n = Number(v);
+  return v && Number.isInteger(n) && n >= 16 && n <= 4096 && n % 16 === 0 ? n : 256;
+}
 
 
 /** Host weights (from a checkpoint) to device weights, each linear prepared through the registry for up to maxRows rows. */
