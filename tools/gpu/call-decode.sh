@@ -27,7 +27,8 @@
 # PART=l2: session 10's L2-hint experiment on the engine's decode step: the engine GPU tests, the
 # Marlin decode bench under each switch (MARLIN_ATTN_EARLY, MARLIN_ATTN_L2, MARLIN_NORM_L2; the
 # all-off and default runs twice, interleaved), dense and Marlin at the default, memcheck of the
-# attention and norm tests; the 2:4 harness's vtest and bench.
+# attention and norm tests; the 2:4 harness's vtest and bench, memcheck and the sparse
+# suite with two tiles per warp (MARLIN_SPARSE_TILES=2).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -183,16 +184,17 @@ elif [ "$part" = l2 ]; then
   eb attn1 MARLIN_NORM_L2=0
   eb norm MARLIN_ATTN_L2=0
   eb all2 MARLIN_ATTN_L2=2
+  eb chunk64 MARLIN_DECODE_CHUNK=64
   eb off-b $off
   eb all-b MARLIN_ATTN_L2=1
-  eb chunk64 MARLIN_DECODE_CHUNK=64
-  eb chunk32 MARLIN_DECODE_CHUNK=32
   step memcheck-attn 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
   # The 2:4 kernel's tiles-per-warp sweep (the harness built in the background above).
   wait
   tail -n1 "$OUT/build-sparse.log"
   step sparse-vtest 80 /tmp/sp-h vtest
   step sparse-bench 150 /tmp/sp-h bench ${HBENCH_MS:-1,8,16,32,64}
+  step sparse-memcheck 50 env MARLIN_SPARSE_TILES=2 compute-sanitizer --tool memcheck /tmp/sp-h sanitize
+  step test-sparse-t2 60 env MARLIN_SPARSE_TILES=2 bash -c "cd packages/sparse && $vitest"
   step engine-both 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"

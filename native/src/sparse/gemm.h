@@ -6,6 +6,7 @@
 // (reusable, CUDA-graph safe).
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 
 #ifdef MARLIN_WITH_CUDA
 #include <cuda_runtime.h>
@@ -30,12 +31,20 @@ constexpr size_t kSparseWholeBytes = 64 * 1024;
 
 // The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
 // `harness bench` on the H200 (packages/sparse/bench/NOTES.md).
+// MARLIN_SPARSE_TILES=2: the same configurations with two output tiles per warp where n allows
+// (for measuring; read once, here, so that every plan and workspace bound agrees).
+inline int Sparse24TilesFromEnv() {
+  static const int tiles = [] {
+    const char* v = std::getenv("MARLIN_SPARSE_TILES");
+    return v && v[0] == '2' && v[1] == 0 ? 2 : 1;
+  }();
+  return tiles;
+}
 inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n) {
-  (void)n;
-  if (m <= 8) return {4, 2, 1, 2, 1};
-  if (m <= 16) return {4, 2, 2, 2, 1};
-  if (m <= 32) return {2, 2, 2, 4, 1};
-  return {2, 1, 4, 4, 0};
+  Sparse24Config c = m <= 8 ? Sparse24Config{4, 2, 1, 2, 1} : m <= 16 ? Sparse24Config{4, 2, 2, 2, 1}
+                   : m <= 32 ? Sparse24Config{2, 2, 2, 4, 1} : Sparse24Config{2, 1, 4, 4, 0};
+  if (Sparse24TilesFromEnv() == 2 && n % (2 * kSparseBlockN) == 0) c.tiles = 2;
+  return c;
 }
 
 struct Sparse24Plan {

@@ -430,6 +430,7 @@ int main(int argc, char** argv) {
         cases.push_back({1, 64, 1024, g, bf != 0});    // many splits
         cases.push_back({17, 128, 512, g, bf != 0});   // partial m tile
         cases.push_back({33, 192, 256, g, bf != 0});
+        cases.push_back({9, 256, 1024, g, bf != 0});  // two tiles per warp (MARLIN_SPARSE_TILES=2)
       }
   } else if (mode == "test") {
     std::vector<std::pair<int, int>> shapes = {{128, 64}, {384, 128}, {1024, 448}, {4096, 4096}, {11008, 4096}};
