@@ -62,6 +62,7 @@ find node_modules packages/*/node_modules apps/*/node_modules packages/*/dist ap
      packages/kernel/prebuilds \( -type f -o -type l \) 2>/dev/null | cat |
   grep -vE '/(@biomejs\+[^/]*|@turbo\+[^/]*|turbo@[^/]*|typescript@[^/]*|prettier@[^/]*|@types\+[^/]*|tsup@[^/]*|sucrase@[^/]*|@esbuild\+linux-x64@0\.27[^/]*|esbuild@0\.27[^/]*|@changesets\+[^/]*|cmake-js@[^/]*)/' |
   grep -vE '(\.d\.ts|\.d\.cts|\.d\.mts|\.md|\.map)$' |
+  grep -vE '/node_modules/openai/src/|/node_modules/bintrees/test/' | # TypeScript sources and test data no test loads
   grep -vE 'tokenizers\.[a-z0-9-]+\.node$|packages/kernel/prebuilds/[^/]+/marlin-' | # tests load the local build
   grep -vF -f <(node tools/release/lib/closure.mjs --release-only; echo /nonexistent/) > /tmp/marlin-carry.list # Verdaccio & co.
 ls node_modules/.pnpm/tokenizers@*/node_modules/tokenizers/tokenizers.linux-x64-gnu.node >> /tmp/marlin-carry.list 2>/dev/null || true
