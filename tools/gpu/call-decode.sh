@@ -183,7 +183,6 @@ elif [ "$part" = l2 ]; then
   eb early MARLIN_ATTN_L2=0 MARLIN_NORM_L2=0
   eb attn1 MARLIN_NORM_L2=0
   eb norm MARLIN_ATTN_L2=0
-  eb all2 MARLIN_ATTN_L2=2
   eb chunk64 MARLIN_DECODE_CHUNK=64
   eb off-b $off
   eb all-b MARLIN_ATTN_L2=1
@@ -192,7 +191,7 @@ elif [ "$part" = l2 ]; then
   wait
   tail -n1 "$OUT/build-sparse.log"
   step sparse-vtest 80 /tmp/sp-h vtest
-  step sparse-bench 150 /tmp/sp-h bench ${HBENCH_MS:-1,8,16,32,64}
+  step sparse-bench 150 /tmp/sp-h bench ${HBENCH_MS:-1,16,32}
   step sparse-memcheck 50 env MARLIN_SPARSE_TILES=2 compute-sanitizer --tool memcheck /tmp/sp-h sanitize
   step test-sparse-t2 60 env MARLIN_SPARSE_TILES=2 bash -c "cd packages/sparse && $vitest"
   step engine-both 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
