@@ -24,11 +24,8 @@
 # core / format / sparse / gptq GPU suites.
 # PART=suites: the engine and gptq vitest suites.
 # PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
-# PART=l2: session 10's L2-hint experiment on the engine's decode step: the engine GPU tests, the
-# Marlin decode bench under each switch (MARLIN_ATTN_EARLY, MARLIN_ATTN_L2, MARLIN_NORM_L2; the
-# all-off and default runs twice, interleaved), dense and Marlin at the default, memcheck of the
-# attention and norm tests; the 2:4 harness's vtest and bench, memcheck and the sparse
-# suite with two tiles per warp (MARLIN_SPARSE_TILES=2).
+# PART=final5: session 10's closing call (the decode attention's kvReady read, the 2:4 kernel's
+# new defaults, the engine with dense, Marlin and 2:4).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -170,31 +167,33 @@ elif [ "$part" = wgab ]; then
   for pkg in core format sparse gptq; do
     step test-$pkg 120 bash -c "cd packages/$pkg && $vitest"
   done
-elif [ "$part" = l2 ]; then
+elif [ "$part" = final5 ]; then
+  # Session 10's closing call: the decode attention's kvReady read (engine tests, memcheck, decode
+  # bench with MARLIN_KV_READY=0 and the default, twice, interleaved), the 2:4 kernel's new defaults
+  # (harness matrix, vtest, sanitizers, bench; the sparse suite; the sparse bench against dense
+  # Marlin), the engine decode bench with dense, Marlin and 2:4 in one run.
   (bash native/src/sparse/standalone/build.sh /tmp/sp-h > "$OUT/build-sparse.log" 2>&1; echo "sparse harness rc=$?" >> "$OUT/build-sparse.log") &
   step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
   eb() {  # NAME ENV... : the Marlin decode and split sections under those switches
     local name=$1; shift
     step engine-$name 70 env "$@" bash -c "cd packages/engine && node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,16"
   }
-  off="MARLIN_ATTN_L2=0 MARLIN_ATTN_EARLY=0 MARLIN_NORM_L2=0"
-  eb off $off
-  eb all MARLIN_ATTN_L2=1
-  eb early MARLIN_ATTN_L2=0 MARLIN_NORM_L2=0
-  eb attn1 MARLIN_NORM_L2=0
-  eb norm MARLIN_ATTN_L2=0
+  eb kv0 MARLIN_KV_READY=0
+  eb kv1 MARLIN_KV_READY=1
+  eb kv0-b MARLIN_KV_READY=0
+  eb kv1-b MARLIN_KV_READY=1
   eb chunk64 MARLIN_DECODE_CHUNK=64
-  eb off-b $off
-  eb all-b MARLIN_ATTN_L2=1
-  step memcheck-attn 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
-  # The 2:4 kernel's tiles-per-warp sweep (the harness built in the background above).
+  step memcheck-engine 120 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
   wait
   tail -n1 "$OUT/build-sparse.log"
+  step sparse-quick 120 /tmp/sp-h test quick
   step sparse-vtest 80 /tmp/sp-h vtest
-  step sparse-bench 150 /tmp/sp-h bench ${HBENCH_MS:-1,16,32}
-  step sparse-memcheck 50 env MARLIN_SPARSE_TILES=2 compute-sanitizer --tool memcheck /tmp/sp-h sanitize
-  step test-sparse-t2 60 env MARLIN_SPARSE_TILES=2 bash -c "cd packages/sparse && $vitest"
-  step engine-both 120 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
+  step sparse-memcheck 60 compute-sanitizer --tool memcheck /tmp/sp-h sanitize
+  step sparse-racecheck 80 compute-sanitizer --tool racecheck /tmp/sp-h sanitize
+  step sparse-hbench 60 /tmp/sp-h bench ${HBENCH_MS:-1,16,32}
+  step test-sparse 90 bash -c "cd packages/sparse && $vitest"
+  step sparse-bench 150 bash -c "cd packages/sparse && node bench/run.mjs --m 1,16,32,64 --shapes llama2-7b,llama3-70b,16384x65536 && cp ../../bench/results/sparse-bench.json $OUT/"
+  step engine-all 150 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin,sparse24 --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

@@ -102,28 +102,7 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// An optional list of up to 4 {buffer, bytes} regions (the next linear layer's weights) a kernel
-// asks L2 to fetch while it runs; sizes are rounded down to 16 bytes (hints only).
-ops::cuda::L2Regions L2Arg(Napi::Env env, Napi::Value v, const std::string& what) {
-  ops::cuda::L2Regions r{};
-  if (v.IsUndefined() || v.IsNull()) return r;
-  if (!v.IsArray()) ThrowTyped(env, kErrInvalidArgument, what + " must be an array of {buffer, bytes}");
-  Napi::Array pf = v.As<Napi::Array>();
-  if (pf.Length() > 4) ThrowTyped(env, kErrInvalidArgument, what + " holds at most 4 regions");
-  for (uint32_t i = 0; i < pf.Length(); i++) {
-    const std::string name = what + "[" + std::to_string(i) + "]";
-    if (!pf.Get(i).IsObject()) ThrowTyped(env, kErrInvalidArgument, name + " must be {buffer, bytes}");
-    Napi::Object o = pf.Get(i).As<Napi::Object>();
-    const int64_t bytes = FieldInt(env, o, name.c_str(), "bytes", 0) / 16 * 16;
-    const uint8_t* p = RefValue<uint8_t>(env, o.Get("buffer"), name + ".buffer", bytes, 16);
-    if (!bytes) continue;
-    r.ptr[r.count] = p;
-    r.bytes[r.count++] = bytes;
-  }
-  return r;
-}
-
-// addRmsnorm(x, residual, weight, rows, hidden, eps, stream?, next?): next as L2Arg's list
+// addRmsnorm(x, residual, weight, rows, hidden, eps, stream?)
 Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), hidden = I(info, 4, "hidden", 1);
   const int64_t count = E(info, "x (rows * hidden)", {rows, hidden});
@@ -131,8 +110,7 @@ Napi::Value AddRmsNorm(const Napi::CallbackInfo& info) {
   auto res = Ref<half>(info, 1, "residual", count, 2);
   auto w = Ref<float>(info, 2, "weight", hidden);
   float eps = static_cast<float>(ArgFinite(info, 5, "eps", 0, 1));
-  const ops::cuda::L2Regions next = L2Arg(info.Env(), info.Length() > 7 ? info[7] : info.Env().Undefined(), "addRmsnorm: next");
-  Check(info.Env(), ops::cuda::AddRmsNorm(x, res, w, eps, rows, hidden, next, ArgStream(info, 6)), "addRmsnorm");
+  Check(info.Env(), ops::cuda::AddRmsNorm(x, res, w, eps, rows, hidden, ArgStream(info, 6)), "addRmsnorm");
   return info.Env().Undefined();
 }
 
@@ -260,8 +238,10 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
 
 // decodeAttention(qkv, kCache, vCache, blockTables, seqOfRow, posOfRow, out, shape, decode, stream?)
 //   shape as pagedAttention's (qStride: the qkv row width); decode = {chunk, partial, counters,
-//   fuse (0|1), cos?, sin?, slots?, ropeRows?, blocks?, prefetch?}: one row per sequence; with fuse the kernel applies
-//   RoPE to q and the current k itself and stores the row's k and v at its slot.
+//   fuse (0|1), cos?, sin?, slots?, ropeRows?, blocks?, kvReady?}: one row per sequence; with fuse the kernel
+//   applies RoPE to q and the current k itself and stores the row's k and v at its slot. kvReady (0|1,
+//   with fuse): the caller promises that no kernel still running before this one writes the positions,
+//   block tables or cached KV (the engine's decode graph: uploaded before it, cache rows of earlier steps).
 Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 9 || !info[7].IsObject() || !info[8].IsObject()) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: shape or decode object missing");
@@ -289,6 +269,8 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   d.max_splits = ops::cuda::DecodeAttentionSplits(a.max_context, d.chunk);
   d.fuse = static_cast<int>(get(dd, "fuse", 0));
   if (d.fuse > 1) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: fuse must be 0 or 1");
+  if (dd.Has("kvReady") && !dd.Get("kvReady").IsUndefined()) d.kv_ready = static_cast<int>(get(dd, "kvReady", 0));
+  if (d.kv_ready > d.fuse) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: kvReady must be 0 or 1, and 1 only with fuse");
   // blocks (optional): blocks per (row, head); by default one wave of resident blocks in all.
   if (dd.Has("blocks") && !dd.Get("blocks").IsUndefined()) {
     d.blocks = static_cast<int>(get(dd, "blocks", 1));
@@ -313,8 +295,6 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
     d.sin_t = RefValue<float>(env, dd.Get("sin"), "decode.sin", table);
     d.slots = RefValue<int32_t>(env, dd.Get("slots"), "decode.slots", a.rows);
   }
-  // prefetch (optional): regions the kernel asks L2 to fetch while it runs (see L2Arg).
-  d.l2 = L2Arg(env, dd.Get("prefetch"), "decodeAttention: decode.prefetch");
   Check(env, ops::cuda::DecodeAttention(d, ArgStream(info, 9)), "decodeAttention");
   return env.Undefined();
 }

@@ -3,9 +3,6 @@
 #include "common/pdl.cuh"
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_ops.h"
-#include "engine/l2_prefetch.cuh"
-
-#include <cstdlib>
 
 namespace marlin {
 namespace ops {
@@ -45,16 +42,9 @@ cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidde
 // elements of the row in registers between the sum of squares and the scaling (one read of the
 // row, not two), and reads its norm weights before PdlWait (they are constant). Rows longer than
 // V x threads finish in a loop that reads the rest again.
-//
-// Blocks past the last row (gridDim.x - rows of them) only ask L2 for `next`, the weights of the
-// linear layer that reads x: constant, so before PdlWait, while the row blocks do the norm.
 template <int V, bool ADD>
-__global__ void NormKernel(const half* in, half* x, half* residual, const float* w, float eps, int hidden, int rows, L2Regions next) {
+__global__ void NormKernel(const half* in, half* x, half* residual, const float* w, float eps, int hidden) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
-  if (static_cast<int>(blockIdx.x) >= rows) {
-    PrefetchRegionsL2(next, blockIdx.x - rows, gridDim.x - rows);
-    return;
-  }
   __shared__ float scratch[32];
   const size_t base = static_cast<size_t>(blockIdx.x) * hidden;
   const int stride = blockDim.x;
@@ -97,33 +87,24 @@ __global__ void NormKernel(const half* in, half* x, half* residual, const float*
     x[base + i] = __float2half(__half2float(ADD ? residual[base + i] : in[base + i]) * inv * w[i]);
 }
 
-// Blocks added to a norm of at most this many rows to ask L2 for the next layer's weights
-// (MARLIN_NORM_L2=0: none, for measurements).
-constexpr int kNormHintRows = 64, kNormHintBlocks = 32;
-
 template <bool ADD>
-static cudaError_t LaunchNorm(const half* in, half* x, half* residual, const float* w, float eps, int rows, int hidden, const L2Regions& next, cudaStream_t s) {
+static cudaError_t LaunchNorm(const half* in, half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  static const bool hints_on = [] {
-    const char* v = std::getenv("MARLIN_NORM_L2");
-    return !(v && v[0] == '0' && v[1] == 0);
-  }();
   const int t = Threads(hidden);
   const int per = (hidden + t - 1) / t;
-  const int hint = hints_on && next.count > 0 && rows <= kNormHintRows ? kNormHintBlocks : 0;
-  const dim3 grid(rows + hint), block(t);
-  if (per <= 1) return LaunchPdl(NormKernel<1, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden, rows, next);
-  if (per <= 2) return LaunchPdl(NormKernel<2, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden, rows, next);
-  if (per <= 4) return LaunchPdl(NormKernel<4, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden, rows, next);
-  return LaunchPdl(NormKernel<8, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden, rows, next);
+  const dim3 grid(rows), block(t);
+  if (per <= 1) return LaunchPdl(NormKernel<1, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
+  if (per <= 2) return LaunchPdl(NormKernel<2, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
+  if (per <= 4) return LaunchPdl(NormKernel<4, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
+  return LaunchPdl(NormKernel<8, ADD>, grid, block, 0, s, in, x, residual, w, eps, hidden);
 }
 
 cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s) {
-  return LaunchNorm<false>(x, out, nullptr, w, eps, rows, hidden, L2Regions{}, s);
+  return LaunchNorm<false>(x, out, nullptr, w, eps, rows, hidden, s);
 }
 
-cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, const L2Regions& next, cudaStream_t s) {
-  return LaunchNorm<true>(nullptr, x, residual, w, eps, rows, hidden, next, s);
+cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s) {
+  return LaunchNorm<true>(nullptr, x, residual, w, eps, rows, hidden, s);
 }
 
 __global__ void RopeKernel(int rows, half* x, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,

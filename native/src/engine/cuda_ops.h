@@ -11,18 +11,10 @@ namespace marlin {
 namespace ops {
 namespace cuda {
 
-// L2 prefetch hints (engine/l2_prefetch.cuh): up to 4 regions of 16-byte aligned start and
-// 16-byte multiple size (the bindings check), e.g. the next linear layer's weights.
-struct L2Regions {
-  const void* ptr[4];
-  int64_t bytes[4];
-  int count;
-};
-
 cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, half* out, cudaStream_t s);
 cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s);
-// residual += x; x = rmsnorm(residual) * w; extra blocks ask L2 for `next` meanwhile (MARLIN_NORM_L2)
-cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, const L2Regions& next, cudaStream_t s);
+// residual += x; x = rmsnorm(residual) * w
+cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s);
 cudaError_t Rope(half* x, int rows, int stride, int heads, int head_dim, const int32_t* positions, const float* cos_t,
                  const float* sin_t, cudaStream_t s);
 cudaError_t RopeStoreKv(half* qkv, int rows, int stride, int heads, int kv_heads, int head_dim, const int32_t* positions,
@@ -60,17 +52,11 @@ struct DecodeAttentionArgs {
   float* partial;      // [rows, heads, max_splits, head_dim + 2]
   int* counters;       // [rows, heads], zero between launches
   int fuse;            // 1: RoPE of q and the current k, and the KV store, done here
+  int kv_ready;        // 1 (with fuse): positions, block tables and the cached KV were written before the
+                       // previous kernel of the stream began, so they may be read before its end
   const float* cos_t;
   const float* sin_t;
   const int32_t* slots;
-  // Weights the next op reads (its linear layer), fetched into L2 while this launch runs: hints
-  // only, up to 4 regions of 16-byte aligned start and size. l2_mode 0 none, 1 after the wait for
-  // the previous kernel, 2 before it (set at launch from MARLIN_ATTN_L2).
-  L2Regions l2;
-  int l2_mode;
-  // 1: a pure decode step's block tables, slots and cached KV are read (into L2) before the wait
-  // for the previous kernel (set at launch; MARLIN_ATTN_EARLY=0 turns it off).
-  int early;
 };
 cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s);
 int DecodeAttentionSplits(int max_context, int chunk);

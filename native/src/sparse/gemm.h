@@ -6,7 +6,6 @@
 // (reusable, CUDA-graph safe).
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 
 #ifdef MARLIN_WITH_CUDA
 #include <cuda_runtime.h>
@@ -30,21 +29,16 @@ struct Sparse24Config {
 constexpr size_t kSparseWholeBytes = 64 * 1024;
 
 // The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
-// `harness bench` on the H200 (packages/sparse/bench/NOTES.md).
-// MARLIN_SPARSE_TILES=2: the same configurations with two output tiles per warp where n allows
-// (for measuring; read once, here, so that every plan and workspace bound agrees).
-inline int Sparse24TilesFromEnv() {
-  static const int tiles = [] {
-    const char* v = std::getenv("MARLIN_SPARSE_TILES");
-    return v && v[0] == '2' && v[1] == 0 ? 2 : 1;
-  }();
-  return tiles;
-}
-inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n) {
-  Sparse24Config c = m <= 8 ? Sparse24Config{4, 2, 1, 2, 1} : m <= 16 ? Sparse24Config{4, 2, 2, 2, 1}
-                   : m <= 32 ? Sparse24Config{2, 2, 2, 4, 1} : Sparse24Config{2, 1, 4, 4, 0};
-  if (Sparse24TilesFromEnv() == 2 && n % (2 * kSparseBlockN) == 0) c.tiles = 2;
-  return c;
+// `harness bench` (packages/sparse/bench/NOTES.md): m <= 8 on the H200; m = 9..32 on the H100, where
+// two tiles per warp won on the 70B and 16384 x 65536 blocks (every layer n, k >= 8192) and lost on
+// the Llama-2-7B block (k = 4096 or n = 4096: too few tiles, so many k slices), which instead takes
+// 8-row m tiles at m <= 16 and 2 blocks per SM at m <= 32.
+inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n, int64_t k) {
+  const bool wide = n >= 8192 && k >= 8192 && n % (2 * kSparseBlockN) == 0;
+  if (m <= 8) return {4, 2, 1, 2, 1};
+  if (m <= 16) return wide ? Sparse24Config{2, 2, 2, 2, 1, 2} : Sparse24Config{4, 1, 1, 2, 0};
+  if (m <= 32) return wide ? Sparse24Config{2, 1, 2, 2, 0, 2} : Sparse24Config{2, 2, 2, 2, 1};
+  return {2, 1, 4, 4, 0};
 }
 
 struct Sparse24Plan {
@@ -73,7 +67,7 @@ inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms, const
   return p;
 }
 inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms) {
-  return PlanSparse24(m, n, k, sms, Sparse24DefaultConfig(m, n));
+  return PlanSparse24(m, n, k, sms, Sparse24DefaultConfig(m, n, k));
 }
 
 // Workspace bytes enough for every m' <= m (smaller m can split k and so need the fp32 scratch

@@ -58,7 +58,7 @@ cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& g, const Sparse24Config& cf
 }
 
 cudaError_t Sparse24Gemm(const Sparse24GemmArgs& g, cudaStream_t stream) {
-  return Sparse24GemmWith(g, Sparse24DefaultConfig(g.m, g.n), stream);
+  return Sparse24GemmWith(g, Sparse24DefaultConfig(g.m, g.n, g.k), stream);
 }
 
 }  // namespace marlin

@@ -182,20 +182,12 @@ export class SharedResources {
   }
 }
 
-/** A span of a layer's weights in device memory: a buffer (or view) and how many bytes of it. */
-export interface WeightRegion<X = unknown> {
-  buffer: X;
-  bytes: number;
-}
-
 /** A layer's weights as one implementation runs them. */
 export interface PreparedLinear<X = unknown, S = unknown> {
   readonly n: number;
   readonly k: number;
   /** Bytes of weights one call streams (the bandwidth floor). */
   readonly weightBytes: number;
-  /** Where those bytes live (device buffers), for ops that prefetch them into L2 before a call. */
-  readonly weightRegions?: readonly WeightRegion<X>[];
   /** out[m, n] = x[m, k] W^T (+ b). CPU: Float32Array; CUDA: device buffers of the activation dtype. */
   apply(x: X, out: X, m: number, stream?: S): void;
   /** Frees what prepare() allocated for this implementation alone (not `shared`). */
@@ -280,11 +272,6 @@ export class DispatchedLinear<X = unknown, S = unknown> {
   /** Weight bytes streamed per call at m rows. */
   weightBytes(m = 1): number {
     return this.runs[this.index(m)].weightBytes;
-  }
-
-  /** The weight regions a call at m rows reads (empty when the implementation does not say). */
-  weightRegions(m = 1): readonly WeightRegion<X>[] {
-    return this.runs[this.index(m)].weightRegions ?? [];
   }
 
   /** out[m, n] = x[m, k] W^T (+ b); m = 0 does nothing. */

@@ -17,7 +17,6 @@ import {
   type DeviceArg,
   type DeviceLinear,
   deviceIndex,
-  deviceWeightRegions,
   marlinDeviceWeights,
   marlinFit,
   marlinWeightBytes,
@@ -75,7 +74,6 @@ function preparedOn(dw: DeviceMarlinWeights, run: (io: DeviceIo, m: number, stre
     n: dw.n,
     k: dw.k,
     weightBytes: marlinWeightBytes(dw),
-    weightRegions: deviceWeightRegions(dw.qweight, dw.scales, dw.zeros),
     apply(x, out, m, stream) {
       const [xb, xo] = view(x);
       const [ob, oo] = view(out);

@@ -33,7 +33,6 @@ export {
   dequantDenseCuda,
   dequantizedNk,
   deviceIndex,
-  deviceWeightRegions,
   f16BitsAs,
   fp16HostApply,
   type HostLinear,

@@ -29,7 +29,6 @@ import {
   refuse,
   registry,
   ShapeError,
-  type WeightRegion,
 } from "@marlin/core";
 import { dequantize, f16ToF32, f32ToBf16, f32ToF16, type MarlinLayer, packMarlin, type QuantizedLayer } from "@marlin/format";
 import { DeviceBuffer } from "./buffer.js";
@@ -160,11 +159,6 @@ export function marlinWeightBytes(w: { k: number; n: number; bits: number; group
   return (w.k * w.n * w.bits) / 8 + groups * w.n * 2 + (w.zeros ? (groups * w.n * w.bits) / 8 : 0);
 }
 
-/** Where a call's weight bytes live: packed weights, scales, zero points (for L2 prefetch hints). */
-export function deviceWeightRegions(...bufs: (DeviceBuffer | undefined)[]): WeightRegion<DeviceArg>[] {
-  return bufs.filter((b): b is DeviceBuffer => !!b).map((b) => ({ buffer: b, bytes: b.byteLength }));
-}
-
 /** The layer packed in the Marlin layout and placed on its device, once per layer (shared by name). */
 export function marlinDeviceWeights(w: QuantizedLinearWeights, ctx: PrepareContext): DeviceMarlinWeights {
   if (w.placed?.format === "marlin-device") return w.placed.data as DeviceMarlinWeights;
@@ -216,7 +210,6 @@ export const marlinCuda: LinearImplementation<DeviceArg, Stream> = {
       n: dw.n,
       k: dw.k,
       weightBytes: marlinWeightBytes(dw),
-      weightRegions: deviceWeightRegions(dw.qweight, dw.scales, dw.zeros),
       apply(x, out, m, stream) {
         const [xb, xo] = view(x);
         const [ob, oo] = view(out);
@@ -291,7 +284,6 @@ export const cublasFp16: LinearImplementation<DeviceArg, Stream> = {
       n,
       k,
       weightBytes: n * k * 2,
-      weightRegions: [{ buffer: wd, bytes: n * k * 2 }],
       apply(x, out, m, stream) {
         const [xb, xo] = view(x);
         const [ob, oo] = view(out);

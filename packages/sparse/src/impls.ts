@@ -23,7 +23,6 @@ import {
   builtWithCuda,
   type DeviceArg,
   deviceIndex,
-  deviceWeightRegions,
   f16BitsAs,
   fp16HostApply,
   MarlinWorkspace,
@@ -97,7 +96,6 @@ export const sparse24Cuda: LinearImplementation<DeviceArg, Stream> = {
       n: dw.n,
       k: dw.k,
       weightBytes: sparse24WeightBytes(dw),
-      weightRegions: deviceWeightRegions(dw.values, dw.meta, dw.scales),
       apply(x, out, m, stream) {
         const [xb, xo] = view(x);
         const [ob, oo] = view(out);

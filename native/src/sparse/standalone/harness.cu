@@ -333,7 +333,7 @@ int Bench(int sms, const std::vector<int>& ms) {
         const double ms_ = t[3];
         CK(cudaGraphExecDestroy(exec));
         CK(cudaGraphDestroy(graph));
-        const std::string nm = is_def ? "default(" + Name(Sparse24DefaultConfig(m, 4096)) + ")" : Name(c);
+        const std::string nm = is_def ? "default(" + Name(Sparse24DefaultConfig(m, 4096, 4096)) + ")" : Name(c);
         std::printf("BENCH %-12s m=%-4d %-22s %.4f ms %5.1f%% of floor\n", name.c_str(), m, nm.c_str(), ms_, 100 * floor_ms / ms_);
         if (is_def) def = ms_;
         else if (ms_ < best) best = ms_, best_name = nm;
@@ -430,10 +430,11 @@ int main(int argc, char** argv) {
         cases.push_back({1, 64, 1024, g, bf != 0});    // many splits
         cases.push_back({17, 128, 512, g, bf != 0});   // partial m tile
         cases.push_back({33, 192, 256, g, bf != 0});
-        cases.push_back({9, 256, 1024, g, bf != 0});  // two tiles per warp (MARLIN_SPARSE_TILES=2)
+        cases.push_back({9, 8192, 8192, g, bf != 0});   // two tiles per warp (the wide defaults)
+        cases.push_back({20, 8192, 8192, g, bf != 0});
       }
   } else if (mode == "test") {
-    std::vector<std::pair<int, int>> shapes = {{128, 64}, {384, 128}, {1024, 448}, {4096, 4096}, {11008, 4096}};
+    std::vector<std::pair<int, int>> shapes = {{128, 64}, {384, 128}, {1024, 448}, {4096, 4096}, {11008, 4096}, {8192, 8192}};
     if (!quick) {
       shapes.push_back({4096, 22016});
       shapes.push_back({8192, 57344});

@@ -32,7 +32,7 @@ export interface AttentionContext {
    * A pure decode step (one row per sequence): attention split over context chunks, with RoPE and
    * the KV store done inside it (ropeStoreKv does nothing then).
    */
-  decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer; blocks?: number };
+  decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer; blocks?: number; kvReady?: 0 | 1 };
 }
 
 export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
@@ -59,8 +59,8 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     gpuOps().rmsnorm(x, w, out, rows, this.H, this.c.rmsNormEps, this.s);
   }
 
-  addRmsnorm(h: DeviceArg, x: DeviceArg, w: DeviceArg, rows: number, next?: GpuLinear): void {
-    gpuOps().addRmsnorm(x, h, w, rows, this.H, this.c.rmsNormEps, this.s, next?.weightRegions(rows).slice(0, 4));
+  addRmsnorm(h: DeviceArg, x: DeviceArg, w: DeviceArg, rows: number): void {
+    gpuOps().addRmsnorm(x, h, w, rows, this.H, this.c.rmsNormEps, this.s);
   }
 
   ropeStoreKv(qkv: DeviceArg, rows: number, li: number): void {
@@ -70,7 +70,7 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     gpuOps().ropeStoreKv(qkv, ctx.positions, this.cos, this.sin, ctx.slots, ctx.k(li), ctx.v(li), rows, this.qkvN, c.numHeads, c.numKvHeads, c.headDim, ctx.ropeRows ?? ctx.maxContext, ctx.numBlocks * ctx.blockSize, this.s);
   }
 
-  attention(qkv: DeviceArg, out: DeviceArg, rows: number, li: number, next?: GpuLinear): void {
+  attention(qkv: DeviceArg, out: DeviceArg, rows: number, li: number): void {
     const { c, ctx } = this;
     const shape = {
       rows,
@@ -88,9 +88,7 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     const d = ctx.decode;
     if (d) {
       const rope = { fuse: 1 as const, cos: this.cos, sin: this.sin, slots: ctx.slots, ropeRows: ctx.ropeRows ?? ctx.maxContext };
-      // The next layer's weights into L2 while the (latency-bound) attention leaves DRAM idle.
-      const prefetch = next?.weightRegions(rows).slice(0, 4);
-      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, blocks: d.blocks, prefetch, ...rope }, this.s);
+      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, blocks: d.blocks, kvReady: d.kvReady, ...rope }, this.s);
     } else gpuOps().pagedAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, this.s);
   }
 
@@ -163,9 +161,9 @@ export function timedOps<B, S>(ops: LayerOps<B, S>, t: OpTimer): LayerOps<B, S> 
   const b = bound(ops);
   return {
     rmsnorm: (x, w, out, rows) => t.time("rmsnorm", () => b.rmsnorm(x, w, out, rows)),
-    addRmsnorm: (h, x, w, rows, next) => t.time("addRmsnorm", () => b.addRmsnorm(h, x, w, rows, next)),
+    addRmsnorm: (h, x, w, rows) => t.time("addRmsnorm", () => b.addRmsnorm(h, x, w, rows)),
     ropeStoreKv: (qkv, rows, li) => t.time("ropeStoreKv", () => b.ropeStoreKv(qkv, rows, li)),
-    attention: (qkv, out, rows, li, next) => t.time("attention", () => b.attention(qkv, out, rows, li, next)),
+    attention: (qkv, out, rows, li) => t.time("attention", () => b.attention(qkv, out, rows, li)),
     siluMul: (gu, out, rows) => t.time("siluMul", () => b.siluMul(gu, out, rows)),
     linear: (l, x, out, rows) => t.time(`linear ${l.name}`, () => b.linear(l, x, out, rows)),
   };

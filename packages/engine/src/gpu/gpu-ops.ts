@@ -13,8 +13,7 @@ export interface CudaGraph {
 export interface GpuOps {
   embedding(ids: DRef, table: DRef, out: DRef, rows: number, hidden: number, vocab: number, s?: Stream): void;
   rmsnorm(x: DRef, w: DRef, out: DRef, rows: number, hidden: number, eps: number, s?: Stream): void;
-  /** next: up to 4 regions (the next linear layer's weights) extra blocks ask L2 to fetch meanwhile. */
-  addRmsnorm(x: DRef, residual: DRef, w: DRef, rows: number, hidden: number, eps: number, s?: Stream, next?: readonly { buffer: DRef; bytes: number }[]): void;
+  addRmsnorm(x: DRef, residual: DRef, w: DRef, rows: number, hidden: number, eps: number, s?: Stream): void;
   rope(x: DRef, positions: DRef, cos: DRef, sin: DRef, rows: number, stride: number, heads: number, headDim: number, maxPositions: number, s?: Stream): void;
   storeKv(qkv: DRef, slots: DRef, k: DRef, v: DRef, rows: number, stride: number, kOff: number, vOff: number, kvDim: number, numSlots: number, s?: Stream): void;
   /** rope of the q and k heads fused with storeKv of k and v (row layout [q heads | k heads | v heads]). */
@@ -35,20 +34,12 @@ export interface GpuOps {
   decodeAttention(
     qkv: DRef, k: DRef, v: DRef, blockTables: DRef, seqOfRow: DRef, posOfRow: DRef, out: DRef,
     shape: { rows: number; qStride: number; heads: number; kvHeads: number; headDim: number; maxBlocks: number; blockSize: number; numSeqs: number; numBlocks: number; maxContext: number; scale: number },
-    /** blocks: blocks per (row, head), 1..ceil(maxContext / chunk) (default: one wave of resident blocks in all); results do not depend on it. */
-    decode: {
-      chunk: number;
-      partial: DRef;
-      counters: DRef;
-      fuse: 0 | 1;
-      cos?: DRef;
-      sin?: DRef;
-      slots?: DRef;
-      ropeRows?: number;
-      blocks?: number;
-      /** Up to 4 regions (the next linear layer's weights) the kernel asks L2 to fetch while it runs. */
-      prefetch?: readonly { buffer: DRef; bytes: number }[];
-    },
+    /**
+     * blocks: blocks per (row, head), 1..ceil(maxContext / chunk) (default: one wave of resident blocks in all); results do not depend on it.
+     * kvReady (with fuse): the caller promises that no kernel still running before this one writes posOfRow, blockTables or the cached
+     * KV, so the kernel reads them (and prefetches the KV into L2) before waiting for the previous kernel.
+     */
+    decode: { chunk: number; partial: DRef; counters: DRef; fuse: 0 | 1; cos?: DRef; sin?: DRef; slots?: DRef; ropeRows?: number; blocks?: number; kvReady?: 0 | 1 },
     s?: Stream,
   ): void;
   sample(logits: DRef, temperature: DRef, topK: DRef, topP: DRef, seeds: DRef, counters: DRef, out: DRef, rows: number, vocab: number, s?: Stream): void;
@@ -64,7 +55,6 @@ export interface GpuOps {
 const unwrap = (v: unknown): unknown => {
   if (Array.isArray(v) && v.length === 2 && typeof v[1] === "number") return [(v[0] as { handle: unknown }).handle, v[1]];
   if (v && typeof v === "object" && "handle" in (v as object)) return (v as { handle: unknown }).handle;
-  if (Array.isArray(v)) return v.map(unwrap); // lists of option objects (decode.prefetch)
   // Plain option objects may hold buffers too (decodeAttention's decode argument).
   if (v && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype)
     return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, unwrap(x)]));

@@ -210,7 +210,10 @@ export class GpuModelRunner implements ModelRunner {
       // MARLIN_DECODE_BLOCKS=chunks: one block per chunk of the longest context (the grid before
       // blocks were bounded; benchmarks compare the two in one run).
       const blocks = process.env.MARLIN_DECODE_BLOCKS === "chunks" ? splits : undefined;
-      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters, blocks };
+      // kvReady: a decode step's inputs are uploaded by synchronous copies before it, and its
+      // attention reads only cache rows of earlier steps (MARLIN_KV_READY=0 turns it off, for measuring).
+      const kvReady = process.env.MARLIN_KV_READY === "0" ? 0 : 1;
+      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters, blocks, kvReady };
       this.bufs.decodePartial = this.decode.partial;
       this.bufs.decodeCounters = counters;
     }

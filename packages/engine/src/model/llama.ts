@@ -31,15 +31,12 @@ export interface LayerParams<B, S = unknown> extends LayerLinears<B, S> {
 export interface LayerOps<B, S = unknown> {
   /** out = rmsnorm(x) * w */
   rmsnorm(x: B, w: B, out: B, rows: number): void;
-  /** h += x; x = rmsnorm(h) * w. `next` is the linear layer that reads x (see attention). */
-  addRmsnorm(h: B, x: B, w: B, rows: number, next?: DispatchedLinear<B, S>): void;
+  /** h += x; x = rmsnorm(h) * w */
+  addRmsnorm(h: B, x: B, w: B, rows: number): void;
   /** RoPE on the q and k heads of qkv, then k and v stored in layer `layer`'s cache at the rows' slots. */
   ropeStoreKv(qkv: B, rows: number, layer: number): void;
-  /**
-   * Each row's q heads attend over its sequence's cached k/v up to its own position. `next` is the
-   * linear layer that reads `out` (a GPU may fetch its weights into L2 meanwhile).
-   */
-  attention(qkv: B, out: B, rows: number, layer: number, next?: DispatchedLinear<B, S>): void;
+  /** Each row's q heads attend over its sequence's cached k/v up to its own position. */
+  attention(qkv: B, out: B, rows: number, layer: number): void;
   /** out = silu(gu[:, :I]) * gu[:, I:] */
   siluMul(gu: B, out: B, rows: number): void;
   /** out = x W^T (+ b) through the layer's prepared implementation for `rows`. */
@@ -81,12 +78,12 @@ export interface LayerPass<B> {
 /** Attention half: norm1, q/k/v, RoPE + KV store, attention into buf.attn. Returns false if stopped. */
 export function attentionBlock<B, S>(ops: LayerOps<B, S>, p: LayerParams<B, S>, li: number, buf: LayerBuffers<B>, rows: number, pass: LayerPass<B>): boolean {
   if (pass.fresh) ops.rmsnorm(buf.h, p.inputNorm, buf.x, rows);
-  else ops.addRmsnorm(buf.h, buf.x, p.inputNorm, rows, p.qkv);
+  else ops.addRmsnorm(buf.h, buf.x, p.inputNorm, rows);
   pass.hook?.(LINEAR_INPUTS.qkv, buf.x, rows);
   if (pass.stopAt === 0) return false;
   ops.linear(p.qkv, buf.x, buf.qkv, rows);
   ops.ropeStoreKv(buf.qkv, rows, li);
-  ops.attention(buf.qkv, buf.attn, rows, li, p.o);
+  ops.attention(buf.qkv, buf.attn, rows, li);
   return true;
 }
 
@@ -95,7 +92,7 @@ export function attentionOutput<B, S>(ops: LayerOps<B, S>, p: LayerParams<B, S>,
   pass.hook?.(LINEAR_INPUTS.o, buf.attn, rows);
   if (pass.stopAt === 1) return false;
   ops.linear(p.o, buf.attn, buf.x, rows);
-  ops.addRmsnorm(buf.h, buf.x, p.postNorm, rows, p.gateUp);
+  ops.addRmsnorm(buf.h, buf.x, p.postNorm, rows);
   return true;
 }
 
