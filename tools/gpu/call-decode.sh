@@ -26,6 +26,7 @@
 # PART=attn: bench/decode-attention.mjs over the grids in ATTN_BLOCKS, and its test.
 # PART=final5: session 10's closing call (the decode attention's kvReady read, the 2:4 kernel's
 # new defaults, the engine with dense, Marlin and 2:4).
+# PART=verify: the engine GPU tests twice and their memcheck, the Marlin decode bench.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -194,6 +195,12 @@ elif [ "$part" = final5 ]; then
   step test-sparse 90 bash -c "cd packages/sparse && $vitest"
   step sparse-bench 150 bash -c "cd packages/sparse && node bench/run.mjs --m 1,16,32,64 --shapes llama2-7b,llama3-70b,16384x65536 && cp ../../bench/results/sparse-bench.json $OUT/"
   step engine-all 150 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin,sparse24 --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
+elif [ "$part" = verify ]; then
+  # The engine GPU tests (twice: fresh seeds) and the memcheck of the fused ops, after a fix.
+  step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
+  step test-attn-2 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
+  step memcheck-engine 120 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
+  step engine-marlin 60 bash -c "cd packages/engine && node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,16"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

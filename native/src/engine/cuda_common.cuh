@@ -20,6 +20,14 @@ __device__ __forceinline__ void Unpack8(const uint4& u, float* f) {
   }
 }
 
+// Rotate-half RoPE of the pair (a, b) = (x[i], x[i + D/2]) by (cos, sin), rounded to fp16. The
+// multiply-adds are spelled out: left to the compiler, `a * c - b * s` contracted differently in
+// the RoPE op and in the fused decode attention, so their rows differed in the last bit.
+__device__ __forceinline__ void RopePair(float a, float b, float c, float s, half* ra, half* rb) {
+  *ra = __float2half(__fmaf_rn(a, c, -__fmul_rn(b, s)));
+  *rb = __float2half(__fmaf_rn(b, c, __fmul_rn(a, s)));
+}
+
 __device__ __forceinline__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

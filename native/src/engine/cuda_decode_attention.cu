@@ -92,13 +92,14 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
     const float* c = d.cos_t + static_cast<size_t>(n - 1) * (D / 2);
     const float* sn = d.sin_t + static_cast<size_t>(n - 1) * (D / 2);
     for (int i = threadIdx.x; i < D / 2; i += blockDim.x) {
-      const float q0 = __half2float(qh[i]), q1 = __half2float(qh[i + D / 2]);
-      qs[i] = __half2float(__float2half(q0 * c[i] - q1 * sn[i]));
-      qs[i + D / 2] = __half2float(__float2half(q1 * c[i] + q0 * sn[i]));
+      half r0, r1;
+      RopePair(__half2float(qh[i]), __half2float(qh[i + D / 2]), c[i], sn[i], &r0, &r1);
+      qs[i] = __half2float(r0);
+      qs[i + D / 2] = __half2float(r1);
       if (cur) {
-        const float k0 = __half2float(kh[i]), k1 = __half2float(kh[i + D / 2]);
-        kc[i] = __half2float(__float2half(k0 * c[i] - k1 * sn[i]));
-        kc[i + D / 2] = __half2float(__float2half(k1 * c[i] + k0 * sn[i]));
+        RopePair(__half2float(kh[i]), __half2float(kh[i + D / 2]), c[i], sn[i], &r0, &r1);
+        kc[i] = __half2float(r0);
+        kc[i + D / 2] = __half2float(r1);
       }
     }
     if (cur)

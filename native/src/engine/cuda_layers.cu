@@ -120,8 +120,7 @@ __global__ void RopeKernel(int rows, half* x, int stride, int heads, int head_di
       const int h = j / half_dim, i = j % half_dim;
       half* v = row + h * head_dim;
       const float a = __half2float(v[i]), b = __half2float(v[i + half_dim]);
-      v[i] = __float2half(a * c[i] - b * sn[i]);
-      v[i + half_dim] = __float2half(b * c[i] + a * sn[i]);
+      RopePair(a, b, c[i], sn[i], &v[i], &v[i + half_dim]);
     }
   }
 }
@@ -175,8 +174,8 @@ __global__ void RopeStoreKvKernel(int rows, half* qkv, int stride, int heads, in
         const int h = j / half_dim, i = j % half_dim;
         half* v = row + h * head_dim;
         const float a = __half2float(v[i]), b = __half2float(v[i + half_dim]);
-        const half ra = __float2half(a * c[i] - b * sn[i]);
-        const half rb = __float2half(b * c[i] + a * sn[i]);
+        half ra, rb;
+        RopePair(a, b, c[i], sn[i], &ra, &rb);
         v[i] = ra;
         v[i + half_dim] = rb;
         if (h >= heads && slot >= 0) {
