@@ -24,14 +24,15 @@ namespace cuda {
 namespace {
 
 constexpr int kThreads = 256;
+// With kv_ready, a launch prefetches its chunks' K/V into L2 only while they fit in this much.
+constexpr int64_t kKvPrefetchBytes = int64_t{16} << 20;
+
+// A hint only (nothing reaches registers): the line is fetched into L2 for the loads that follow.
+__device__ __forceinline__ void PrefetchL2Line(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
 // L lanes per key (head dim 8 L), U keys in flight per thread and pass, MINB blocks per SM asked of
 // the register allocator. One pass over the chunk (GroupSoftmax): one memory round trip per U keys
 // of a group, where two passes (scores, then values) cost two plus a block-wide softmax.
-// A hint only (nothing reaches registers): the line is fetched into L2 for the loads that follow.
-constexpr int64_t kKvPrefetchBytes = int64_t{16} << 20;
-__device__ __forceinline__ void PrefetchL2Line(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
-
 template <int L, int U, int MINB>
 __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAttentionArgs d) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl

@@ -28,16 +28,20 @@ struct Sparse24Config {
 };
 constexpr size_t kSparseWholeBytes = 64 * 1024;
 
+// Whether a configuration can run a layer of n outputs (its blocks cover 64 * tiles of them).
+inline bool Sparse24ConfigFits(const Sparse24Config& c, int64_t n) { return c.tiles >= 1 && n % (int64_t{kSparseBlockN} * c.tiles) == 0; }
+
 // The configuration a call of m rows runs (launch.cu instantiates exactly these). Chosen by
 // `harness bench` (packages/sparse/bench/NOTES.md): m <= 8 on the H200; m = 9..32 on the H100, where
 // two tiles per warp won on the 70B and 16384 x 65536 blocks (every layer n, k >= 8192) and lost on
 // the Llama-2-7B block (k = 4096 or n = 4096: too few tiles, so many k slices), which instead takes
 // 8-row m tiles at m <= 16 and 2 blocks per SM at m <= 32.
 inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n, int64_t k) {
-  const bool wide = n >= 8192 && k >= 8192 && n % (2 * kSparseBlockN) == 0;
   if (m <= 8) return {4, 2, 1, 2, 1};
-  if (m <= 16) return wide ? Sparse24Config{2, 2, 2, 2, 1, 2} : Sparse24Config{4, 1, 1, 2, 0};
-  if (m <= 32) return wide ? Sparse24Config{2, 1, 2, 2, 0, 2} : Sparse24Config{2, 2, 2, 2, 1};
+  const Sparse24Config wide = m <= 16 ? Sparse24Config{2, 2, 2, 2, 1, 2} : Sparse24Config{2, 1, 2, 2, 0, 2};
+  if (m <= 32 && n >= 8192 && k >= 8192 && Sparse24ConfigFits(wide, n)) return wide;
+  if (m <= 16) return {4, 1, 1, 2, 0};
+  if (m <= 32) return {2, 2, 2, 2, 1};
   return {2, 1, 4, 4, 0};
 }
 

@@ -2,8 +2,8 @@
 // The 2:4 sparse kernel. W is the sparse A operand of mma.sp (16 outputs x 32 inputs per tile) and
 // the activations are B (32 inputs x 8 rows), so each warp computes C^T for 16 * kTiles outputs x
 // 8 * kHalves rows (its kTiles output tiles share every B fragment it reads). A block is 4 warps
-// across n (64 * kTiles outputs) times kKWarps warps across k; blockIdx.z is the k slice of the block. Weights stream straight from global memory into registers, kDepth quads
-// ahead of the MMAs (no shared-memory stage: at decode each weight is used once). Activations go
+// across n (64 * kTiles outputs) times kKWarps warps across k; blockIdx.z is the k slice of the
+// block. Weights stream straight from global memory into registers, kDepth quads ahead of the MMAs (no shared-memory stage: at decode each weight is used once). Activations go
 // through shared memory, chunk by chunk (4 quads per warp group, double-buffered by cp.async), and
 // reach the MMAs by ldmatrix: one instruction per 8 rows x 32 inputs, shared by the block's warps.
 // Reduction, in a fixed order: the kKWarps warp groups through shared memory, then the slices of a

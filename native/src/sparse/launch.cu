@@ -46,7 +46,7 @@ cudaError_t Dispatch(const KernelArgs& p, const Sparse24Plan& plan, cudaStream_t
 }  // namespace
 
 cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& g, const Sparse24Config& cfg, cudaStream_t stream) {
-  if (cfg.tiles < 1 || g.n % (kSparseBlockN * cfg.tiles) != 0) return cudaErrorInvalidValue;
+  if (!Sparse24ConfigFits(cfg, g.n)) return cudaErrorInvalidValue;
   const Sparse24Plan plan = PlanSparse24(g.m, g.n, g.k, g.sms, cfg);
   if (plan.n_blocks > 65535) return cudaErrorInvalidConfiguration;
   KernelArgs p{g.m, g.n, g.k, g.a, g.values, g.meta, g.scales, g.bias, g.c,
