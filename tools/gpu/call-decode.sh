@@ -27,6 +27,7 @@
 # PART=final5: session 10's closing call (the decode attention's kvReady read, the 2:4 kernel's
 # new defaults, the engine with dense, Marlin and 2:4).
 # PART=verify: the engine GPU tests twice and their memcheck, the Marlin decode bench.
+# PART=stages: session 11's decode attention K/V ring (see the branch).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -201,6 +202,20 @@ elif [ "$part" = verify ]; then
   step test-attn-2 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step memcheck-engine 120 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts test/gpu.test.ts -t 'attention|norm|decode'"
   step engine-marlin 60 bash -c "cd packages/engine && node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,16"
+elif [ "$part" = stages ]; then
+  # Session 11: the decode attention's cp.async K/V ring (stages 0 = direct loads, 2, 3, 4), after
+  # verifying the RoPE fix: the op's test (every load path bit-identical), its bench per stage count,
+  # the engine A/B (dense + Marlin at the default, Marlin with MARLIN_DECODE_STAGES=0 / 4), the
+  # engine GPU tests and the memcheck of the fused ops.
+  step test-attn 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
+  step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default --stages 0,2,3,4 && cp ../../bench/results/decode-attention.json $OUT/"
+  step engine-default 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
+  step engine-s0 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=0 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+  step engine-s4 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=4 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+  step engine-s0-again 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=0 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+  step test-engine 120 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
+  step test-attn-2 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
+  step memcheck-engine 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

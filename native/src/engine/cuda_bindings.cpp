@@ -238,7 +238,7 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
 
 // decodeAttention(qkv, kCache, vCache, blockTables, seqOfRow, posOfRow, out, shape, decode, stream?)
 //   shape as pagedAttention's (qStride: the qkv row width); decode = {chunk, partial, counters,
-//   fuse (0|1), cos?, sin?, slots?, ropeRows?, blocks?, kvReady?}: one row per sequence; with fuse the kernel
+//   fuse (0|1), cos?, sin?, slots?, ropeRows?, blocks?, kvReady?, stages?}: one row per sequence; with fuse the kernel
 //   applies RoPE to q and the current k itself and stores the row's k and v at its slot. kvReady (0|1,
 //   with fuse): the caller promises that no kernel still running before this one writes the positions,
 //   block tables or cached KV (the engine's decode graph: uploaded before it, cache rows of earlier steps).
@@ -271,6 +271,12 @@ Napi::Value DecodeAttention(const Napi::CallbackInfo& info) {
   if (d.fuse > 1) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: fuse must be 0 or 1");
   if (dd.Has("kvReady") && !dd.Get("kvReady").IsUndefined()) d.kv_ready = static_cast<int>(get(dd, "kvReady", 0));
   if (d.kv_ready > d.fuse) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: kvReady must be 0 or 1, and 1 only with fuse");
+  // stages (optional): the K/V ring's passes (2..4), 0 for direct loads; by default the launch's choice.
+  d.stages = -1;
+  if (dd.Has("stages") && !dd.Get("stages").IsUndefined()) {
+    d.stages = static_cast<int>(get(dd, "stages", 0));
+    if (!ops::cuda::DecodeAttentionStages(d.stages)) ThrowTyped(env, kErrInvalidArgument, "decodeAttention: stages must be 0, 2, 3 or 4");
+  }
   // blocks (optional): blocks per (row, head); by default one wave of resident blocks in all.
   if (dd.Has("blocks") && !dd.Get("blocks").IsUndefined()) {
     d.blocks = static_cast<int>(get(dd, "blocks", 1));

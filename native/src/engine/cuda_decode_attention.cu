@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "common/pdl.cuh"
+#include "common/smem_copy.cuh"
 #include "engine/cuda_common.cuh"
 #include "engine/cuda_ops.h"
 #include "engine/online_softmax.cuh"
@@ -30,10 +31,24 @@ constexpr int64_t kKvPrefetchBytes = int64_t{16} << 20;
 // A hint only (nothing reaches registers): the line is fetched into L2 for the loads that follow.
 __device__ __forceinline__ void PrefetchL2Line(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
+// Shared memory of a launch: the chunk's slots, then the cp.async stages (NS > 0), which the group
+// values, maxima and sums reuse once the chunk's passes are done.
+template <int L, int U, int NS>
+constexpr size_t DecodeSmemBytes(int chunk) {
+  constexpr size_t stages = static_cast<size_t>(NS) * U * 2 * kThreads * 16;
+  constexpr size_t groups = static_cast<size_t>(kThreads / L) * (8 * L + 2) * sizeof(float);
+  return static_cast<size_t>(chunk) * sizeof(int) + (stages > groups ? stages : groups);
+}
+
 // L lanes per key (head dim 8 L), U keys in flight per thread and pass, MINB blocks per SM asked of
 // the register allocator. One pass over the chunk (GroupSoftmax): one memory round trip per U keys
 // of a group, where two passes (scores, then values) cost two plus a block-wide softmax.
-template <int L, int U, int MINB>
+// NS > 0: the passes' K/V rows are copied by cp.async into a ring of NS passes in shared memory, NS - 1
+// ahead of the one being summed, so NS * U keys per thread are in flight instead of U (at context 128
+// the direct loads left a block 4 dependent round trips). Each thread copies exactly the 16-byte
+// pieces it then reads (its group's keys, its lane's dimensions), so the ring needs no barrier, only
+// the thread's own cp.async.wait_group; the arithmetic and key order are the direct loads' (NS = 0).
+template <int L, int U, int MINB, int NS>
 __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAttentionArgs d) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
   // kv_ready (the caller's promise, see cuda_ops.h): the slots are read and the chunk's cached K/V
@@ -54,8 +69,11 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
   const int kv_dim = a.kv_heads * D;
   const bool cur = d.fuse && (splits - 1) % gridDim.z == blockIdx.z;  // this block has the current position
 
-  extern __shared__ float smem[];  // [chunk] slots, [G][D] group values, [G] maxima, [G] sums
+  // [chunk] slots, then (NS > 0) the ring [NS][U][k, v][kThreads] of 16-byte pieces, whose space the
+  // [G][D] group values, [G] maxima and [G] sums take after the chunk's last pass.
+  extern __shared__ __align__(16) float smem[];
   int* slots = reinterpret_cast<int*>(smem);
+  uint4* ring = reinterpret_cast<uint4*>(slots + d.chunk);  // chunk is a multiple of 16: aligned
   float* part = reinterpret_cast<float*>(slots + d.chunk);
   float* gmax = part + G * D;
   float* gsum = gmax + G;
@@ -70,10 +88,39 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
   };
   load_slots(blockIdx.z);  // in flight with the q (and k) reads below
   const int last_cached = d.fuse ? n - 1 : n;  // positions below this come from the cache
+  constexpr int kRing = NS > 0 ? NS : 1;
+  const int g = threadIdx.x / L, l = threadIdx.x % L;
+  const half* kbase = a.k_cache + kvh * D + l * 8;
+  const half* vbase = a.v_cache + kvh * D + l * 8;
+  // NS > 0: pass i of chunk [lo, hi) into ring stage i % NS (a group with nothing to copy still
+  // commits, so the thread's group count stays the pass count).
+  auto issue = [&](int lo, int hi, int i) {
+    const int base = lo + i * U * G;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int p = base + u * G + g;
+      if (p < min(hi, last_cached)) {
+        const size_t off = static_cast<size_t>(slots[p - lo]) * kv_dim;
+        uint4* st = ring + ((i % kRing) * U + u) * 2 * kThreads + threadIdx.x;
+        smem::CpAsync16(st, kbase + off, true);
+        smem::CpAsync16(st + kThreads, vbase + off, true);
+      }
+    }
+    smem::CpAsyncCommit();
+  };
+  auto prologue = [&](int s) {  // the first NS - 1 passes of chunk s (slots loaded and synced)
+    const int lo = s * d.chunk, hi = min(n, lo + d.chunk);
+    for (int i = 0; i < NS - 1; i++) issue(lo, hi, i);
+  };
+  if (NS > 0 && !d.kv_ready) {
+    __syncthreads();
+    prologue(blockIdx.z);  // in flight with the q (and k) reads below
+  }
   // Prefetch only while the launch's chunks fit a part of L2 (kKvPrefetchBytes): past that the lines
   // are evicted before use (batch 64 at context 128 was 5% slower with it on the H100).
   const bool prefetch = d.kv_ready && static_cast<int64_t>(gridDim.x) * gridDim.y * gridDim.z * min(n, d.chunk) * D * 4 <= kKvPrefetchBytes;
   if (d.kv_ready) __syncthreads();
+  if (NS > 0 && d.kv_ready) prologue(blockIdx.z);  // cached rows only: ready before the wait too
   if (prefetch) {
     const int lo = blockIdx.z * d.chunk, hi = min(last_cached, lo + d.chunk);
     constexpr int kLines = D * 2 / 128 > 0 ? D * 2 / 128 : 1;  // 128-byte lines of a head's row
@@ -121,12 +168,9 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
     }
   }
 
-  const int g = threadIdx.x / L, l = threadIdx.x % L;
   float qv[8];
 #pragma unroll
   for (int j = 0; j < 8; j++) qv[j] = qs[l * 8 + j];
-  const half* kbase = a.k_cache + kvh * D + l * 8;
-  const half* vbase = a.v_cache + kvh * D + l * 8;
   const size_t rh = static_cast<size_t>(t) * a.heads + h;
   half* out = a.out + rh * D;
 
@@ -137,17 +181,28 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
       __syncthreads();
       load_slots(s);
       __syncthreads();
+      if (NS > 0) prologue(s);
     }
     GroupSoftmax<U> gs;
-    for (int base = lo; base < hi; base += U * G) {
+    for (int base = lo, i = 0; base < hi; base += U * G, i++) {
       uint4 kv[U], vv[U];
+      if (NS > 0) {
+        issue(lo, hi, i + NS - 1);
+        smem::CpAsyncWait<(NS > 0 ? NS - 1 : 0)>();  // this thread's copies of pass i have landed
+      }
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int p = base + u * G + g;
         if (p < min(hi, last_cached)) {
-          const size_t off = static_cast<size_t>(slots[p - lo]) * kv_dim;
-          kv[u] = *reinterpret_cast<const uint4*>(kbase + off);
-          vv[u] = *reinterpret_cast<const uint4*>(vbase + off);
+          if (NS > 0) {
+            const uint4* st = ring + ((i % kRing) * U + u) * 2 * kThreads + threadIdx.x;
+            kv[u] = st[0];
+            vv[u] = st[kThreads];
+          } else {
+            const size_t off = static_cast<size_t>(slots[p - lo]) * kv_dim;
+            kv[u] = *reinterpret_cast<const uint4*>(kbase + off);
+            vv[u] = *reinterpret_cast<const uint4*>(vbase + off);
+          }
         }
       }
       float sc[U];
@@ -172,6 +227,7 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
       }
       gs.Pass(sc, ok, vv, cached, vc + l * 8);
     }
+    if (NS > 0) __syncthreads();  // the ring's space becomes the group values': every thread is done reading it
     gs.Store(part, gmax, gsum, g, l, D);
     __syncthreads();
     float cmax, den;
@@ -225,13 +281,13 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
 // (1010). 4 keys at 3 blocks per SM, 8 at 2 were faster at batch 1 (6.8 us with 8) and slower
 // from batch 16 on (343 / 285 us at batch 16 context 4096); 4 keys at 4 blocks spilled.
 constexpr int kKeysInFlight = 2, kMinBlocks = 4;
+// Ring stages when the caller leaves them to the launch (stages < 0). TODO(measure): chosen on the GPU.
+constexpr int kDefaultStages = 3;
 
-template <int L>
+template <int L, int NS>
 cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
-  constexpr int D = 8 * L;
-  constexpr int G = kThreads / L;
-  auto kernel = DecodeAttentionKernel<L, kKeysInFlight, kMinBlocks>;
-  const size_t smem = static_cast<size_t>(d.chunk) * sizeof(int) + static_cast<size_t>(G) * (D + 2) * sizeof(float);
+  auto kernel = DecodeAttentionKernel<L, kKeysInFlight, kMinBlocks, NS>;
+  const size_t smem = DecodeSmemBytes<L, kKeysInFlight, NS>(d.chunk);
   if (smem > 48 * 1024) {
     const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (e != cudaSuccess) return e;
@@ -241,7 +297,8 @@ cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
     // Blocks per (row, head): one wave of resident blocks in all when the rows and heads leave
     // room (a row's chunks then run side by side), at least one, at most one per chunk. One block
     // per chunk of the longest context (the grid before) launched 35k blocks per layer at batch
-    // 64, nearly all finding no chunk of their row. Resident blocks per device, cached by chunk.
+    // 64, nearly all finding no chunk of their row. Resident blocks per device, cached by chunk
+    // (per instantiation: the ring's shared memory sets the occupancy).
     int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
@@ -260,18 +317,31 @@ cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {
   return LaunchPdl(kernel, dim3(d.attn.rows, d.attn.heads, blocks), dim3(kThreads), smem, s, d);
 }
 
+template <int L>
+cudaError_t LaunchStages(const DecodeAttentionArgs& d, cudaStream_t s) {
+  switch (d.stages < 0 ? kDefaultStages : d.stages) {
+    case 0: return Launch<L, 0>(d, s);
+    case 2: return Launch<L, 2>(d, s);
+    case 3: return Launch<L, 3>(d, s);
+    case 4: return Launch<L, 4>(d, s);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
 }  // namespace
 
 int DecodeAttentionSplits(int max_context, int chunk) { return (max_context + chunk - 1) / chunk; }
 
 bool DecodeAttentionSupports(int head_dim) { return head_dim == 64 || head_dim == 128 || head_dim == 256; }
 
+bool DecodeAttentionStages(int stages) { return stages < 0 || stages == 0 || (stages >= 2 && stages <= 4); }
+
 cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s) {
   if (d.attn.rows == 0) return cudaSuccess;
   switch (d.attn.head_dim) {
-    case 64: return Launch<8>(d, s);
-    case 128: return Launch<16>(d, s);
-    case 256: return Launch<32>(d, s);
+    case 64: return LaunchStages<8>(d, s);
+    case 128: return LaunchStages<16>(d, s);
+    case 256: return LaunchStages<32>(d, s);
     default: return cudaErrorInvalidValue;
   }
 }

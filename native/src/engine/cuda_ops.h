@@ -52,6 +52,7 @@ struct DecodeAttentionArgs {
   float* partial;      // [rows, heads, max_splits, head_dim + 2]
   int* counters;       // [rows, heads], zero between launches
   int fuse;            // 1: RoPE of q and the current k, and the KV store, done here
+  int stages;          // K/V ring of that many passes in shared memory (2..4), 0: direct loads, < 0: the default
   int kv_ready;        // 1 (with fuse): positions, block tables and the cached KV were written before the
                        // previous kernel of the stream began, so they may be read before its end
   const float* cos_t;
@@ -61,6 +62,7 @@ struct DecodeAttentionArgs {
 cudaError_t DecodeAttention(const DecodeAttentionArgs& d, cudaStream_t s);
 int DecodeAttentionSplits(int max_context, int chunk);
 bool DecodeAttentionSupports(int head_dim);
+bool DecodeAttentionStages(int stages);
 
 struct SampleArgs {
   const float* logits;

@@ -1,9 +1,11 @@
 // The decode attention op alone (Llama-2-7B heads: 32 x 128, fp16 KV, block size 16), at batches
 // 1 / 16 / 64 and contexts 128 / 1024 / 4096 in a cache sized for 4352 positions (the engine
 // bench's), for several grid choices in one run: "chunks" (one block per chunk of the longest
-// context: the grid before it was bounded), the default bound, and fixed blocks per (row, head).
+// context: the grid before it was bounded), the default bound, and fixed blocks per (row, head); and,
+// with --stages, each K/V load path (0: direct loads, 2..4: a cp.async ring of that many passes;
+// columns "grid/sN").
 // Held timing (each timed batch queues behind a holding kernel), caches rotated past 3x L2.
-//   node bench/decode-attention.mjs [--batches 1,16,64] [--contexts 128,1024,4096] [--blocks chunks,default,1,2,4,8]
+//   node bench/decode-attention.mjs [--batches 1,16,64] [--contexts 128,1024,4096] [--blocks chunks,default,1,2,4,8] [--stages 0,2,3,4]
 import { execSync } from "node:child_process";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,7 +27,9 @@ const opt = (name, def) => {
 const list = (s) => s.split(",").filter(Boolean);
 const batches = list(opt("batches", "1,16,64")).map(Number);
 const contexts = list(opt("contexts", "128,1024,4096")).map(Number);
-const choices = list(opt("blocks", "chunks,default,1,2,4,8"));
+const grids = list(opt("blocks", "chunks,default,1,2,4,8"));
+const stageList = opt("stages") ? list(opt("stages")).map(Number) : [undefined];
+const choices = stageList.flatMap((st) => grids.map((b) => ({ blocks: b, stages: st, key: st === undefined ? b : `${b}/s${st}` })));
 
 const heads = 32, kvHeads = 32, D = 128, bs = 16, chunk = 256, maxContext = 4352;
 const kvd = kvHeads * D;
@@ -38,7 +42,7 @@ const bw = copyBandwidth();
 const time = makeTimer(9, 2000);
 const rows = [];
 console.log(`copy bandwidth ${(bw / 1e12).toFixed(2)} TB/s; ${heads} heads x ${D}, chunk ${chunk}, cache for ${maxContext} positions (${splits} chunks)`);
-console.log(`${"batch".padStart(5)} ${"ctx".padStart(5)} ${"KV read us".padStart(10)}  ${choices.map((c) => `${c}`.padStart(9)).join(" ")}  (us per launch)`);
+console.log(`${"batch".padStart(5)} ${"ctx".padStart(5)} ${"KV read us".padStart(10)}  ${choices.map((c) => c.key.padStart(9)).join(" ")}  (us per launch)`);
 for (const batch of batches)
   for (const ctx of contexts) {
     // One cache per copy, each holding the batch's contexts; copies rotate past 3x L2 (60 MiB).
@@ -71,13 +75,13 @@ for (const batch of batches)
     const kvUs = ((2 * batch * ctx * kvd * 2) / bw) * 1e6;
     const row = { batch, context: ctx, kvReadUs: kvUs, us: {} };
     for (const choice of choices) {
-      const blocks = choice === "chunks" ? splits : choice === "default" ? undefined : Number(choice);
-      const decode = { chunk, partial, counters, fuse: 1, cos: cosD, sin: sinD, slots: slotsD, ropeRows: maxContext, blocks };
+      const blocks = choice.blocks === "chunks" ? splits : choice.blocks === "default" ? undefined : Number(choice.blocks);
+      const decode = { chunk, partial, counters, fuse: 1, cos: cosD, sin: sinD, slots: slotsD, ropeRows: maxContext, blocks, stages: choice.stages };
       const ms = time((i) => g.decodeAttention(qkv, caches[i][0], caches[i][1], tablesD, seqD, posD, out, shape, decode), copies);
-      row.us[choice] = ms * 1000;
+      row.us[choice.key] = ms * 1000;
     }
     rows.push(row);
-    console.log(`${String(batch).padStart(5)} ${String(ctx).padStart(5)} ${kvUs.toFixed(1).padStart(10)}  ${choices.map((c) => row.us[c].toFixed(1).padStart(9)).join(" ")}`);
+    console.log(`${String(batch).padStart(5)} ${String(ctx).padStart(5)} ${kvUs.toFixed(1).padStart(10)}  ${choices.map((c) => row.us[c.key].toFixed(1).padStart(9)).join(" ")}`);
     for (const x of [tablesD, posD, slotsD, seqD, cosD, sinD, qkv, out, partial, counters, ...caches.flat()]) x.free();
   }
 let commit = process.env.MARLIN_COMMIT;

@@ -75,20 +75,26 @@ describe.skipIf(!gpu)("decode attention (split, fused RoPE + KV store)", () => {
       counters.fillBytes(0);
       const decode = { chunk, partial, counters, fuse: 1 as const, cos: cosD, sin: sinD, slots: slotsD, ropeRows: maxContext };
       for (let rep = 0; rep < 2; rep++) g.decodeAttention(qkvB, kB, vB, tablesD, seqD, posD, outB, shape, decode);
-      // Fewer blocks per (row, head) than chunks (each block takes several): the same bits.
+      // Fewer blocks per (row, head) than chunks (each block takes several), and every K/V load path
+      // (direct loads, cp.async rings of 2..4 passes, with one and two blocks): the same bits.
       const outOf = (x: DeviceBuffer) => Array.from(x.download(new Uint16Array(outBytes / 2)));
-      for (const blocks of [1, 2, 3]) {
+      // kvReady is a promise these launches keep: each variant's cache was uploaded (synchronously)
+      // before it, and the launch before wrote another variant's buffers.
+      const variants: { blocks?: number; stages?: number; kvReady?: 1 }[] = [{ blocks: 1 }, { blocks: 2 }, { blocks: 3 }];
+      for (const stages of [0, 2, 3, 4]) variants.push({ stages }, { stages, blocks: 2 }, { stages, kvReady: 1 });
+      for (const v of variants) {
         const qkvC = up(qkvHost);
         const kC = up(cacheHost);
         const vC = up(cacheHost.map((x) => x ^ 0x8000));
         const outC = DeviceBuffer.alloc(outBytes);
         outC.fillBytes(0xff);
-        g.decodeAttention(qkvC, kC, vC, tablesD, seqD, posD, outC, shape, { ...decode, blocks });
-        expect(outOf(outC), `blocks ${blocks}`).toEqual(outOf(outB));
+        g.decodeAttention(qkvC, kC, vC, tablesD, seqD, posD, outC, shape, { ...decode, ...v });
+        expect(outOf(outC), JSON.stringify(v)).toEqual(outOf(outB));
         expect(Array.from(kC.download(new Uint16Array(numBlocks * bs * kvd)))).toEqual(Array.from(kB.download(new Uint16Array(numBlocks * bs * kvd))));
         for (const x of [qkvC, kC, vC, outC]) x.free();
       }
       expect(() => g.decodeAttention(qkvB, kB, vB, tablesD, seqD, posD, outB, shape, { ...decode, blocks: splits + 1 })).toThrow(/blocks must be at most/);
+      for (const stages of [1, 5]) expect(() => g.decodeAttention(qkvB, kB, vB, tablesD, seqD, posD, outB, shape, { ...decode, stages })).toThrow(/stages must be 0, 2, 3 or 4/);
 
       const a = f16ToF32(outA.download(new Uint16Array(outBytes / 2)));
       const b = f16ToF32(outB.download(new Uint16Array(outBytes / 2)));

@@ -32,7 +32,7 @@ export interface AttentionContext {
    * A pure decode step (one row per sequence): attention split over context chunks, with RoPE and
    * the KV store done inside it (ropeStoreKv does nothing then).
    */
-  decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer; blocks?: number; kvReady?: 0 | 1 };
+  decode?: { chunk: number; partial: DeviceBuffer; counters: DeviceBuffer; blocks?: number; kvReady?: 0 | 1; stages?: number };
 }
 
 export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
@@ -88,7 +88,7 @@ export class GpuLayerOps implements LayerOps<DeviceArg, Stream> {
     const d = ctx.decode;
     if (d) {
       const rope = { fuse: 1 as const, cos: this.cos, sin: this.sin, slots: ctx.slots, ropeRows: ctx.ropeRows ?? ctx.maxContext };
-      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, blocks: d.blocks, kvReady: d.kvReady, ...rope }, this.s);
+      gpuOps().decodeAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, { chunk: d.chunk, partial: d.partial, counters: d.counters, blocks: d.blocks, kvReady: d.kvReady, stages: d.stages, ...rope }, this.s);
     } else gpuOps().pagedAttention(qkv, ctx.k(li), ctx.v(li), ctx.blockTables, ctx.seqOfRow, ctx.positions, out, shape, this.s);
   }
 

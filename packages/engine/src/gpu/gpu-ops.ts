@@ -38,8 +38,10 @@ export interface GpuOps {
      * blocks: blocks per (row, head), 1..ceil(maxContext / chunk) (default: one wave of resident blocks in all); results do not depend on it.
      * kvReady (with fuse): the caller promises that no kernel still running before this one writes posOfRow, blockTables or the cached
      * KV, so the kernel reads them (and prefetches the KV into L2) before waiting for the previous kernel.
+     * stages: the K/V rows go through a cp.async ring of that many passes in shared memory (2..4), or 0: loaded
+     * straight into registers (default: the launch's choice); results do not depend on it.
      */
-    decode: { chunk: number; partial: DRef; counters: DRef; fuse: 0 | 1; cos?: DRef; sin?: DRef; slots?: DRef; ropeRows?: number; blocks?: number; kvReady?: 0 | 1 },
+    decode: { chunk: number; partial: DRef; counters: DRef; fuse: 0 | 1; cos?: DRef; sin?: DRef; slots?: DRef; ropeRows?: number; blocks?: number; kvReady?: 0 | 1; stages?: number },
     s?: Stream,
   ): void;
   sample(logits: DRef, temperature: DRef, topK: DRef, topP: DRef, seeds: DRef, counters: DRef, out: DRef, rows: number, vocab: number, s?: Stream): void;

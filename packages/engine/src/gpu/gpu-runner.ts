@@ -213,7 +213,9 @@ export class GpuModelRunner implements ModelRunner {
       // kvReady: a decode step's inputs are uploaded by synchronous copies before it, and its
       // attention reads only cache rows of earlier steps (MARLIN_KV_READY=0 turns it off, for measuring).
       const kvReady = process.env.MARLIN_KV_READY === "0" ? 0 : 1;
-      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters, blocks, kvReady };
+      // MARLIN_DECODE_STAGES=0|2|3|4: the K/V load path (0: direct loads, the kernel before the ring), for measuring.
+      const stages = process.env.MARLIN_DECODE_STAGES ? Number(process.env.MARLIN_DECODE_STAGES) : undefined;
+      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters, blocks, kvReady, stages };
       this.bufs.decodePartial = this.decode.partial;
       this.bufs.decodeCounters = counters;
     }
