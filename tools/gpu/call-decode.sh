@@ -27,7 +27,8 @@
 # PART=final5: session 10's closing call (the decode attention's kvReady read, the 2:4 kernel's
 # new defaults, the engine with dense, Marlin and 2:4).
 # PART=verify: the engine GPU tests twice and their memcheck, the Marlin decode bench.
-# PART=stages: session 11's decode attention K/V ring (see the branch).
+# PART=stages: session 11's decode attention K/V ring (see the branch); PART=stagesA: its first
+# device call, with the 2:4 kernel's parallel split-k.
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -216,6 +217,26 @@ elif [ "$part" = stages ]; then
   step test-engine 120 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
   step test-attn-2 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step memcheck-engine 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
+elif [ "$part" = stagesA ]; then
+  # Session 11, call A: the decode attention's K/V ring (PART=stages' first half) and the 2:4
+  # kernel's parallel split-k (harness built there with and without -DSPARSE24_SERIAL_SPLITK).
+  build_sparse() {  # NAME [HARNESS_FLAGS]
+    (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="${2:-}" bash native/src/sparse/standalone/build.sh "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
+     echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
+  }
+  build_sparse par
+  build_sparse ser -DSPARSE24_SERIAL_SPLITK
+  step test-attn 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
+  step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default --stages 0,2,3,4 && cp ../../bench/results/decode-attention.json $OUT/"
+  step engine-default 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
+  step engine-s0 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=0 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+  wait
+  tail -n1 "$OUT/build-sp-par.log" "$OUT/build-sp-ser.log"
+  step sp-quick 70 /tmp/sp-par test quick
+  step sp-memcheck 45 compute-sanitizer --tool memcheck /tmp/sp-par sanitize
+  step sp-bench-ser 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
+  step sp-bench-par 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
+  step test-engine 120 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

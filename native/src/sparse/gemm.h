@@ -1,9 +1,9 @@
 #pragma once
 // The 2:4 sparse GPU GEMM (kernel.cuh): C[m, n] = A[m, k] * W^T, W in the layout of layout.h, fp16
-// or bf16 activations, fp32 accumulation. Split-k slices reduce in order through an fp32 scratch in
-// the workspace, guarded by per-tile locks; the last slice resets the lock and zeroes the scratch it
-// read, so the workspace (shared with the dense kernels) is all-zero again after every call
-// (reusable, CUDA-graph safe).
+// or bf16 activations, fp32 accumulation. Split-k slices reduce in slice order through an fp32
+// scratch in the workspace, counted on per-tile counters; the block that sums resets the counter and
+// zeroes the scratch it read, so the workspace (shared with the dense kernels) is all-zero again
+// after every call (reusable, CUDA-graph safe).
 #include <cstddef>
 #include <cstdint>
 
@@ -45,9 +45,19 @@ inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n, int64_t k) {
   return {2, 1, 4, 4, 0};
 }
 
+// Split-k form (kernel.cuh): parallel (a scratch slot per slice, summed by the last block to
+// arrive) unless built with SPARSE24_SERIAL_SPLITK (the serial chain before, for A/B runs).
+#ifdef SPARSE24_SERIAL_SPLITK
+constexpr bool kSparseParallelSplitK = false;
+#else
+constexpr bool kSparseParallelSplitK = true;
+#endif
+
 struct Sparse24Plan {
   Sparse24Config cfg;
   int block_m, n_blocks, m_blocks, splits;
+  bool parallel;                        // split-k form, when splits > 1
+  size_t red_slice;                     // floats of one slice's scratch slot (rows of the m tiles x n)
   size_t lock_bytes, red_bytes, total;  // workspace: locks, then the fp32 reduction scratch
 };
 
@@ -66,7 +76,9 @@ inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms, const
   if (s < 1) s = 1;
   p.splits = int(s);
   p.lock_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
-  p.red_bytes = p.splits > 1 ? size_t(p.m_blocks) * p.block_m * size_t(n) * 4 : 0;
+  p.parallel = kSparseParallelSplitK;
+  p.red_slice = size_t(p.m_blocks) * p.block_m * size_t(n);
+  p.red_bytes = p.splits > 1 ? (p.parallel ? size_t(p.splits) : 1) * p.red_slice * 4 : 0;
   p.total = p.lock_bytes + p.red_bytes;
   return p;
 }

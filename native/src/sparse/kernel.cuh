@@ -7,10 +7,14 @@
 // through shared memory, chunk by chunk (4 quads per warp group, double-buffered by cp.async), and
 // reach the MMAs by ldmatrix: one instruction per 8 rows x 32 inputs, shared by the block's warps.
 // Reduction, in a fixed order: the kKWarps warp groups through shared memory, then the slices of a
-// tile through the fp32 scratch in slice order, each waiting on the tile's lock; the last slice
-// writes C, zeroes the scratch it read and sets the lock back to 0. Slices are the slowest grid dimension, so a slice only
-// waits on blocks dispatched before it; m tiles are the fastest, so the blocks that read the same
-// weights run together and share them through L2.
+// tile through the fp32 scratch. Parallel form (the default): every slice stores its sums (rows
+// below m) in its own slot and counts itself in on the tile's counter; the block that arrives last
+// adds the slots in slice order, writes C, zeroes the slots and sets the counter back to 0, so no
+// slice waits on another (the serial chain cost the 7B layers, with 9 slices, most of their
+// tail). Serial form: slices add into one slot in slice order, each waiting on the tile's lock;
+// the last slice writes C. Both add in slice order: the same bits. Slices are the slowest grid
+// dimension, so a serial slice only waits on blocks dispatched before it; m tiles are the fastest,
+// so the blocks that read the same weights run together and share them through L2.
 #include <cstdint>
 
 #include "common/smem_copy.cuh"
@@ -31,6 +35,8 @@ struct KernelArgs {
   void* c;
   int* locks;
   float* red;
+  int parallel;      // split-k form: 1 parallel (a slot per slice, summed by the last to arrive), 0 serial chain
+  size_t red_slice;  // floats of one slice's slot (parallel): rows of the m tiles x n
 };
 
 // Activation chunk of a block in shared memory: 8 * halves rows of 4 * kwarps quads, each row
@@ -293,6 +299,52 @@ __global__ void __launch_bounds__(128 * kKWarps) Sparse24Kernel(KernelArgs p) {
 
   // C^T fragment: acc[ti][mi][i] is output n0 + 16 ti + g + 8 (i >> 1), row m0 + 8 mi + 2t + (i & 1).
   const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+  if (splits > 1 && p.parallel) {
+    if (kw == 0)
+#pragma unroll
+      for (int ti = 0; ti < kTiles; ti++)
+#pragma unroll
+        for (int mi = 0; mi < kHalves; mi++) {
+          if (mi >= halves) break;
+#pragma unroll
+          for (int i = 0; i < 4; i++) {
+            const int col = n0 + ti * kTileN + g + 8 * (i >> 1), row = m0 + mi * 8 + 2 * t + (i & 1);
+            if (row < p.m) __stcg(p.red + s * p.red_slice + size_t(row) * p.n + col, acc[ti][mi][i]);
+          }
+        }
+    __threadfence();
+    __syncthreads();
+    __shared__ int last_in;
+    if (threadIdx.x == 0) {
+      last_in = atomicAdd(&p.locks[tile], 1) == splits - 1;
+      if (last_in) atomicExch(&p.locks[tile], 0);  // every slice has counted: back to 0 for the next call
+    }
+    __syncthreads();
+    if (!last_in) return;
+    __threadfence();
+    if (kw == 0)
+#pragma unroll
+      for (int ti = 0; ti < kTiles; ti++)
+#pragma unroll
+        for (int mi = 0; mi < kHalves; mi++) {
+          if (mi >= halves) break;
+#pragma unroll
+          for (int i = 0; i < 4; i++) {
+            const int col = n0 + ti * kTileN + g + 8 * (i >> 1), row = m0 + mi * 8 + 2 * t + (i & 1);
+            if (row >= p.m) continue;
+            float* r = p.red + size_t(row) * p.n + col;
+            float v = __ldcg(r);
+            __stcg(r, 0.f);  // the workspace is shared with the dense kernels: leave it all-zero
+            for (int z = 1; z < splits; z++) {
+              v += __ldcg(r + z * p.red_slice);
+              __stcg(r + z * p.red_slice, 0.f);
+            }
+            if (p.bias) v += D::ToFloat(static_cast<const T*>(p.bias)[col]);
+            static_cast<T*>(p.c)[size_t(row) * p.n + col] = D::FromFloat(v);
+          }
+        }
+    return;
+  }
   if (splits > 1 && s > 0) {
     if (threadIdx.x == 0)
       while (atomicAdd(&p.locks[tile], 0) != s) {

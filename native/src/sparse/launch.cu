@@ -51,7 +51,8 @@ cudaError_t Sparse24GemmWith(const Sparse24GemmArgs& g, const Sparse24Config& cf
   if (plan.n_blocks > 65535) return cudaErrorInvalidConfiguration;
   KernelArgs p{g.m, g.n, g.k, g.a, g.values, g.meta, g.scales, g.bias, g.c,
                static_cast<int*>(g.workspace),
-               plan.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(g.workspace) + plan.lock_bytes) : nullptr};
+               plan.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(g.workspace) + plan.lock_bytes) : nullptr,
+               plan.parallel ? 1 : 0, plan.red_slice};
   const bool pc = g.group_size == -1 || g.group_size >= g.k;
   if (g.bf16) return pc ? Dispatch<__nv_bfloat16, true>(p, plan, stream) : Dispatch<__nv_bfloat16, false>(p, plan, stream);
   return pc ? Dispatch<__half, true>(p, plan, stream) : Dispatch<__half, false>(p, plan, stream);

@@ -12,6 +12,7 @@
 //   harness bench [ms]     times every configuration x waves on the Llama-2-7B, Llama-3-70B blocks
 //                          and 16384 x 65536 (CUDA graphs of whole blocks, weights rotated past 3x
 //                          L2), prints the best per (block, m) against the 2:4 bytes floor
+//                          (BENCH_DEFAULT_ONLY=1: the default configuration alone)
 // Activations and scales are drawn exactly representable in both fp16 and bf16, so one fp16 CPU
 // reference serves both dtypes.
 #include <cuda_runtime.h>
@@ -255,6 +256,7 @@ int Bench(int sms, const std::vector<int>& ms) {
   for (const auto& c : SweepConfigs())
     for (int w : {2, 4, 16})
       for (int whole : {0, 1}) cfgs.push_back({c.depth, c.kwarps, c.halves, w, whole, c.tiles});
+  if (std::getenv("BENCH_DEFAULT_ONLY")) cfgs.clear();  // the default alone (A/B runs of two builds)
   const int max_m = *std::max_element(ms.begin(), ms.end());
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));

@@ -10,7 +10,8 @@ using namespace sparse24;
 cudaError_t Sparse24GemmMetaRows(const Sparse24GemmArgs& g, cudaStream_t stream) {
   const Sparse24Plan plan = PlanSparse24(g.m, g.n, g.k, g.sms, Sparse24Config{1, 1, 2, 2, 0});
   KernelArgs p{g.m, g.n, g.k, g.a, g.values, g.meta, g.scales, g.bias, g.c, static_cast<int*>(g.workspace),
-               plan.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(g.workspace) + plan.lock_bytes) : nullptr};
+               plan.splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(g.workspace) + plan.lock_bytes) : nullptr,
+               plan.parallel ? 1 : 0, plan.red_slice};
   const dim3 grid(plan.m_blocks, plan.n_blocks, plan.splits);
   const bool pc = g.group_size == -1 || g.group_size >= g.k;
   if (g.bf16)
