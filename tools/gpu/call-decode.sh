@@ -28,7 +28,7 @@
 # new defaults, the engine with dense, Marlin and 2:4).
 # PART=verify: the engine GPU tests twice and their memcheck, the Marlin decode bench.
 # PART=stages: session 11's decode attention K/V ring (see the branch); PART=stagesA: its first
-# device call, with the 2:4 kernel's parallel split-k.
+# device call, with the 2:4 kernel's parallel split-k (no model carried: the engine GPU tests wait for call B).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -236,7 +236,8 @@ elif [ "$part" = stagesA ]; then
   step sp-memcheck 45 compute-sanitizer --tool memcheck /tmp/sp-par sanitize
   step sp-bench-ser 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
   step sp-bench-par 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
-  step test-engine 120 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
+  step sp-bench-ser2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
+  step sp-bench-par2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"
