@@ -28,7 +28,8 @@
 # new defaults, the engine with dense, Marlin and 2:4).
 # PART=verify: the engine GPU tests twice and their memcheck, the Marlin decode bench.
 # PART=stages: session 11's decode attention K/V ring (see the branch); PART=stagesA: its first
-# device call, with the 2:4 kernel's parallel split-k (no model carried: the engine GPU tests wait for call B).
+# device call, with the 2:4 kernel's parallel split-k (no model carried: the engine GPU tests wait for call B,
+# PART=stagesB, which also runs the sparse suite and bench and the engine with 2:4).
 # Every log is packed into $OUT/logs.tgz.
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -219,25 +220,34 @@ elif [ "$part" = stages ]; then
   step memcheck-engine 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
 elif [ "$part" = stagesA ]; then
   # Session 11, call A: the decode attention's K/V ring (PART=stages' first half) and the 2:4
-  # kernel's parallel split-k (harness built there with and without -DSPARSE24_SERIAL_SPLITK).
+  # kernel's parallel split-k (harness built there with -DSPARSE24_PARALLEL_SPLITK=1 and =0).
   build_sparse() {  # NAME [HARNESS_FLAGS]
     (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="${2:-}" bash native/src/sparse/standalone/build.sh "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
      echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
   }
-  build_sparse par
-  build_sparse ser -DSPARSE24_SERIAL_SPLITK
+  build_sparse par -DSPARSE24_PARALLEL_SPLITK=1
+  build_sparse ser -DSPARSE24_PARALLEL_SPLITK=0
   step test-attn 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default --stages 0,2,3,4 && cp ../../bench/results/decode-attention.json $OUT/"
   step engine-default 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
-  step engine-s0 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=0 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
   wait
   tail -n1 "$OUT/build-sp-par.log" "$OUT/build-sp-ser.log"
   step sp-quick 70 /tmp/sp-par test quick
   step sp-memcheck 45 compute-sanitizer --tool memcheck /tmp/sp-par sanitize
   step sp-bench-ser 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
   step sp-bench-par 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
+  step engine-s3 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=3 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+  step engine-s4 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=4 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
   step sp-bench-ser2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
   step sp-bench-par2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
+elif [ "$part" = stagesB ]; then
+  # Session 11, call B (model carried): the engine GPU tests, the sparse suite, the memcheck of the
+  # decode attention's test, the 2:4 bench against dense Marlin, the engine with dense, Marlin, 2:4.
+  step test-engine 120 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
+  step test-sparse 90 bash -c "cd packages/sparse && $vitest"
+  step memcheck-attn 90 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
+  step sparse-bench 90 bash -c "cd packages/sparse && node bench/run.mjs --m 1,16,32 && cp ../../bench/results/sparse-bench.json $OUT/"
+  step engine-3 150 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin,sparse24 --sections decode,split --split-batches 1,16 && cp ../../bench/results/engine-bench.json $OUT/"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

@@ -281,8 +281,9 @@ __global__ void __launch_bounds__(kThreads, MINB) DecodeAttentionKernel(DecodeAt
 // (1010). 4 keys at 3 blocks per SM, 8 at 2 were faster at batch 1 (6.8 us with 8) and slower
 // from batch 16 on (343 / 285 us at batch 16 context 4096); 4 keys at 4 blocks spilled.
 constexpr int kKeysInFlight = 2, kMinBlocks = 4;
-// Ring stages when the caller leaves them to the launch (stages < 0). TODO(measure): chosen on the GPU.
-constexpr int kDefaultStages = 3;
+// Ring stages when the caller leaves them to the launch (stages < 0): 0, the direct loads measured
+// in sessions 5-10, until the ring has run on a GPU (session 11 got no device machine).
+constexpr int kDefaultStages = 0;
 
 template <int L, int NS>
 cudaError_t Launch(const DecodeAttentionArgs& d, cudaStream_t s) {

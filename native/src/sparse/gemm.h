@@ -45,13 +45,13 @@ inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n, int64_t k) {
   return {2, 1, 4, 4, 0};
 }
 
-// Split-k form (kernel.cuh): parallel (a scratch slot per slice, summed by the last block to
-// arrive) unless built with SPARSE24_SERIAL_SPLITK (the serial chain before, for A/B runs).
-#ifdef SPARSE24_SERIAL_SPLITK
-constexpr bool kSparseParallelSplitK = false;
-#else
-constexpr bool kSparseParallelSplitK = true;
+// Split-k form (kernel.cuh): SPARSE24_PARALLEL_SPLITK=1 a scratch slot per slice, summed by the
+// last block to arrive; 0 the serial chain. The parallel form has not run on a GPU yet (session 11:
+// no device machine), so the measured serial chain stays the default until an A/B run says otherwise.
+#ifndef SPARSE24_PARALLEL_SPLITK
+#define SPARSE24_PARALLEL_SPLITK 0
 #endif
+constexpr bool kSparseParallelSplitK = SPARSE24_PARALLEL_SPLITK != 0;
 
 struct Sparse24Plan {
   Sparse24Config cfg;

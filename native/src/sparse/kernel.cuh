@@ -7,11 +7,11 @@
 // through shared memory, chunk by chunk (4 quads per warp group, double-buffered by cp.async), and
 // reach the MMAs by ldmatrix: one instruction per 8 rows x 32 inputs, shared by the block's warps.
 // Reduction, in a fixed order: the kKWarps warp groups through shared memory, then the slices of a
-// tile through the fp32 scratch. Parallel form (the default): every slice stores its sums (rows
+// tile through the fp32 scratch. Parallel form (gemm.h's SPARSE24_PARALLEL_SPLITK): every slice stores its sums (rows
 // below m) in its own slot and counts itself in on the tile's counter; the block that arrives last
 // adds the slots in slice order, writes C, zeroes the slots and sets the counter back to 0, so no
 // slice waits on another (the serial chain cost the 7B layers, with 9 slices, most of their
-// tail). Serial form: slices add into one slot in slice order, each waiting on the tile's lock;
+// tail, by the counts of session 10). Serial form (the default until measured): slices add into one slot in slice order, each waiting on the tile's lock;
 // the last slice writes C. Both add in slice order: the same bits. Slices are the slowest grid
 // dimension, so a serial slice only waits on blocks dispatched before it; m tiles are the fastest,
 // so the blocks that read the same weights run together and share them through L2.
