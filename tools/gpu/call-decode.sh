@@ -218,9 +218,11 @@ elif [ "$part" = stages ]; then
   step test-engine 120 bash -c "cd packages/engine && $vitest test/gpu.test.ts"
   step test-attn-2 60 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step memcheck-engine 100 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
-elif [ "$part" = stagesA ]; then
+elif [ "$part" = stagesA ] || [ "$part" = stagesS ]; then
   # Session 11, call A: the decode attention's K/V ring (PART=stages' first half) and the 2:4
   # kernel's parallel split-k (harness built there with -DSPARSE24_PARALLEL_SPLITK=1 and =0).
+  # PART=stagesS: the same cut short (no dense engine run, no memcheck, one A/B round).
+  short=0; [ "$part" = stagesS ] && short=1
   build_sparse() {  # NAME [HARNESS_FLAGS]
     (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="${2:-}" bash native/src/sparse/standalone/build.sh "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
      echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
@@ -229,30 +231,20 @@ elif [ "$part" = stagesA ]; then
   build_sparse ser -DSPARSE24_PARALLEL_SPLITK=0
   step test-attn 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default --stages 0,2,3,4 && cp ../../bench/results/decode-attention.json $OUT/"
-  step engine-default 100 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
+  kinds=dense,marlin; [ "$short" = 1 ] && kinds=marlin
+  step engine-default 100 bash -c "cd packages/engine && node bench/run.mjs --kinds $kinds --sections decode,split --split-batches 1,16,64 && cp ../../bench/results/engine-bench.json $OUT/"
   wait
   tail -n1 "$OUT/build-sp-par.log" "$OUT/build-sp-ser.log"
   step sp-quick 70 /tmp/sp-par test quick
-  step sp-memcheck 45 compute-sanitizer --tool memcheck /tmp/sp-par sanitize
+  [ "$short" = 1 ] || step sp-memcheck 45 compute-sanitizer --tool memcheck /tmp/sp-par sanitize
   step sp-bench-ser 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
   step sp-bench-par 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
   step engine-s3 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=3 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
-  step engine-s4 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=4 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
-  step sp-bench-ser2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
-  step sp-bench-par2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
-elif [ "$part" = stagesS ]; then
-  # stagesA cut to a short call: the ring's test and bench, the 2:4 split-k's check and A/B.
-  (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS=-DSPARSE24_PARALLEL_SPLITK=1 bash native/src/sparse/standalone/build.sh /tmp/sp-par > "$OUT/build-sp-par.log" 2>&1; echo "rc=$?" >> "$OUT/build-sp-par.log") &
-  (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS=-DSPARSE24_PARALLEL_SPLITK=0 bash native/src/sparse/standalone/build.sh /tmp/sp-ser > "$OUT/build-sp-ser.log" 2>&1; echo "rc=$?" >> "$OUT/build-sp-ser.log") &
-  step test-attn 70 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
-  step bench-attn 70 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default --stages 0,2,3,4 && cp ../../bench/results/decode-attention.json $OUT/"
-  wait
-  tail -n1 "$OUT/build-sp-par.log" "$OUT/build-sp-ser.log"
-  step sp-quick 60 /tmp/sp-par test quick
-  step sp-bench-ser 30 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16
-  step sp-bench-par 30 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16
-  step engine-s0 50 bash -c "cd packages/engine && node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
-  step engine-s3 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=3 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+  if [ "$short" = 0 ]; then
+    step engine-s4 50 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=4 node bench/run.mjs --kinds marlin --sections decode,split --split-batches 1,64"
+    step sp-bench-ser2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-ser bench 1,16,32
+    step sp-bench-par2 40 env BENCH_DEFAULT_ONLY=1 /tmp/sp-par bench 1,16,32
+  fi
 elif [ "$part" = stagesB ]; then
   # Session 11, call B (model carried): the engine GPU tests, the sparse suite, the memcheck of the
   # decode attention's test, the 2:4 bench against dense Marlin, the engine with dense, Marlin, 2:4.

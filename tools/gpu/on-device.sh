@@ -13,7 +13,10 @@ tar -xJf .carry/tree.tar.xz
 export MARLIN_COMMIT=$(cat .carry/commit 2>/dev/null || echo unknown)
 if [ -d .carry/model ]; then
   mkdir -p /tmp/marlin-model && cp .carry/model/*.json .carry/model/*.txt .carry/model/*.md /tmp/marlin-model/
-  [ -f /tmp/marlin-model/model.safetensors ] || xz -dc .carry/model/model.safetensors.xz > /tmp/marlin-model/model.safetensors
+  if [ ! -f /tmp/marlin-model/model.safetensors ]; then
+    xz -dc .carry/model/model.planes.xz > /tmp/marlin-model.planes &&
+      node tools/gpu/planes.mjs join /tmp/marlin-model.planes /tmp/marlin-model/model.safetensors
+  fi
   export MARLIN_FIXTURE_DIR=/tmp/marlin-model
 fi
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)"

@@ -52,14 +52,27 @@ export function packageRoots(dir) {
     .map(([, real]) => real);
 }
 
-/** Store ids only the release tooling (tools/release) needs: left out of the GPU test carry. */
-export function releaseOnlyIds() {
-  const release = storeClosure(packageRoots(join(repoRoot, "tools", "release")));
-  const others = [repoRoot, ...workspacePackages().map((p) => p.dir).filter((d) => !d.endsWith(join("tools", "release")))];
-  const rest = storeClosure(others.flatMap(packageRoots));
-  return [...release].filter((id) => !rest.has(id));
+/** Store ids that only the workspace folders matching `only` need (the others' closure removed). */
+function onlyIds(only) {
+  const dirs = workspacePackages().map((p) => p.dir);
+  const mine = storeClosure(dirs.filter(only).flatMap(packageRoots));
+  const rest = storeClosure([repoRoot, ...dirs.filter((d) => !only(d))].flatMap(packageRoots));
+  return [...mine].filter((id) => !rest.has(id));
 }
 
-// `node tools/release/lib/closure.mjs --release-only`: one store path per line, for grep -F.
-if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(new URL(import.meta.url).pathname) && process.argv[2] === "--release-only")
-  for (const id of releaseOnlyIds()) console.log(`node_modules/.pnpm/${id}/`);
+/** Store ids only the release tooling (tools/release) needs: left out of the GPU test carry. */
+export function releaseOnlyIds() {
+  return onlyIds((d) => d.endsWith(join("tools", "release")));
+}
+
+/** Store ids only the release tooling, the server and the apps need: left out of a lean carry
+ * (engine, kernel, sparse and gptq checks with the model, under the 64 MiB carry limit). */
+export function leanOnlyIds() {
+  const serving = [join("tools", "release"), join("packages", "server"), `${sep}apps${sep}`];
+  return onlyIds((d) => serving.some((s) => `${d}${sep}`.includes(s) || d.endsWith(s)));
+}
+
+// `node tools/release/lib/closure.mjs --release-only | --lean`: one store path per line, for grep -F.
+const flag = process.argv[2];
+if (process.argv[1] && realpathSync(process.argv[1]) === realpathSync(new URL(import.meta.url).pathname) && (flag === "--release-only" || flag === "--lean"))
+  for (const id of flag === "--lean" ? leanOnlyIds() : releaseOnlyIds()) console.log(`node_modules/.pnpm/${id}/`);
