@@ -193,6 +193,17 @@ __device__ __forceinline__ __nv_bfloat162 FromFloats<__nv_bfloat16>(float a, flo
   return __floats2bfloat162_rn(a, b);
 }
 
+// f(i, j, q) for every element of a warp's accumulator fragments acc[MB][KJ][4], in one fixed order.
+template <int MB, int KJ, typename F>
+__device__ __forceinline__ void EachAcc(F&& f) {
+#pragma unroll
+  for (int i = 0; i < MB; i++)
+#pragma unroll
+    for (int j = 0; j < KJ; j++)
+#pragma unroll
+      for (int q = 0; q < 4; q++) f(i, j, q);
+}
+
 // Position of column c inside its 32-column block under the per-channel scale permutation.
 __device__ __forceinline__ int PerChannelPos(int c) {
   const int ci = c & 31;
@@ -386,20 +397,10 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
   };
 
   float acc[MB][kJ][4];
-#pragma unroll
-  for (int i = 0; i < MB; i++)
-#pragma unroll
-    for (int j = 0; j < kJ; j++)
-#pragma unroll
-      for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+  auto zero_acc = [&]() { EachAcc<MB, kJ>([&](int i, int j, int q) { acc[i][j][q] = 0.f; }); };
+  zero_acc();
   auto fence_acc = [&]() {
-    if constexpr (WG)
-#pragma unroll
-      for (int i = 0; i < MB; i++)
-#pragma unroll
-        for (int j = 0; j < kJ; j++)
-#pragma unroll
-          for (int q = 0; q < 4; q++) WgFenceReg(acc[i][j][q]);
+    if constexpr (WG) EachAcc<MB, kJ>([&](int i, int j, int q) { WgFenceReg(acc[i][j][q]); });
   };
 
   // Per-thread shared-memory read offsets (int4 units within a stage), fixed for the launch.
@@ -762,23 +763,13 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
     if (S::KG > 1) {
       if (kgrp > 0) {
         float* dst = red + ((kgrp - 1) * S::NS + strip) * 32 * S::kAccFloats;
-#pragma unroll
-        for (int i = 0; i < MB; i++)
-#pragma unroll
-          for (int j = 0; j < kJ; j++)
-#pragma unroll
-            for (int q = 0; q < 4; q++) dst[((i * kJ + j) * 4 + q) * 32 + lane] = acc[i][j][q];
+        EachAcc<MB, kJ>([&](int i, int j, int q) { dst[((i * kJ + j) * 4 + q) * 32 + lane] = acc[i][j][q]; });
       }
       __syncthreads();
       if (kgrp == 0) {
         for (int kg = 1; kg < S::KG; kg++) {
           const float* src = red + ((kg - 1) * S::NS + strip) * 32 * S::kAccFloats;
-#pragma unroll
-          for (int i = 0; i < MB; i++)
-#pragma unroll
-            for (int j = 0; j < kJ; j++)
-#pragma unroll
-              for (int q = 0; q < 4; q++) acc[i][j][q] += src[((i * kJ + j) * 4 + q) * 32 + lane];
+          EachAcc<MB, kJ>([&](int i, int j, int q) { acc[i][j][q] += src[((i * kJ + j) * 4 + q) * 32 + lane]; });
         }
       }
       __syncthreads();
@@ -837,12 +828,7 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
       // Every slice, this block's own included, is summed from the workspace in k order, so the
       // result does not depend on which block arrived last.
       __threadfence();
-#pragma unroll
-      for (int i = 0; i < MB; i++)
-#pragma unroll
-        for (int j = 0; j < kJ; j++)
-#pragma unroll
-          for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+      zero_acc();
 #pragma unroll 1
       for (int b = b0; b <= b1; b++) {
         const float4* src = reinterpret_cast<const float4*>(p.partial + static_cast<size_t>(slot_of(b)) * S::kTileFloats) + strip * MB * kJ * 32;
@@ -901,12 +887,7 @@ __global__ void __launch_bounds__(256, SWAP ? (MB > 2 ? 1 : MARLIN_SWAP_MIN_BLOC
     compute(rd);
     if (++c_kidx == ktiles || u == u_end - 1) {
       finish_column(cc);
-#pragma unroll
-      for (int i = 0; i < MB; i++)
-#pragma unroll
-        for (int j = 0; j < kJ; j++)
-#pragma unroll
-          for (int q = 0; q < 4; q++) acc[i][j][q] = 0.f;
+      zero_acc();
       c_kidx = 0;
       cc++;
     }
