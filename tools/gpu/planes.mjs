@@ -6,10 +6,11 @@
 import { readFileSync, writeFileSync } from "node:fs";
 
 const [mode, from, to] = process.argv.slice(2);
+if (!["split", "join"].includes(mode) || !from || !to) throw new Error("usage: planes.mjs split|join FROM TO");
 const b = readFileSync(from);
 const head = 8 + Number(b.readBigUInt64LE(0));
 const body = b.length - head;
-if (!["split", "join"].includes(mode) || body % 2) throw new Error("usage: planes.mjs split|join FROM TO (an even tensor byte count)");
+if (body % 2) throw new Error(`${from}: an odd tensor byte count (${body}), not 16-bit planes`);
 const out = Buffer.allocUnsafe(b.length);
 b.copy(out, 0, 0, head);
 const half = body / 2;

@@ -68,8 +68,10 @@ export function releaseOnlyIds() {
 /** Store ids only the release tooling, the server and the apps need: left out of a lean carry
  * (engine, kernel, sparse and gptq checks with the model, under the 64 MiB carry limit). */
 export function leanOnlyIds() {
-  const serving = [join("tools", "release"), join("packages", "server"), `${sep}apps${sep}`];
-  return onlyIds((d) => serving.some((s) => `${d}${sep}`.includes(s) || d.endsWith(s)));
+  return onlyIds((d) => {
+    const rel = relative(repoRoot, d).split(sep).join("/");
+    return rel === "tools/release" || rel === "packages/server" || rel.startsWith("apps/");
+  });
 }
 
 // `node tools/release/lib/closure.mjs --release-only | --lean`: one store path per line, for grep -F.

@@ -271,7 +271,6 @@ int Bench(int sms, const std::vector<int>& ms) {
     for (auto [k, n] : shapes) {
       BenchLayer b{k, n};
       size_t ws = 0;
-      for (const auto& c : cfgs) ws = std::max(ws, PlanSparse24(max_m, n, k, sms, c).total);
       for (int m : ms) {
         ws = std::max(ws, PlanSparse24(m, n, k, sms).total);  // the default (alone with BENCH_DEFAULT_ONLY)
         for (const auto& c : cfgs) ws = std::max(ws, PlanSparse24(m, n, k, sms, c).total);
