@@ -254,31 +254,37 @@ elif [ "$part" = stagesB ]; then
   step sparse-bench 90 bash -c "cd packages/sparse && node bench/run.mjs --m 1,16,32 && cp ../../bench/results/sparse-bench.json $OUT/"
   step engine-3 150 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin,sparse24 --sections decode,split --split-batches 1,16 && cp ../../bench/results/engine-bench.json $OUT/"
 elif [ "$part" = s13a ]; then
-  # Session 13, call A (model carried): the 2:4 harness built three ways (parallel / serial split-k,
-  # and serial with the output-nest fold of branch fold-sparse-out, .carry/fold-kernel.cuh), quick
-  # test and memcheck, bench A/B twice in alternating order; the engine GPU tests; the engine decode
-  # with the K/V ring at 0 and 3 stages, twice in alternating order.
-  build_sparse() {  # NAME ROOT [HARNESS_FLAGS]
-    (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="${3:-}" bash "$2/native/src/sparse/standalone/build.sh" "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
+  # Session 13, call A (model carried): the 2:4 split-k forms (MARLIN_SPARSE24_SPLITK=serial /
+  # parallel, one harness) and the output-nest fold of branch fold-sparse-out (.carry/fold-kernel.cuh,
+  # a second harness): quick tests, memcheck, bench A/B twice in alternating order; the engine GPU
+  # tests; the engine with 2:4 weights under both split-k forms; the engine decode with the K/V ring
+  # at 3 and 0 stages.
+  build_sparse() {  # NAME ROOT
+    (MARLIN_CUDA_ARCHS=90 bash "$2/native/src/sparse/standalone/build.sh" "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
      echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
   }
   rm -rf /tmp/fold && mkdir -p /tmp/fold/native && cp -r native/src /tmp/fold/native/ && cp .carry/fold-kernel.cuh /tmp/fold/native/src/sparse/kernel.cuh
-  build_sparse par . -DSPARSE24_PARALLEL_SPLITK=1
-  build_sparse ser . -DSPARSE24_PARALLEL_SPLITK=0
-  build_sparse fold /tmp/fold -DSPARSE24_PARALLEL_SPLITK=0
+  build_sparse main .
+  build_sparse fold /tmp/fold
   step test-engine 130 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
   wait
   tail -qn1 "$OUT"/build-sp-*.log
-  step sp-quick-par 70 /tmp/sp-par test quick
+  step sp-quick-par 70 env MARLIN_SPARSE24_SPLITK=parallel /tmp/sp-main test quick
   step sp-quick-fold 70 /tmp/sp-fold test quick
-  step sp-memcheck 45 compute-sanitizer --tool memcheck /tmp/sp-par sanitize
+  step sp-memcheck-par 45 env MARLIN_SPARSE24_SPLITK=parallel compute-sanitizer --tool memcheck /tmp/sp-main sanitize
   for r in 1 2; do
-    order="ser par fold"; [ $r = 2 ] && order="fold par ser"
-    for h in $order; do step sp-bench-$h-$r 35 env BENCH_DEFAULT_ONLY=1 /tmp/sp-$h bench 1,16,32; done
+    order="main:serial main:parallel fold:serial"; [ $r = 2 ] && order="fold:serial main:parallel main:serial"
+    for hf in $order; do
+      step sp-bench-${hf%%:*}-${hf##*:}-$r 35 env BENCH_DEFAULT_ONLY=1 MARLIN_SPARSE24_SPLITK=${hf##*:} /tmp/sp-${hf%%:*} bench 1,16,32
+    done
   done
-  for st in 0 3 3 0; do
-    step engine-s$st-$SECONDS 45 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=$st node bench/run.mjs --kinds marlin --sections decode --split-batches 1,16,64"
+  for f in serial parallel parallel serial; do
+    step engine-sp-$f-$SECONDS 60 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds sparse24 --sections decode"
   done
+  for st in 3 0; do
+    step engine-s$st 45 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=$st node bench/run.mjs --kinds marlin --sections decode"
+  done
+  step sp-quick-fold-par 70 env MARLIN_SPARSE24_SPLITK=parallel /tmp/sp-fold test quick
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

@@ -6,6 +6,9 @@
 // after every call (reusable, CUDA-graph safe).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #ifdef MARLIN_WITH_CUDA
 #include <cuda_runtime.h>
@@ -45,13 +48,23 @@ inline Sparse24Config Sparse24DefaultConfig(int64_t m, int64_t n, int64_t k) {
   return {2, 1, 4, 4, 0};
 }
 
-// Split-k form (kernel.cuh): SPARSE24_PARALLEL_SPLITK=1 a scratch slot per slice, summed by the
-// last block to arrive; 0 the serial chain. The parallel form has not run on a GPU yet (session 11:
-// no device machine), so the measured serial chain stays the default until an A/B run says otherwise.
+// Split-k form (kernel.cuh): parallel = a scratch slot per slice, summed by the last block to
+// arrive; serial = the chain. SPARSE24_PARALLEL_SPLITK picks the built-in default (0: the serial
+// chain, the measured one); MARLIN_SPARSE24_SPLITK=parallel|serial overrides it at run time so both
+// forms can be timed in one process. Read once: the workspace bound depends on it.
 #ifndef SPARSE24_PARALLEL_SPLITK
 #define SPARSE24_PARALLEL_SPLITK 0
 #endif
-constexpr bool kSparseParallelSplitK = SPARSE24_PARALLEL_SPLITK != 0;
+inline bool Sparse24ParallelSplitK() {
+  static const bool parallel = [] {
+    const char* v = std::getenv("MARLIN_SPARSE24_SPLITK");
+    if (v && std::strcmp(v, "parallel") == 0) return true;
+    if (v && std::strcmp(v, "serial") == 0) return false;
+    if (v && *v) std::fprintf(stderr, "MARLIN_SPARSE24_SPLITK=%s: not parallel or serial, ignored\n", v);
+    return SPARSE24_PARALLEL_SPLITK != 0;
+  }();
+  return parallel;
+}
 
 struct Sparse24Plan {
   Sparse24Config cfg;
@@ -76,7 +89,7 @@ inline Sparse24Plan PlanSparse24(int64_t m, int64_t n, int64_t k, int sms, const
   if (s < 1) s = 1;
   p.splits = int(s);
   p.lock_bytes = (size_t(tiles) * 4 + 255) / 256 * 256;
-  p.parallel = kSparseParallelSplitK;
+  p.parallel = Sparse24ParallelSplitK();
   p.red_slice = size_t(p.m_blocks) * p.block_m * size_t(n);
   p.red_bytes = p.splits > 1 ? (p.parallel ? size_t(p.splits) : 1) * p.red_slice * 4 : 0;
   p.total = p.lock_bytes + p.red_bytes;
