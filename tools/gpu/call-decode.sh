@@ -285,6 +285,14 @@ elif [ "$part" = s13a ]; then
     step engine-s$st 45 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=$st node bench/run.mjs --kinds marlin --sections decode"
   done
   step sp-quick-fold-par 70 env MARLIN_SPARSE24_SPLITK=parallel /tmp/sp-fold test quick
+elif [ "$part" = s13b ]; then
+  # Session 13, call B (model carried): the sparse suite, the memcheck of the decode attention's
+  # test, the 2:4 bench against dense Marlin, the engine with dense, Marlin and 2:4 (SPLITK: the
+  # 2:4 split-k form for both sparse runs, default the build's).
+  step test-sparse 90 bash -c "cd packages/sparse && $vitest"
+  step sparse-bench 100 bash -c "cd packages/sparse && node bench/run.mjs --m 1,16,32 && cp ../../bench/results/sparse-bench.json $OUT/"
+  step engine-3 170 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin,sparse24 --sections decode,split --split-batches 1,16 && cp ../../bench/results/engine-bench.json $OUT/"
+  step memcheck-attn 90 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"
