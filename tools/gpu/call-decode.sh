@@ -269,22 +269,23 @@ elif [ "$part" = s13a ]; then
   step test-engine 130 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
   wait
   tail -qn1 "$OUT"/build-sp-*.log
+  # In order of need (the guard drops what does not fit): the parallel form's correctness, the
+  # harness A/B, its memcheck, the engine A/B, the fold's correctness, the ring repeat.
   step sp-quick-par 70 env MARLIN_SPARSE24_SPLITK=parallel /tmp/sp-main test quick
-  step sp-quick-fold 70 /tmp/sp-fold test quick
-  step sp-memcheck-par 45 env MARLIN_SPARSE24_SPLITK=parallel compute-sanitizer --tool memcheck /tmp/sp-main sanitize
   for r in 1 2; do
     order="main:serial main:parallel fold:serial"; [ $r = 2 ] && order="fold:serial main:parallel main:serial"
     for hf in $order; do
       step sp-bench-${hf%%:*}-${hf##*:}-$r 35 env BENCH_DEFAULT_ONLY=1 MARLIN_SPARSE24_SPLITK=${hf##*:} /tmp/sp-${hf%%:*} bench 1,16,32
     done
   done
-  for f in serial parallel parallel serial; do
-    step engine-sp-$f-$SECONDS 60 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds sparse24 --sections decode"
+  step sp-memcheck-par 45 env MARLIN_SPARSE24_SPLITK=parallel compute-sanitizer --tool memcheck /tmp/sp-main sanitize
+  for f in serial parallel; do
+    step engine-sp-$f 60 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds sparse24 --sections decode"
   done
+  step sp-quick-fold 70 /tmp/sp-fold test quick
   for st in 3 0; do
     step engine-s$st 45 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=$st node bench/run.mjs --kinds marlin --sections decode"
   done
-  step sp-quick-fold-par 70 env MARLIN_SPARSE24_SPLITK=parallel /tmp/sp-fold test quick
 elif [ "$part" = s13b ]; then
   # Session 13, call B (model carried): the sparse suite, the memcheck of the decode attention's
   # test, the 2:4 bench against dense Marlin, the engine with dense, Marlin and 2:4 (SPLITK: the
