@@ -30,7 +30,7 @@
 # PART=stages: session 11's decode attention K/V ring (see the branch); PART=stagesA: its first
 # device call, with the 2:4 kernel's parallel split-k (no model carried: the engine GPU tests wait for call B,
 # PART=stagesB, which also runs the sparse suite and bench and the engine with 2:4).
-# Every log is packed into $OUT/logs.tgz.
+# Every log is packed into $OUT/logs.tgz after each step (steps.sh).
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
 source "$(dirname "$0")/steps.sh"  # t0, guard (GUARD, default 560 s), left, step
@@ -319,4 +319,4 @@ else
   step test-engine 150 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
 fi
 echo "== $(( $(date +%s) - t0 )) s"
-cd "$OUT" && tar czf logs.tgz $(ls *.log *.json 2>/dev/null) && find . -type f ! -name logs.tgz -delete; ls -la
+snapshot; ls -la "$OUT_REAL"

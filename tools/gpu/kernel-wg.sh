@@ -41,4 +41,4 @@ export h
 step ncu 60 bash -c ncu_wg
 wait
 echo "== $(( $(date +%s) - t0 )) s"
-cd "$OUT" && tar czf logs.tgz $(ls *.log *.txt 2>/dev/null) && find . -type f ! -name logs.tgz -delete; ls -la
+snapshot; ls -la "$OUT_REAL"
