@@ -288,6 +288,13 @@ elif [ "$part" = s13a ]; then
   for st in 3 0; do
     step engine-s$st 45 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=$st node bench/run.mjs --kinds marlin --sections decode"
   done
+elif [ "$part" = s13m ]; then
+  # Session 13, the little device time left: the engine with 2:4 weights under both split-k forms
+  # (MARLIN_SPARSE24_SPLITK, a run-time switch: no build), alternating, then the 2:4 GPU tests.
+  for f in serial parallel parallel serial; do
+    step engine-sp-$f-$(( $(date +%s) - t0 )) 45 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds sparse24 --sections decode"
+  done
+  step test-sparse-par 60 bash -c "cd packages/sparse && MARLIN_SPARSE24_SPLITK=parallel $vitest test/sparse24.gpu.test.ts"
 elif [ "$part" = s13b ]; then
   # Session 13, call B (model carried): the sparse suite, the memcheck of the decode attention's
   # test, the 2:4 bench against dense Marlin, the engine with dense, Marlin and 2:4 (SPLITK: the
