@@ -291,8 +291,9 @@ elif [ "$part" = s13a ]; then
 elif [ "$part" = s13m ]; then
   # Session 13, the little device time left: the engine with 2:4 weights under both split-k forms
   # (MARLIN_SPARSE24_SPLITK, a run-time switch: no build), alternating, then the 2:4 GPU tests.
-  for f in serial parallel parallel serial; do
-    step engine-sp-$f-$(( $(date +%s) - t0 )) 45 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds sparse24 --sections decode"
+  for fk in serial:marlin,sparse24 parallel:marlin,sparse24 parallel:sparse24 serial:sparse24; do
+    f=${fk%%:*}
+    step engine-sp-$f-$(( $(date +%s) - t0 )) 50 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds ${fk##*:} --sections decode"
   done
   step test-sparse-par 60 bash -c "cd packages/sparse && MARLIN_SPARSE24_SPLITK=parallel $vitest test/sparse24.gpu.test.ts"
 elif [ "$part" = s13b ]; then
