@@ -44,6 +44,16 @@ build_harness() {  # NAME ROOT [HARNESS_FLAGS]
   (OBJ_ROOT=$obj MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="$flags" bash "$root/native/src/kernel/marlin/standalone/build.sh" "/tmp/h-$name" > "$OUT/build-$name.log" 2>&1
    echo "$name rc=$?" >> "$OUT/build-$name.log") &
 }
+build_sparse() {  # NAME ROOT [HARNESS_FLAGS]: the 2:4 harness as /tmp/sp-NAME from ROOT
+  (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="${3:-}" bash "$2/native/src/sparse/standalone/build.sh" "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
+   echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
+}
+# The engine's GPU tests, and its decode bench with 2:4 weights under split-k form FORM (KINDS
+# default sparse24), as steps.
+test_engine() { step test-engine 130 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"; }
+engine_sp() {  # NAME FORM [KINDS]
+  step "$1" 60 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$2 node bench/run.mjs --kinds ${3:-sparse24} --sections decode"
+}
 build_reference() {  # [MAX_JOBS]
   rm -rf /tmp/peers && cp -r .carry/peers /tmp/peers
   (cd /tmp/peers/marlin-reference && TORCH_CUDA_ARCH_LIST=9.0 MAX_JOBS=${1:-16} python3 setup.py build_ext --inplace > "$OUT/reference-build.log" 2>&1
@@ -223,12 +233,8 @@ elif [ "$part" = stagesA ] || [ "$part" = stagesS ]; then
   # kernel's parallel split-k (harness built there with -DSPARSE24_PARALLEL_SPLITK=1 and =0).
   # PART=stagesS: the same cut short (no dense engine run, no memcheck, one A/B round).
   short=0; [ "$part" = stagesS ] && short=1
-  build_sparse() {  # NAME [HARNESS_FLAGS]
-    (MARLIN_CUDA_ARCHS=90 HARNESS_FLAGS="${2:-}" bash native/src/sparse/standalone/build.sh "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
-     echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
-  }
-  build_sparse par -DSPARSE24_PARALLEL_SPLITK=1
-  build_sparse ser -DSPARSE24_PARALLEL_SPLITK=0
+  build_sparse par . -DSPARSE24_PARALLEL_SPLITK=1
+  build_sparse ser . -DSPARSE24_PARALLEL_SPLITK=0
   step test-attn 90 bash -c "cd packages/engine && $vitest test/decode-attention.gpu.test.ts"
   step bench-attn 90 bash -c "cd packages/engine && node bench/decode-attention.mjs --blocks default --stages 0,2,3,4 && cp ../../bench/results/decode-attention.json $OUT/"
   kinds=dense,marlin; [ "$short" = 1 ] && kinds=marlin
@@ -259,15 +265,11 @@ elif [ "$part" = s13a ]; then
   # a second harness): quick tests, memcheck, bench A/B twice in alternating order; the engine GPU
   # tests; the engine with 2:4 weights under both split-k forms; the engine decode with the K/V ring
   # at 3 and 0 stages.
-  build_sparse() {  # NAME ROOT
-    (MARLIN_CUDA_ARCHS=90 bash "$2/native/src/sparse/standalone/build.sh" "/tmp/sp-$1" > "$OUT/build-sp-$1.log" 2>&1
-     echo "sp-$1 rc=$?" >> "$OUT/build-sp-$1.log") &
-  }
   rm -rf /tmp/fold && mkdir -p /tmp/fold/native && cp -r native/src /tmp/fold/native/ && cp .carry/fold-kernel.cuh /tmp/fold/native/src/sparse/kernel.cuh
   build_sparse main .
   build_sparse fold /tmp/fold
   # SHORT=1 (a call with little device time left): the harness builds alone, the engine tests last.
-  [ "${SHORT:-0}" = 1 ] || step test-engine 130 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
+  [ "${SHORT:-0}" = 1 ] || test_engine
   wait
   tail -qn1 "$OUT"/build-sp-*.log
   # In order of need (the guard drops what does not fit): the parallel form's correctness, the
@@ -280,20 +282,19 @@ elif [ "$part" = s13a ]; then
     done
   done
   step sp-memcheck-par 45 env MARLIN_SPARSE24_SPLITK=parallel compute-sanitizer --tool memcheck /tmp/sp-main sanitize
-  for f in serial parallel; do
-    step engine-sp-$f 60 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds sparse24 --sections decode"
-  done
+  for f in serial parallel; do engine_sp engine-sp-$f $f; done
   step sp-quick-fold 70 /tmp/sp-fold test quick
-  [ "${SHORT:-0}" = 1 ] && step test-engine 130 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"
+  [ "${SHORT:-0}" = 1 ] && test_engine
   for st in 3 0; do
     step engine-s$st 45 bash -c "cd packages/engine && MARLIN_DECODE_STAGES=$st node bench/run.mjs --kinds marlin --sections decode"
   done
 elif [ "$part" = s13m ]; then
   # Session 13, the little device time left: the engine with 2:4 weights under both split-k forms
   # (MARLIN_SPARSE24_SPLITK, a run-time switch: no build), alternating, then the 2:4 GPU tests.
+  i=0
   for fk in serial:marlin,sparse24 parallel:marlin,sparse24 parallel:sparse24 serial:sparse24; do
-    f=${fk%%:*}
-    step engine-sp-$f-$(( $(date +%s) - t0 )) 50 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$f node bench/run.mjs --kinds ${fk##*:} --sections decode"
+    i=$((i + 1))
+    engine_sp engine-sp-$i-${fk%%:*} ${fk%%:*} ${fk##*:}  # the run's number in the name: no log overwrites another
   done
   step test-sparse-par 60 bash -c "cd packages/sparse && MARLIN_SPARSE24_SPLITK=parallel $vitest test/sparse24.gpu.test.ts"
 elif [ "$part" = s13b ]; then

@@ -6,6 +6,7 @@
 # (only 8 files come back from $OUT: one archive, never a spill of loose logs).
 t0=$(date +%s)
 OUT_REAL=${OUT:-/tmp/out}
+rm -rf /tmp/call-logs  # a warm machine keeps /tmp: no logs of an earlier call in this one
 mkdir -p "$OUT_REAL" /tmp/call-logs
 OUT=/tmp/call-logs
 # Pack every log and JSON under $OUT into $OUT_REAL/logs.tgz (atomically: a cut leaves the last one).
