@@ -30,6 +30,9 @@
 # PART=stages: session 11's decode attention K/V ring (see the branch); PART=stagesA: its first
 # device call, with the 2:4 kernel's parallel split-k (no model carried: the engine GPU tests wait for call B,
 # PART=stagesB, which also runs the sparse suite and bench and the engine with 2:4).
+# PART=s13a / s13m / s13b: session 13's calls (2:4 split-k A/B, the output-nest fold, the ring repeat;
+# see each part); s13b also runs the sharded GPU runner's test (test_tp). PART=tp1: that test alone
+# and its memcheck (two ranks on one GPU, host-staged).
 # Every log is packed into $OUT/logs.tgz after each step (steps.sh).
 #   run(carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'PART=kernel bash tools/gpu/call-decode.sh'")
 part=${PART:-kernel}
@@ -51,6 +54,8 @@ build_sparse() {  # NAME ROOT [HARNESS_FLAGS]: the 2:4 harness as /tmp/sp-NAME f
 # The engine's GPU tests, and its decode bench with 2:4 weights under split-k form FORM (KINDS
 # default sparse24), as steps.
 test_engine() { step test-engine 130 bash -c "cd packages/engine && $vitest test/gpu.test.ts test/decode-attention.gpu.test.ts"; }
+# the sharded GPU runner, two ranks on this one GPU (host-staged communicator), against tp = 1
+test_tp() { step test-tp-gpu 150 bash -c "cd packages/engine && $vitest test/tp-gpu.gpu.test.ts test/tp-nccl.gpu.test.ts"; }
 engine_sp() {  # NAME FORM [KINDS]
   step "$1" 60 bash -c "cd packages/engine && MARLIN_SPARSE24_SPLITK=$2 node bench/run.mjs --kinds ${3:-sparse24} --sections decode"
 }
@@ -305,6 +310,11 @@ elif [ "$part" = s13b ]; then
   step sparse-bench 100 bash -c "cd packages/sparse && node bench/run.mjs --m 1,16,32 && cp ../../bench/results/sparse-bench.json $OUT/"
   step engine-3 170 bash -c "cd packages/engine && node bench/run.mjs --kinds dense,marlin,sparse24 --sections decode,split --split-batches 1,16 && cp ../../bench/results/engine-bench.json $OUT/"
   step memcheck-attn 90 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/decode-attention.gpu.test.ts"
+  test_tp
+elif [ "$part" = tp1 ]; then
+  # Session 14: the sharded GPU runner on this one GPU (two ranks, host-staged), its memcheck.
+  test_tp
+  step memcheck-tp 240 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/tp-gpu.gpu.test.ts -t 'host-staged, fp16'"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"
   step test-gptq ${T_GPTQ:-100} bash -c "cd packages/gptq && $vitest"

@@ -6,7 +6,8 @@
 #   run(kind="nvidia-h200-x4", carry=[".carry"], command="bash tools/gpu/on-device.sh sh 'bash tools/gpu/tp.sh'")
 #
 # 1. the NCCL and tensor-parallel tests (test/tp-*.test.ts: NCCL all-reduce / all-gather across every
-#    GPU, and the CPU-communicator tp = 2 vs tp = 1 checks);
+#    GPU, the sharded GPU runner at tp = 2 against tp = 1 on tiny-llama (two ranks on one GPU through
+#    the host-staged communicator, then one rank per GPU over NCCL), and the CPU-communicator checks);
 # 2. packages/engine/bench/tp.mjs for each shape: the sharded part of a decode step (every layer's
 #    4-bit Marlin linears, the o_proj and down_proj all-reduces, lm_head and the logits all-gather)
 #    at batch 1 and 16, tp = 1, 2, 4 (as many as there are GPUs), ms/step and the collectives' share.
@@ -35,7 +36,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=index,name,memory.tot
 ls -l /usr/lib/x86_64-linux-gnu/libnccl.so.2* 2>/dev/null
 
 phase "tests: tp-*.test.ts"
-(cd packages/engine && timeout 900 node "$root/node_modules/vitest/vitest.mjs" run --reporter=verbose test/tp-nccl.gpu.test.ts test/tp-communicator.test.ts test/tp-shard.test.ts test/tp-engine.test.ts) > "$OUT/tp-test.log" 2>&1
+(cd packages/engine && timeout 900 node "$root/node_modules/vitest/vitest.mjs" run --reporter=verbose test/tp-nccl.gpu.test.ts test/tp-gpu.gpu.test.ts test/tp-communicator.test.ts test/tp-shard.test.ts test/tp-engine.test.ts) > "$OUT/tp-test.log" 2>&1
 rc=$?
 grep -E "✓|✗|×|skipped|Tests|FAIL|perplexity" "$OUT/tp-test.log" | tail -40
 

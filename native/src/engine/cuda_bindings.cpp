@@ -80,13 +80,15 @@ void Check(Napi::Env env, cudaError_t e, const char* what) {
   if (e != cudaSuccess) ThrowCuda(env, e, what);
 }
 
-// embedding(ids, table, out, rows, hidden, vocab, stream?)
+// embedding(ids, table, out, rows, hidden, vocab, stream?, vocabStart = 0): the table holds rows
+// vocabStart..vocabStart+vocab-1 of the vocabulary (a tensor-parallel rank's); other ids get zeros.
 Napi::Value Embedding(const Napi::CallbackInfo& info) {
   int64_t rows = I(info, 3, "rows"), hidden = I(info, 4, "hidden", 1), vocab = I(info, 5, "vocab", 1);
+  const int64_t start = ArgIntOr(info, 7, "vocabStart", 0, kMaxDim, 0);
   auto ids = Ref<int32_t>(info, 0, "ids", rows);
   auto table = Ref<half>(info, 1, "table", E(info, "table (vocab * hidden)", {vocab, hidden}), 2);
   auto out = Ref<half>(info, 2, "out", E(info, "out (rows * hidden)", {rows, hidden}), 2);
-  Check(info.Env(), ops::cuda::Embedding(ids, rows, table, hidden, out, ArgStream(info, 6)), "embedding");
+  Check(info.Env(), ops::cuda::Embedding(ids, rows, table, hidden, vocab, start, out, ArgStream(info, 6)), "embedding");
   return info.Env().Undefined();
 }
 
@@ -183,6 +185,20 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   auto out = Ref<half>(info, 2, "out", E(info, "out (rows * hidden)", {rows, hidden}), 2);
   Check(info.Env(), ops::cuda::GatherRows(x, idx, rows, hidden, out, ArgStream(info, 5)), "gatherRows");
   return info.Env().Undefined();
+}
+
+// copy2d(dst, dstPitch, src, srcPitch, width, height, stream?): `height` rows of `width` bytes,
+// device to device (a tensor-parallel rank's slice of a row into its place, logits re-laid per rank).
+Napi::Value Copy2d(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t dpitch = ArgInt(info, 1, "dstPitch", 1, kMaxElements), spitch = ArgInt(info, 3, "srcPitch", 1, kMaxElements);
+  const int64_t width = ArgInt(info, 4, "width", 0, kMaxElements), height = I(info, 5, "height");
+  if (width > dpitch || width > spitch) ThrowTyped(env, kErrShape, "copy2d: width " + std::to_string(width) + " exceeds a pitch");
+  if (width == 0 || height == 0) return env.Undefined();
+  auto dst = Ref<uint8_t>(info, 0, "dst", (height - 1) * dpitch + width, 1);
+  auto src = Ref<uint8_t>(info, 2, "src", (height - 1) * spitch + width, 1);
+  Check(env, cudaMemcpy2DAsync(dst, static_cast<size_t>(dpitch), src, static_cast<size_t>(spitch), static_cast<size_t>(width), static_cast<size_t>(height), cudaMemcpyDeviceToDevice, ArgStream(info, 6)), "copy2d");
+  return env.Undefined();
 }
 
 // addBias(x, bias (fp32), rows, n, stream?)
@@ -467,6 +483,7 @@ void InitEngineCuda(Napi::Env env, Napi::Object exports) {
   o.Set("addBias", Napi::Function::New<AddBias>(env, "addBias"));
   o.Set("fillUniform", Napi::Function::New<FillUniform>(env, "fillUniform"));
   o.Set("gatherRows", Napi::Function::New<GatherRows>(env, "gatherRows"));
+  o.Set("copy2d", Napi::Function::New<Copy2d>(env, "copy2d"));
   o.Set("pagedAttention", Napi::Function::New<PagedAttention>(env, "pagedAttention"));
   o.Set("sample", Napi::Function::New<Sample>(env, "sample"));
   o.Set("logprobs", Napi::Function::New<Logprobs>(env, "logprobs"));

@@ -24,18 +24,26 @@ static dim3 RowGrid(int rows, int work) {
   return dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(rows < 65535 ? rows : 65535));
 }
 
-__global__ void EmbeddingKernel(const int32_t* ids, const half* table, int hidden, half* out) {
+// Rows of the table for ids in [start, start + vocab); other ids get a row of zeros. start > 0 is a
+// tensor-parallel rank's slice of the vocabulary (the ranks' rows are then summed), and the bound
+// also keeps an id the host did not check from reading past the table.
+__global__ void EmbeddingKernel(const int32_t* ids, const half* table, int hidden, int vocab, int start, half* out) {
   PdlTrigger();  // see common/pdl.cuh: launched with LaunchPdl
   PdlWait();
   const int r = blockIdx.x;
-  const half* src = table + static_cast<size_t>(ids[r]) * hidden;
+  const int id = ids[r] - start;
   half* dst = out + static_cast<size_t>(r) * hidden;
+  if (id < 0 || id >= vocab) {
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = __float2half(0.f);
+    return;
+  }
+  const half* src = table + static_cast<size_t>(id) * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = src[i];
 }
 
-cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, half* out, cudaStream_t s) {
+cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, int vocab, int start, half* out, cudaStream_t s) {
   if (rows == 0) return cudaSuccess;
-  return LaunchPdl(EmbeddingKernel, dim3(rows), dim3(Threads(hidden)), 0, s, ids, table, hidden, out);
+  return LaunchPdl(EmbeddingKernel, dim3(rows), dim3(Threads(hidden)), 0, s, ids, table, hidden, vocab, start, out);
 }
 
 // RMSNorm rows (one block per row), plain or fused with the residual add. Each thread keeps its V

@@ -11,7 +11,8 @@ namespace marlin {
 namespace ops {
 namespace cuda {
 
-cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, half* out, cudaStream_t s);
+// Rows start..start+vocab-1 of the vocabulary live in table; ids outside them get zeros.
+cudaError_t Embedding(const int32_t* ids, int rows, const half* table, int hidden, int vocab, int start, half* out, cudaStream_t s);
 cudaError_t RmsNorm(const half* x, const float* w, float eps, int rows, int hidden, half* out, cudaStream_t s);
 // residual += x; x = rmsnorm(residual) * w
 cudaError_t AddRmsNorm(half* x, half* residual, const float* w, float eps, int rows, int hidden, cudaStream_t s);

@@ -44,8 +44,15 @@ export interface LoadOptions extends EngineOptions {
    * memory; CUDA needs one GPU per rank (see src/parallel/README.md). Must divide the heads.
    */
   tensorParallelSize?: number;
-  /** CPU tp > 1: modules each rank's worker imports first (implementations and weight kinds registered here). */
+  /** tp > 1: modules each rank's worker imports first (implementations and weight kinds registered here). */
   tensorParallelImports?: string[];
+  /**
+   * CUDA tp > 1: the device of each rank (default 0..tp-1). Ranks sharing a device use the
+   * host-staged communicator (no NCCL, no CUDA graphs; slow, for checking the sharded runner on one GPU).
+   */
+  tensorParallelDevices?: number[];
+  /** CUDA tp > 1: "nccl" (default when every rank has a GPU of its own) or "host" (staged through host memory). */
+  tensorParallelCommunicator?: "nccl" | "host";
 }
 
 export interface GenerateResult {
@@ -92,23 +99,30 @@ export function planLoad(config: ModelConfig, opts: LoadOptions = {}): CachePlan
   if (want === "cuda" && !hasGpu()) throw new NoDeviceError(`device "cuda" needs a CUDA device: ${noGpuReason() ?? "none was found"}`);
   const device = want === "cuda" || (want === "auto" && hasGpu()) ? "cuda" : "cpu";
   const plan = planCache(config, opts, device, device === "cuda" ? memInfo(0) : undefined);
-  checkTensorParallel(config, opts.tensorParallelSize ?? 1, device);
+  checkTensorParallel(config, opts.tensorParallelSize ?? 1, device, { devices: opts.tensorParallelDevices, communicator: opts.tensorParallelCommunicator });
   return plan;
 }
 
 async function makeRunner(m: LoadedModel, opts: LoadOptions, plan: CachePlan): Promise<ModelRunner> {
   const { blockSize, maxModelLen } = plan;
+  const tp = opts.tensorParallelSize ?? 1;
   if (plan.device === "cuda") {
-    const { GpuModelRunner } = await import("./gpu/gpu-runner.js");
-    return GpuModelRunner.create(m.config, m.sources, {
+    const gpuOpts = {
       ...opts,
       blockSize,
       maxModelLen,
       ...(plan.numBlocks !== undefined ? { numBlocks: plan.numBlocks } : {}),
       maxNumBatchedTokens: opts.maxNumBatchedTokens ?? 2048,
-    });
+    };
+    if (tp > 1) {
+      const place = checkTensorParallel(m.config, tp, "cuda", { devices: opts.tensorParallelDevices, communicator: opts.tensorParallelCommunicator });
+      const { GpuTpRunner } = await import("./parallel/gpu-tp-runner.js");
+      const { tensorParallelDevices: _d, tensorParallelCommunicator: _c, tensorParallelImports, ...rest } = gpuOpts;
+      return GpuTpRunner.create(m.config, m.sources, { ...rest, tensorParallelSize: tp, devices: place?.devices, communicator: place?.communicator, imports: tensorParallelImports });
+    }
+    const { GpuModelRunner } = await import("./gpu/gpu-runner.js");
+    return GpuModelRunner.create(m.config, m.sources, gpuOpts);
   }
-  const tp = opts.tensorParallelSize ?? 1;
   if (tp > 1) return CpuTpRunner.create(m.config, m.sources, { tensorParallelSize: tp, numBlocks: plan.numBlocks!, blockSize, maxModelLen, imports: opts.tensorParallelImports });
   return new CpuModelRunner(new CpuLlama(m.config, m.sources, maxModelLen), plan.numBlocks!, blockSize);
 }

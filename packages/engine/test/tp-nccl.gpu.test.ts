@@ -1,10 +1,10 @@
 // NCCL between GPUs (one worker thread per rank): all-reduce and all-gather results, and the load
-// errors of tensorParallelSize on CUDA. Skips, saying why, without two GPUs and libnccl.
+// errors of tensorParallelSize on CUDA (the sharded runner itself: tp-gpu.gpu.test.ts). Skips, saying why, without two GPUs and libnccl.
 import { Worker } from "node:worker_threads";
 import { NoDeviceError } from "@marlin/core";
 import { cudaStatus } from "@marlin/kernel";
 import { describe, expect, test } from "vitest";
-import { LLM, NcclCommunicator, ncclStatus, TensorParallelError } from "../src/index.js";
+import { LLM, NcclCommunicator, ncclStatus } from "../src/index.js";
 import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 function gpuCount(): number {
@@ -41,9 +41,8 @@ describe.skipIf(!!skip)("NCCL communicator across GPUs", () => {
     }
   });
 
-  test.skipIf(!hasTinyLlama())("tensorParallelSize on CUDA: more ranks than GPUs is a NoDeviceError; the GPU runner is not sharded yet", async () => {
-    await expect(LLM.load(tinyLlamaDir(), { device: "cuda", tensorParallelSize: 64 })).rejects.toThrow(NoDeviceError);
-    await expect(LLM.load(tinyLlamaDir(), { device: "cuda", tensorParallelSize: 2 })).rejects.toThrow(TensorParallelError);
+  test.skipIf(!hasTinyLlama())("tensorParallelSize on CUDA: a rank on a device that is not there is a NoDeviceError", async () => {
+    await expect(LLM.load(tinyLlamaDir(), { device: "cuda", tensorParallelSize: 2, tensorParallelDevices: [0, gpus] })).rejects.toThrow(NoDeviceError);
   });
 });
 

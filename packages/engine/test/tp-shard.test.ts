@@ -2,10 +2,12 @@
 // row shards summed give x W^T + b, for dense, grouped, zero-point, act-order and per-channel
 // quantized layers, including cuts through the middle of a group, and shards padded to the
 // kernels' shape rules (the vLLM complaint: input_size_per_partition=10944 not divisible by 128).
-import { CPU, type LinearWeights, prepareLinear, Rng, registerWeightKind, runSeed } from "@marlin/core";
+import { CPU, type LinearWeights, NoDeviceError, prepareLinear, Rng, registerWeightKind, runSeed } from "@marlin/core";
 import { dequantize, f16ToF32, f32ToF16, quantizeRtn } from "@marlin/format";
+import { cudaStatus } from "@marlin/kernel";
 import { describe, expect, test } from "vitest";
 import {
+  checkTensorParallel,
   type LinearSource,
   linearToF32,
   loadModelConfig,
@@ -204,6 +206,21 @@ describe("tensor-parallel layout", () => {
     expect(l.vocabPerRank).toBe(c.vocabSize / 2);
     for (const tp of [3, 4]) expect(() => planLayout(c, tp)).toThrow(/sizes that fit: 1, 2/);
     for (const bad of [0, 1.5, -2, 65]) expect(() => planLayout(c, bad)).toThrow(TensorParallelError);
+  });
+
+  test.skipIf(!hasTinyLlama())("CUDA placement: one device per rank (NCCL) or shared devices (host-staged); bad lists refused", () => {
+    const c = loadModelConfig(tinyLlamaDir());
+    const gpus = cudaStatus().deviceCount;
+    expect(checkTensorParallel(c, 2, "cpu", { devices: [0, 0] })).toBeUndefined();
+    expect(checkTensorParallel(c, 1, "cuda")).toBeUndefined();
+    for (const bad of [[0], [0, -1], [0, 1.5], "0,1"]) expect(() => checkTensorParallel(c, 2, "cuda", { devices: bad })).toThrow(/tensorParallelDevices must list 2 device indices/);
+    expect(() => checkTensorParallel(c, 2, "cuda", { communicator: "mpi" })).toThrow(/"nccl" or "host"/);
+    expect(() => checkTensorParallel(c, 2, "cuda", { devices: [0, gpus] })).toThrow(NoDeviceError);
+    if (gpus === 0) expect(() => checkTensorParallel(c, 2, "cuda", { devices: [0, 0] })).toThrow(/names device 0, 0 are visible/);
+    else {
+      expect(checkTensorParallel(c, 2, "cuda", { devices: [0, 0] })).toEqual({ devices: [0, 0], communicator: "host" });
+      expect(() => checkTensorParallel(c, 2, "cuda", { devices: [0, 0], communicator: "nccl" })).toThrow(/one rank per GPU/);
+    }
   });
 });
 

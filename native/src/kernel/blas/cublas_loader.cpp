@@ -18,7 +18,10 @@ const Api* Load(std::string* why) {
 }
 
 Handle HandleFor(int device, std::string* why) {
-  static HandleCache handles;
+  // One handle per thread and device: a handle's stream is set before each call, so two threads
+  // sharing one (tensor-parallel ranks on one GPU) could queue a GEMM on the other's stream. A
+  // worker thread's handles are not destroyed when it ends (a few per rank, for the process's life).
+  static thread_local HandleCache handles;
   const Api* api = Load(why);
   if (!api) return nullptr;
   return handles.Get(device, "cublasCreate", [api](Handle* h) {

@@ -11,7 +11,8 @@ export interface CudaGraph {
 }
 
 export interface GpuOps {
-  embedding(ids: DRef, table: DRef, out: DRef, rows: number, hidden: number, vocab: number, s?: Stream): void;
+  /** table holds vocabulary rows [vocabStart, vocabStart + vocab) (default 0: all of it); other ids get zeros. */
+  embedding(ids: DRef, table: DRef, out: DRef, rows: number, hidden: number, vocab: number, s?: Stream, vocabStart?: number): void;
   rmsnorm(x: DRef, w: DRef, out: DRef, rows: number, hidden: number, eps: number, s?: Stream): void;
   addRmsnorm(x: DRef, residual: DRef, w: DRef, rows: number, hidden: number, eps: number, s?: Stream): void;
   rope(x: DRef, positions: DRef, cos: DRef, sin: DRef, rows: number, stride: number, heads: number, headDim: number, maxPositions: number, s?: Stream): void;
@@ -25,6 +26,8 @@ export interface GpuOps {
   addBias(x: DRef, bias: DRef, rows: number, n: number, s?: Stream): void;
   fillUniform(out: DRef, count: number, seed: number, lo: number, hi: number, s?: Stream): void;
   gatherRows(x: DRef, idx: DRef, out: DRef, rows: number, hidden: number, s?: Stream): void;
+  /** height rows of width bytes, device to device, between pitched layouts (bytes). */
+  copy2d(dst: DRef, dstPitch: number, src: DRef, srcPitch: number, width: number, height: number, s?: Stream): void;
   pagedAttention(
     q: DRef, k: DRef, v: DRef, blockTables: DRef, seqOfRow: DRef, posOfRow: DRef, out: DRef,
     shape: { rows: number; qStride: number; heads: number; kvHeads: number; headDim: number; maxBlocks: number; blockSize: number; numSeqs: number; numBlocks: number; maxContext: number; scale: number },

@@ -13,6 +13,7 @@ import { describePlans, disposeLinears, FUSED_LINEARS, prepareLayerLinears } fro
 import { decoderStack, type LayerBuffers, type LayerOps, type LayerParams } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
 import { linearToF32, type ModelSources } from "../model/weights.js";
+import type { DeviceCommunicator } from "../parallel/device-communicator.js";
 import { type AttentionContext, GpuLayerOps, type OpTimer, type SkippedOps, skipping, timedOps } from "./gpu-layer-ops.js";
 import { type CudaGraph, gpuOps } from "./gpu-ops.js";
 
@@ -39,6 +40,20 @@ export interface GpuRunnerOptions {
   cudaGraphs?: boolean;
   /** Pure decode steps use the split decode attention with RoPE + KV store fused (default true; MARLIN_DECODE_ATTENTION=0 turns it off). */
   decodeAttention?: boolean;
+  /** CUDA device index (default 0): every allocation and launch of the runner goes there. */
+  gpu?: number;
+}
+
+/**
+ * What a tensor-parallel rank's runner does beyond a single GPU's (parallel/gpu-tp-runner.ts): its
+ * config holds the rank's heads and intermediate features, its o/down linears all-reduce their
+ * outputs, and these hooks make the embedding and lm_head vocabulary-parallel.
+ */
+export interface GpuTpRank {
+  comm: DeviceCommunicator;
+  /** The rank's rows of the embedding and lm_head: [vocabStart, vocabStart + vocabPerRank). */
+  vocabStart: number;
+  vocabPerRank: number;
 }
 
 /** Context positions per block of the decode attention (MARLIN_DECODE_CHUNK, a multiple of 16, for measuring). */
@@ -51,12 +66,12 @@ function decodeChunk(v: string | undefined): number {
 
 
 /** Host weights (from a checkpoint) to device weights, each linear prepared through the registry for up to maxRows rows. */
-export function uploadWeights(config: ModelConfig, src: ModelSources, maxRows: number, stream?: Stream): { weights: GpuWeights; kernels: Record<string, string> } {
-  const device = gpuTarget(0);
+export function uploadWeights(config: ModelConfig, src: ModelSources, maxRows: number, stream?: Stream, gpu = 0): { weights: GpuWeights; kernels: Record<string, string> } {
+  const device = gpuTarget(gpu);
   const layers: GpuLayerWeights[] = [];
   const owned: DeviceBuffer[] = [];
   const up = (a: Float32Array | Uint16Array) => {
-    const b = DeviceBuffer.from(a);
+    const b = DeviceBuffer.from(a, gpu);
     owned.push(b);
     return b;
   };
@@ -79,7 +94,7 @@ export function uploadWeights(config: ModelConfig, src: ModelSources, maxRows: n
 }
 
 /** Implementation per m range of each fused linear (layer 0's; every layer has the same shapes). */
-function linearPlans(layers: GpuLayerWeights[]): Record<string, string> {
+export function linearPlans(layers: GpuLayerWeights[]): Record<string, string> {
   const first = layers[0];
   if (!first) return {};
   return describePlans((Object.keys(FUSED_LINEARS) as (keyof typeof FUSED_LINEARS)[]).map((s) => [FUSED_LINEARS[s].join("+"), first[s].plan] as [string, readonly PlanRange[]]));
@@ -137,6 +152,10 @@ export class GpuModelRunner implements ModelRunner {
   readonly maxSeqs: number;
   readonly maxBlocksPerSeq: number;
   readonly stream: Stream;
+  /** CUDA device index. */
+  readonly gpu: number;
+  /** Set on a tensor-parallel rank. */
+  readonly tp?: GpuTpRank;
   /** Registry choice per fused linear layer (implementation per m range). */
   readonly kernels: Record<string, string>;
   useGraphs: boolean;
@@ -146,6 +165,9 @@ export class GpuModelRunner implements ModelRunner {
   private readonly bufs: Record<string, DeviceBuffer> = {};
   private logits: DeviceBuffer;
   private logitRows: number;
+  /** Tensor-parallel: this rank's logits [rows, vocabPerRank] and every rank's, gathered [tp][rows][vocabPerRank]. */
+  private logitsPart?: DeviceBuffer;
+  private logitsAll?: DeviceBuffer;
   private readonly graphs = new Map<number, CudaGraph>();
   private readonly warmed = new Set<number>();
   /** Record per-step timings in lastTimings (two CUDA events a step). */
@@ -160,10 +182,10 @@ export class GpuModelRunner implements ModelRunner {
 
   static async create(config: ModelConfig, sources: ModelSources, opts: GpuRunnerOptions = {}): Promise<GpuModelRunner> {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
-    const stream = new Stream(0);
+    const stream = new Stream(opts.gpu ?? 0);
     try {
       const maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
-      const { weights, kernels } = uploadWeights(config, sources, maxRows, stream);
+      const { weights, kernels } = uploadWeights(config, sources, maxRows, stream, opts.gpu ?? 0);
       return new GpuModelRunner(config, weights, { ...opts }, stream, kernels);
     } catch (e) {
       stream.destroy();
@@ -171,23 +193,27 @@ export class GpuModelRunner implements ModelRunner {
     }
   }
 
-  constructor(config: ModelConfig, weights: GpuWeights, opts: GpuRunnerOptions, stream: Stream, kernels: Record<string, string> = {}) {
+  constructor(config: ModelConfig, weights: GpuWeights, opts: GpuRunnerOptions, stream: Stream, kernels: Record<string, string> = {}, tp?: GpuTpRank) {
     this.config = config;
     this.weights = weights;
     this.stream = stream;
     this.kernels = kernels;
+    this.gpu = opts.gpu ?? 0;
+    this.tp = tp;
+    const gpu = this.gpu;
     this.blockSize = opts.blockSize ?? 16;
     this.maxModelLen = Math.min(opts.maxModelLen ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
     this.maxSeqs = opts.maxNumSeqs ?? 64;
     this.maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, this.maxSeqs);
     this.maxBlocksPerSeq = Math.ceil(this.maxModelLen / this.blockSize);
-    this.useGraphs = opts.cudaGraphs ?? true;
+    // a collective that waits on the host (the host-staged communicator) cannot sit in a graph
+    this.useGraphs = (opts.cudaGraphs ?? true) && (tp?.comm.capturable ?? true);
     const c = config;
     const { H, qd, kvd, qkvN, I } = layerDims(c);
     const R = this.maxRows;
     const S = this.maxSeqs;
     const alloc = (name: string, bytes: number) => {
-      this.bufs[name] = DeviceBuffer.alloc(Math.max(16, bytes));
+      this.bufs[name] = DeviceBuffer.alloc(Math.max(16, bytes), gpu);
     };
     alloc("h", R * H * 2);
     alloc("x", R * H * 2);
@@ -202,10 +228,11 @@ export class GpuModelRunner implements ModelRunner {
     for (const n of ["temperature", "topK", "topP", "counters", "out"]) alloc(n, S * 4);
     alloc("seeds", S * 8);
     this.logitRows = S;
-    this.logits = DeviceBuffer.alloc(S * c.vocabSize * 4);
+    this.logits = DeviceBuffer.alloc(S * c.vocabSize * 4, gpu);
+    this.allocTpLogits(S);
     if ((opts.decodeAttention ?? process.env.MARLIN_DECODE_ATTENTION !== "0") && [64, 128, 256].includes(c.headDim)) {
       const splits = Math.ceil(this.maxModelLen / DECODE_CHUNK);
-      const counters = DeviceBuffer.alloc(S * c.numHeads * 4);
+      const counters = DeviceBuffer.alloc(S * c.numHeads * 4, gpu);
       counters.fillBytes(0);
       // MARLIN_DECODE_BLOCKS=chunks: one block per chunk of the longest context (the grid before
       // blocks were bounded; benchmarks compare the two in one run).
@@ -215,22 +242,22 @@ export class GpuModelRunner implements ModelRunner {
       const kvReady = process.env.MARLIN_KV_READY === "0" ? 0 : 1;
       // MARLIN_DECODE_STAGES=0|2|3|4: the K/V load path (0: direct loads, the kernel before the ring), for measuring.
       const stages = process.env.MARLIN_DECODE_STAGES ? Number(process.env.MARLIN_DECODE_STAGES) : undefined;
-      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4), counters, blocks, kvReady, stages };
+      this.decode = { chunk: DECODE_CHUNK, partial: DeviceBuffer.alloc(S * c.numHeads * splits * (c.headDim + 2) * 4, gpu), counters, blocks, kvReady, stages };
       this.bufs.decodePartial = this.decode.partial;
       this.bufs.decodeCounters = counters;
     }
     const t = ropeTables(c, this.maxModelLen);
-    this.bufs.cos = DeviceBuffer.from(t.cos);
-    this.bufs.sin = DeviceBuffer.from(t.sin);
+    this.bufs.cos = DeviceBuffer.from(t.cos, gpu);
+    this.bufs.sin = DeviceBuffer.from(t.sin, gpu);
     // KV cache: what was asked, else a fraction of the free memory.
     const perBlock = 2 * c.numLayers * this.blockSize * kvd * 2;
     let blocks = opts.numBlocks ?? (opts.kvCacheTokens ? Math.ceil(opts.kvCacheTokens / this.blockSize) : 0);
-    if (!blocks) blocks = Math.floor((memInfo(0).free * (opts.gpuMemoryFraction ?? 0.8)) / perBlock);
+    if (!blocks) blocks = Math.floor((memInfo(gpu).free * (opts.gpuMemoryFraction ?? 0.8)) / perBlock);
     if (blocks < this.maxBlocksPerSeq) throw new InvalidArgumentError(`only ${blocks} KV blocks fit; one sequence of ${this.maxModelLen} needs ${this.maxBlocksPerSeq}`);
     this.numBlocks = blocks;
     for (let i = 0; i < c.numLayers; i++) {
-      this.k.push(DeviceBuffer.alloc(blocks * this.blockSize * kvd * 2));
-      this.v.push(DeviceBuffer.alloc(blocks * this.blockSize * kvd * 2));
+      this.k.push(DeviceBuffer.alloc(blocks * this.blockSize * kvd * 2, gpu));
+      this.v.push(DeviceBuffer.alloc(blocks * this.blockSize * kvd * 2, gpu));
     }
   }
 
@@ -321,7 +348,14 @@ export class GpuModelRunner implements ModelRunner {
   private forwardRows(T: number, numSeqs: number, decode = false): void {
     const b = this.bufs;
     const c = this.config;
-    if (this.skip !== "other") gpuOps().embedding(b.tokens, this.weights.embed, b.h, T, c.hiddenSize, c.vocabSize, this.stream);
+    const tp = this.tp;
+    if (!tp) {
+      if (this.skip !== "other") gpuOps().embedding(b.tokens, this.weights.embed, b.h, T, c.hiddenSize, c.vocabSize, this.stream);
+    } else {
+      // vocabulary-parallel: each rank has its rows (zeros for other ids); the sum has one non-zero term, so it is exact
+      gpuOps().embedding(b.tokens, this.weights.embed, b.h, T, c.hiddenSize, tp.vocabPerRank, this.stream, tp.vocabStart);
+      tp.comm.allReduceSum(b.h, T * c.hiddenSize, "float16");
+    }
     const buf: LayerBuffers<DeviceBuffer> = { h: b.h, x: b.x, qkv: b.qkv, attn: b.attn, gu: b.gu, act: b.act };
     decoderStack(this.layerOps(numSeqs, decode && T <= this.maxSeqs), this.weights.layers, this.weights.norm, buf, T);
   }
@@ -334,7 +368,36 @@ export class GpuModelRunner implements ModelRunner {
     const c = this.config;
     this.ensureLogits(n);
     if (!allRows && this.skip !== "other") gpuOps().gatherRows(this.bufs.x, this.bufs.rowIndex, this.bufs.sel, n, c.hiddenSize, this.stream);
-    if (this.skip !== "linear") gpuOps().denseGemmF32(allRows ? this.bufs.x : this.bufs.sel, this.weights.lmHead, this.logits, n, c.vocabSize, c.hiddenSize, this.stream);
+    const x = allRows ? this.bufs.x : this.bufs.sel;
+    const tp = this.tp;
+    if (!tp) {
+      if (this.skip !== "linear") gpuOps().denseGemmF32(x, this.weights.lmHead, this.logits, n, c.vocabSize, c.hiddenSize, this.stream);
+      return;
+    }
+    // vocabulary-parallel: every rank's [n, per] slice is gathered into [tp][n][per], then rank 0 lays the slices side by side
+    const per = tp.vocabPerRank;
+    const V = c.vocabSize;
+    gpuOps().denseGemmF32(x, this.weights.lmHead, this.logitsPart!, n, per, c.hiddenSize, this.stream);
+    tp.comm.allGather(this.logitsPart!, this.logitsAll!, n * per, "float32");
+    if (tp.comm.rank !== 0) return;
+    for (let r = 0; r < tp.comm.worldSize; r++) {
+      const w = Math.min(per, V - r * per);
+      if (w > 0) gpuOps().copy2d([this.logits, r * per * 4], V * 4, [this.logitsAll!, r * n * per * 4], per * 4, w * 4, n, this.stream);
+    }
+  }
+
+  private allocTpLogits(rows: number): void {
+    if (!this.tp) return;
+    this.logitsPart?.free();
+    this.logitsAll?.free();
+    const per = this.tp.vocabPerRank;
+    this.logitsPart = DeviceBuffer.alloc(rows * per * 4, this.gpu);
+    this.logitsAll = DeviceBuffer.alloc(this.tp.comm.worldSize * rows * per * 4, this.gpu);
+  }
+
+  /** Rank 0 of a tensor-parallel group (or a single GPU) samples; the other ranks' logits are dropped. */
+  private get samples(): boolean {
+    return (this.tp?.comm.rank ?? 0) === 0;
   }
 
   private ensureLogits(n: number): void {
@@ -342,7 +405,8 @@ export class GpuModelRunner implements ModelRunner {
     this.stream.synchronize();
     this.logits.free();
     this.logitRows = n;
-    this.logits = DeviceBuffer.alloc(n * this.config.vocabSize * 4);
+    this.logits = DeviceBuffer.alloc(n * this.config.vocabSize * 4, this.gpu);
+    this.allocTpLogits(n);
     for (const g of this.graphs.values()) g.destroy();
     this.graphs.clear();
     this.warmed.clear();
@@ -350,7 +414,7 @@ export class GpuModelRunner implements ModelRunner {
 
   private sampleStep(n: number): void {
     const b = this.bufs;
-    if (this.skip === "other") return;
+    if (this.skip === "other" || !this.samples) return;
     gpuOps().sample(this.logits, b.temperature, b.topK, b.topP, b.seeds, b.counters, b.out, n, this.config.vocabSize, this.stream);
   }
 
@@ -411,7 +475,7 @@ export class GpuModelRunner implements ModelRunner {
     const t2 = prof ? performance.now() : 0;
     this.stream.synchronize();
     const t3 = prof ? performance.now() : 0;
-    if (S > 0) {
+    if (S > 0 && this.samples) {
       const got = new Int32Array(n);
       this.bufs.out.download(got);
       out.set(got.subarray(0, S));
@@ -481,9 +545,13 @@ export class GpuModelRunner implements ModelRunner {
     this.upload("rowIndex", logitRows);
     this.upload("targets", targets);
     this.head(n);
+    const lp = new Float32Array(n);
+    if (!this.samples) {
+      this.stream.synchronize();
+      return new Float64Array(n);
+    }
     gpuOps().logprobs(this.logits, this.bufs.targets, this.bufs.lp, n, this.config.vocabSize, this.stream);
     this.stream.synchronize();
-    const lp = new Float32Array(n);
     this.bufs.lp.download(lp);
     return Float64Array.from(lp);
   }
@@ -493,16 +561,22 @@ export class GpuModelRunner implements ModelRunner {
     for (const g of this.graphs.values()) g.destroy();
     this.graphs.clear();
     for (const b of [...Object.values(this.bufs), ...this.k, ...this.v, this.logits]) b.free();
-    const W = this.weights;
-    W.embed.free();
-    W.norm.free();
-    W.lmHead.free();
-    for (const l of W.layers) {
-      (l.inputNorm as DeviceBuffer).free();
-      (l.postNorm as DeviceBuffer).free();
-      disposeLinears(l as never);
-    }
+    this.logitsPart?.free();
+    this.logitsAll?.free();
+    disposeGpuWeights(this.weights);
     this.stream.destroy();
+  }
+}
+
+/** Frees uploaded weights: embedding, norms, lm_head and every layer's prepared linears. */
+export function disposeGpuWeights(W: GpuWeights): void {
+  W.embed.free();
+  W.norm.free();
+  W.lmHead.free();
+  for (const l of W.layers) {
+    (l.inputNorm as DeviceBuffer).free();
+    (l.postNorm as DeviceBuffer).free();
+    disposeLinears(l as never);
   }
 }
 

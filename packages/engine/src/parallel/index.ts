@@ -1,6 +1,9 @@
 export * from "./check.js";
 export * from "./communicator.js";
 export { type CpuTpOptions, CpuTpRunner } from "./cpu-tp-runner.js";
+export * from "./device-communicator.js";
+export * from "./gpu-shard-linear.js";
+export { type GpuTpOptions, GpuTpRunner } from "./gpu-tp-runner.js";
 export * from "./layout.js";
 export * from "./nccl-communicator.js";
 export * from "./rank-model.js";

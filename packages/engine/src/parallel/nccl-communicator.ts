@@ -10,6 +10,7 @@
  */
 import { DeviceBuffer, native, type Stream, typedError } from "@marlin/kernel";
 import { type Communicator, CommunicatorError } from "./communicator.js";
+import { type DeviceCommunicator, type DeviceRef, deviceRef as ref } from "./device-communicator.js";
 
 export interface NcclStatus {
   available: boolean;
@@ -47,9 +48,6 @@ export type NcclDType = "float16" | "bfloat16" | "float32";
 const DTYPE: Record<NcclDType, number> = { float16: 0, bfloat16: 1, float32: 2 };
 const BYTES: Record<NcclDType, number> = { float16: 2, bfloat16: 2, float32: 4 };
 
-/** A device buffer, or a buffer and a byte offset into it. */
-export type DeviceRef = DeviceBuffer | readonly [DeviceBuffer, number];
-const ref = (b: DeviceRef): [DeviceBuffer, number] => (b instanceof DeviceBuffer ? [b, 0] : [b[0], b[1]]);
 
 export interface NcclRankOptions {
   /** The rank's stream: collectives are queued there (default: the legacy default stream). */
@@ -58,7 +56,8 @@ export interface NcclRankOptions {
   dtype?: NcclDType;
 }
 
-export class NcclCommunicator implements Communicator<DeviceRef> {
+export class NcclCommunicator implements Communicator<DeviceRef>, DeviceCommunicator {
+  readonly capturable = true;
   readonly rank: number;
   readonly worldSize: number;
   readonly device: number;
@@ -94,17 +93,18 @@ export class NcclCommunicator implements Communicator<DeviceRef> {
     return comms.map((c, i) => new NcclCommunicator(c, i, devices.length, devices[i], opts[i] ?? {}));
   }
 
-  allReduceSum(buf: DeviceRef, count?: number): void {
+  /** dtype: the element type of this call (default: the communicator's). */
+  allReduceSum(buf: DeviceRef, count?: number, dtype: NcclDType = this.dtype): void {
     const [b, off] = ref(buf);
-    const n = count ?? (b.byteLength - off) / BYTES[this.dtype];
-    this.run(() => addon().ncclAllReduceSum(this.comm, b.handle, off, n, DTYPE[this.dtype], this.stream?.handle));
+    const n = count ?? (b.byteLength - off) / BYTES[dtype];
+    this.run(() => addon().ncclAllReduceSum(this.comm, b.handle, off, n, DTYPE[dtype], this.stream?.handle));
   }
 
-  allGather(part: DeviceRef, out: DeviceRef, count?: number): void {
+  allGather(part: DeviceRef, out: DeviceRef, count?: number, dtype: NcclDType = this.dtype): void {
     const [s, so] = ref(part);
     const [r, ro] = ref(out);
-    const n = count ?? (s.byteLength - so) / BYTES[this.dtype];
-    this.run(() => addon().ncclAllGather(this.comm, s.handle, so, r.handle, ro, n, DTYPE[this.dtype], this.stream?.handle, this.worldSize));
+    const n = count ?? (s.byteLength - so) / BYTES[dtype];
+    this.run(() => addon().ncclAllGather(this.comm, s.handle, so, r.handle, ro, n, DTYPE[dtype], this.stream?.handle, this.worldSize));
   }
 
   /** A one-element all-reduce, waited for on the host. */

@@ -43,7 +43,7 @@ export interface ShardPadding {
  * A layer of its own shape (n, k, name) over one prepared inner layer: its rows, its picks and the
  * weight bytes it streams are the inner layer's, and disposing it disposes the inner layer.
  */
-export abstract class WrappedLinear<I extends DispatchedLinear<Float32Array>> extends DispatchedLinear<Float32Array> {
+export abstract class WrappedLinear<I extends DispatchedLinear<B, S>, B = Float32Array, S = unknown> extends DispatchedLinear<B, S> {
   constructor(
     readonly inner: I,
     n: number,
@@ -61,7 +61,7 @@ export abstract class WrappedLinear<I extends DispatchedLinear<Float32Array>> ex
   override weightBytes(m = 1): number {
     return this.inner.weightBytes(m);
   }
-  abstract override forward(x: Float32Array, out: Float32Array, m: number): void;
+  abstract override forward(x: B, out: B, m: number, stream?: S): void;
   override dispose(): void {
     this.inner.dispose();
   }
@@ -110,7 +110,7 @@ export class ShardLinear extends WrappedLinear<DispatchedLinear<Float32Array>> {
   }
 }
 
-function tryPlan(src: LinearSource, bias: Float32Array | undefined, opts: ShardPrepareOptions): PlanRange[] | undefined {
+function tryPlan(src: LinearSource, bias: Float32Array | undefined, opts: Omit<ShardPrepareOptions, "reduce">): PlanRange[] | undefined {
   try {
     return planLinear(toLinearWeights(src, bias), { device: opts.device, maxRows: opts.maxRows, activation: "float16" });
   } catch (e) {
@@ -130,11 +130,20 @@ function outranks(b: PlanRange[], a: PlanRange[]): boolean {
   return false;
 }
 
+/** What a shard runs: the (maybe further padded) weights, the shard's logical n and k, and where the zeros are. */
+export interface ShardChoice {
+  weights: ReturnType<typeof toLinearWeights>;
+  n: number;
+  k: number;
+  padding: ShardPadding;
+}
+
 /**
- * Prepares one shard (k = pad.before + logical k + pad.after zero-padded already by shardRows),
- * padding it further to the kernels' shape rules when that gets it a better implementation.
+ * Picks what one shard runs (k = pad.before + logical k + pad.after zero-padded already by
+ * shardRows): the shard itself, or the shard padded further to the kernels' shape rules when that
+ * gets it a better implementation (or the shard alone has none).
  */
-export function prepareShard(src: LinearSource, bias: Float32Array | undefined, pad: InputPad = NO_PAD, opts: ShardPrepareOptions): ShardLinear {
+export function chooseShard(src: LinearSource, bias: Float32Array | undefined, pad: InputPad, opts: Omit<ShardPrepareOptions, "reduce">): ShardChoice {
   const k = src.k - pad.before - pad.after;
   const n = src.n;
   const natural = tryPlan(src, bias, opts);
@@ -145,6 +154,13 @@ export function prepareShard(src: LinearSource, bias: Float32Array | undefined, 
     const plan = padded && tryPlan(padded, padded.bias, opts);
     if (padded && plan && (!natural || outranks(plan, natural))) use = padded;
   }
-  const inner = prepareLinear<Float32Array>(toLinearWeights(use, use === src ? bias : use.bias), { device: opts.device, maxRows: opts.maxRows, activation: "float16" });
-  return new ShardLinear(inner, n, k, { before: pad.before, after: use.k - src.k + pad.after, nAfter: use.n - n }, opts.reduce);
+  const weights = toLinearWeights(use, use === src ? bias : use.bias);
+  return { weights, n, k, padding: { before: pad.before, after: use.k - src.k + pad.after, nAfter: use.n - n } };
+}
+
+/** One CPU shard, prepared through the registry (see chooseShard). */
+export function prepareShard(src: LinearSource, bias: Float32Array | undefined, pad: InputPad = NO_PAD, opts: ShardPrepareOptions): ShardLinear {
+  const c = chooseShard(src, bias, pad, opts);
+  const inner = prepareLinear<Float32Array>(c.weights, { device: opts.device, maxRows: opts.maxRows, activation: "float16" });
+  return new ShardLinear(inner, c.n, c.k, c.padding, opts.reduce);
 }
