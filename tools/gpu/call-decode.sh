@@ -314,6 +314,7 @@ elif [ "$part" = s13b ]; then
 elif [ "$part" = tp1 ]; then
   # Session 14: the sharded GPU runner on this one GPU (two ranks, host-staged), its memcheck.
   test_tp
+  step tp-engine-shared 120 bash -c "cd packages/engine && node bench/tp-engine.mjs --shape 7b --layers 4 --tp 1,2 --batches 1,16 --steps 16 --shared"
   step memcheck-tp 240 bash -c "cd packages/engine && compute-sanitizer --tool memcheck node $PWD/node_modules/vitest/vitest.mjs run test/tp-gpu.gpu.test.ts -t 'host-staged, fp16'"
 elif [ "$part" = suites ]; then
   step test-engine ${T_ENGINE:-150} bash -c "cd packages/engine && $vitest"

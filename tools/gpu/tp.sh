@@ -13,7 +13,7 @@
 #    at batch 1 and 16, tp = 1, 2, 4 (as many as there are GPUs), ms/step and the collectives' share.
 # NVLink SHARP stays off (NCCL_NVLS_ENABLE=0): multicast objects are not lent on these machines.
 # Knobs: SHAPES [7b,70b]  TP [1,2,4]  BATCHES [1,16]  LAYERS [4]  ITERS [20]
-# To $OUT: tp.log (everything printed), tp-test.log.
+# To $OUT: tp.log (everything printed), tp-test.log, tp-engine-7b.json, tp-engine-70b.json.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -45,5 +45,10 @@ for shape in "${shapes[@]}"; do
   phase "bench: decode step, shape $shape, tp $TP, batches $BATCHES"
   (cd packages/engine && timeout 900 node bench/tp.mjs --device cuda --shape "$shape" --tp "$TP" --batches "$BATCHES" --layers "$LAYERS" --iters "$ITERS") || rc=1
 done
+# 3. the whole engine (LLM.load at each tp: GpuTpRunner, NCCL, CUDA graphs): decode ms/step at batch
+#    1 and 16 on random Marlin checkpoints (the 70B shape cut to ENGINE_70B_LAYERS layers: disk and load time)
+phase "engine: bench/tp-engine.mjs, 7b and 70b (${ENGINE_70B_LAYERS:=20} layers)"
+(cd packages/engine && timeout 900 node bench/tp-engine.mjs --shape 7b --tp "$TP" --batches "$BATCHES" && cp ../../bench/results/tp-engine-7b.json "$OUT/") || rc=1
+(cd packages/engine && timeout 900 node bench/tp-engine.mjs --shape 70b --layers "$ENGINE_70B_LAYERS" --tp "$TP" --batches "$BATCHES" && cp ../../bench/results/tp-engine-70b.json "$OUT/") || rc=1
 phase "done (rc $rc)"
 exit $rc
