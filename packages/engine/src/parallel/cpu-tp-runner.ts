@@ -42,9 +42,12 @@ export function rankThreadShare(tp: number): number {
   return Math.max(1, Math.floor(availableParallelism() / tp));
 }
 
-/** The worker entry: beside the bundle (dist), or the package's dist when running from src (tests). */
-export function rankWorkerUrl(): URL {
-  const candidates = [new URL("./parallel/cpu-rank-worker.js", import.meta.url), new URL("../../dist/parallel/cpu-rank-worker.js", import.meta.url)];
+/**
+ * A rank worker's entry (`cpu-rank-worker`, `gpu-rank-worker`): beside the bundle (dist), or the
+ * package's dist when running from src (tests).
+ */
+export function rankWorkerUrl(name = "cpu-rank-worker"): URL {
+  const candidates = [new URL(`./parallel/${name}.js`, import.meta.url), new URL(`../../dist/parallel/${name}.js`, import.meta.url)];
   const found = candidates.find((u) => existsSync(fileURLToPath(u)));
   if (!found) throw new NativeLoadError(`the tensor-parallel worker script is missing (looked for ${candidates.map((u) => fileURLToPath(u)).join(", ")}); build @marlin/engine`);
   return found;

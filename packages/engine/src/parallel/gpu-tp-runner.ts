@@ -11,16 +11,14 @@
  * the sharded runner on one GPU).
  */
 
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { NativeLoadError } from "@marlin/core";
 import { memInfo, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import { disposeGpuWeights, type GpuModelRunner, type GpuRunnerOptions } from "../gpu/gpu-runner.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelSources } from "../model/weights.js";
 import { CommunicatorError } from "./communicator.js";
+import { rankWorkerUrl } from "./cpu-tp-runner.js";
 import type { DeviceCommunicator } from "./device-communicator.js";
 import { rankBlockBytes, rankRunner, runnerRows, uploadRankWeights } from "./gpu-rank.js";
 import { type GpuCommSpec, type GpuRankReply, type GpuRankRequest, type GpuRankWorkerData, joinGroup } from "./gpu-rank-worker.js";
@@ -39,14 +37,6 @@ export interface GpuTpOptions extends GpuRunnerOptions {
   timeoutMs?: number;
   /** Modules every worker imports before building its shard (implementations registered in this thread). */
   imports?: string[];
-}
-
-/** The worker entry: beside the bundle (dist), or the package's dist when running from src (tests). */
-function gpuWorkerUrl(): URL {
-  const candidates = [new URL("./parallel/gpu-rank-worker.js", import.meta.url), new URL("../../dist/parallel/gpu-rank-worker.js", import.meta.url)];
-  const found = candidates.find((u) => existsSync(fileURLToPath(u)));
-  if (!found) throw new NativeLoadError(`the GPU tensor-parallel worker script is missing (looked for ${candidates.map((u) => fileURLToPath(u)).join(", ")}); build @marlin/engine`);
-  return found;
 }
 
 /** Resolves with what `want` says, rejects on an error reply, a worker error or an early exit. */
@@ -150,7 +140,7 @@ export class GpuTpRunner implements ModelRunner {
       cudaGraphs: opts.cudaGraphs,
       decodeAttention: opts.decodeAttention,
     };
-    const url = gpuWorkerUrl();
+    const url = rankWorkerUrl("gpu-rank-worker");
     const workers: Worker[] = [];
     let comm: DeviceCommunicator | undefined;
     let w0: ReturnType<typeof uploadRankWeights> | undefined;
