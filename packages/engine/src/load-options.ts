@@ -7,7 +7,7 @@
 import { totalmem } from "node:os";
 import { InvalidArgumentError } from "@marlin/core";
 import type { LoadOptions } from "./llm.js";
-import type { ModelConfig } from "./model/config.js";
+import { kvBytesPerToken, type ModelConfig } from "./model/config.js";
 
 /** The longest typed array V8 makes in Node 20 (elements); one layer's K or V cache is one array. */
 export const MAX_TYPED_ARRAY_LENGTH = 2 ** 32;
@@ -56,7 +56,7 @@ export function planCache(config: ModelConfig, opts: LoadOptions, device: "cpu" 
 
   const declared = config.maxPositionEmbeddings;
   const kvd = config.numKvHeads * config.headDim;
-  const bytesPerToken = 2 * config.numLayers * kvd * (device === "cpu" ? 4 : 2); // K and V, every layer
+  const bytesPerToken = kvBytesPerToken(config, device === "cpu" ? 4 : 2);
   let numBlocks = numBlocksOpt ?? (tokensOpt !== undefined ? Math.ceil(tokensOpt / blockSize) : undefined);
   if (device === "cpu" && numBlocks === undefined) {
     const tokens = Math.min(CPU_KV_TOKENS, maxNumSeqs * Math.min(maxModelLenOpt ?? declared, declared));

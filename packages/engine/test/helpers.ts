@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type NamedTensor, openCheckpoint } from "@marlin/format";
@@ -16,6 +16,15 @@ export function tinyLlamaDir(): string {
 }
 
 export const hasTinyLlama = (): boolean => existsSync(join(tinyLlamaDir(), "model.safetensors"));
+
+/**
+ * The first 1/`part` of tiny-llama's eval.txt lines (1/16: ~17 windows of 256 tokens); the whole file
+ * takes minutes per run on 2 cores, so the tensor-parallel comparisons score a slice.
+ */
+export function evalTextSlice(part = 16): string {
+  const lines = readFileSync(join(tinyLlamaDir(), "eval.txt"), "utf8").split("\n");
+  return lines.slice(0, Math.ceil(lines.length / part)).join("\n");
+}
 
 /** Every tensor of the checkpoint in `dir`, as stored, by name. */
 export async function readTensors(dir: string): Promise<Map<string, NamedTensor>> {

@@ -1,8 +1,6 @@
 // The sharded engine on the CPU communicator: tiny-llama at tp = 2 (ranks in worker threads)
 // generates the same greedy text as tp = 1 and scores the same perplexity within 1e-3 relative,
 // for the fp16 checkpoint and for it quantized to 4 bits (RTN, g128).
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Rng } from "@marlin/core";
 import { quantizeRtn } from "@marlin/format";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -20,7 +18,7 @@ import {
   quantizeSourcesRtn,
   TensorParallelError,
 } from "../src/index.js";
-import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { evalTextSlice, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 /**
  * 4-bit RTN with act-order: per layer and input width one seeded g_idx (groups of 128 rows scattered
@@ -62,9 +60,7 @@ describe.skipIf(!hasTinyLlama())("tensor parallelism on the CPU: tiny-llama tp =
   const open: LLM[] = [];
   beforeAll(async () => {
     fp16 = await loadModelDir(tinyLlamaDir());
-    // the first 1/16 of eval.txt's lines (~17 windows of 256 tokens): the full file takes minutes per run on 2 cores
-    const lines = readFileSync(join(tinyLlamaDir(), "eval.txt"), "utf8").split("\n");
-    text = lines.slice(0, Math.ceil(lines.length / 16)).join("\n");
+    text = evalTextSlice(16);
   });
   afterAll(() => {
     for (const l of open) l.dispose();

@@ -3,13 +3,11 @@
 // GPU with CUDA graphs. The ranks sum fp16 partial outputs of o_proj and down_proj, which tp = 1
 // never rounds, so greedy tokens may part after many steps: the test prints how many prompts agree
 // in full and requires perplexity within 1e-3 relative. Skips, saying why, without a GPU.
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { InvalidArgumentError, NoDeviceError } from "@marlin/core";
 import { cudaStatus, hasGpu, noGpuReason } from "@marlin/kernel";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { GpuTpRunner, LLM, type LoadedModel, type LoadOptions, loadModelDir, ncclStatus, perplexity, quantizeSourcesRtn, TensorParallelError } from "../src/index.js";
-import { hasTinyLlama, tinyLlamaDir } from "./helpers.js";
+import { evalTextSlice, hasTinyLlama, tinyLlamaDir } from "./helpers.js";
 
 const gpu = hasGpu();
 const gpus = gpu ? cudaStatus().deviceCount : 0;
@@ -26,8 +24,7 @@ describe.skipIf(!!skip)("tensor parallelism on CUDA: tiny-llama tp = 2 against t
   const open: LLM[] = [];
   beforeAll(async () => {
     fp16 = await loadModelDir(tinyLlamaDir());
-    const lines = readFileSync(join(tinyLlamaDir(), "eval.txt"), "utf8").split("\n");
-    text = lines.slice(0, Math.ceil(lines.length / 16)).join("\n");
+    text = evalTextSlice(16);
   });
   afterAll(() => {
     for (const l of open) l.dispose();

@@ -8,9 +8,9 @@ import { InvalidArgumentError, NoDeviceError, type PlanRange } from "@marlin/cor
 import { f32ToF16 } from "@marlin/format";
 import { CudaEvent, DeviceBuffer, gpuTarget, hasGpu, memInfo, noGpuReason, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
-import { layerDims, type ModelConfig } from "../model/config.js";
+import { kvBytesPerToken, layerDims, type ModelConfig } from "../model/config.js";
 import { describePlans, disposeLinears, FUSED_LINEARS, prepareLayerLinears } from "../model/linears.js";
-import { decoderStack, type LayerBuffers, type LayerOps, type LayerParams } from "../model/llama.js";
+import { decoderStack, type LayerBuffers, type LayerLinears, type LayerOps, type LayerParams } from "../model/llama.js";
 import { ropeTables } from "../model/rope.js";
 import { linearToF32, type ModelSources } from "../model/weights.js";
 import type { DeviceCommunicator } from "../parallel/device-communicator.js";
@@ -65,9 +65,33 @@ function decodeChunk(v: string | undefined): number {
 }
 
 
+/** Most rows one forward pass takes: the batched-token budget, at least one row per sequence. */
+export const runnerRows = (opts: GpuRunnerOptions): number => Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
+
 /** Host weights (from a checkpoint) to device weights, each linear prepared through the registry for up to maxRows rows. */
 export function uploadWeights(config: ModelConfig, src: ModelSources, maxRows: number, stream?: Stream, gpu = 0): { weights: GpuWeights; kernels: Record<string, string> } {
   const device = gpuTarget(gpu);
+  const H = config.hiddenSize;
+  const lmHead = () => {
+    const h = f32ToF16(src.lmHead ? linearToF32(src.lmHead) : src.embed);
+    if (h.length !== config.vocabSize * H) throw new InvalidArgumentError(`lm_head holds ${h.length} values, expected ${config.vocabSize}x${H}`);
+    return h;
+  };
+  const linears = (l: ModelSources["layers"][number]) => prepareLayerLinears<DeviceBuffer | readonly [DeviceBuffer, number], Stream>(l, { device, maxRows, stream });
+  return placeWeights(gpu, src.layers, linears, { embed: src.embed, norm: src.norm, lmHead });
+}
+
+/**
+ * Places weights on device `gpu`: each layer's norms and the linears `linears` prepares for it,
+ * then lm_head (made, and checked, by `lmHead`), the embedding and the final norm. What was placed
+ * is freed again if any step fails.
+ */
+export function placeWeights<L extends { inputNorm: Float32Array; postNorm: Float32Array }>(
+  gpu: number,
+  layerSources: readonly L[],
+  linears: (l: L) => LayerLinears<DeviceBuffer | readonly [DeviceBuffer, number], Stream>,
+  host: { embed: Float32Array; norm: Float32Array; lmHead: () => Uint16Array },
+): { weights: GpuWeights; kernels: Record<string, string> } {
   const layers: GpuLayerWeights[] = [];
   const owned: DeviceBuffer[] = [];
   const up = (a: Float32Array | Uint16Array) => {
@@ -76,15 +100,13 @@ export function uploadWeights(config: ModelConfig, src: ModelSources, maxRows: n
     return b;
   };
   try {
-    for (const l of src.layers) {
+    for (const l of layerSources) {
       const inputNorm = up(l.inputNorm);
       const postNorm = up(l.postNorm);
-      layers.push({ inputNorm, postNorm, ...prepareLayerLinears<DeviceBuffer | readonly [DeviceBuffer, number], Stream>(l, { device, maxRows, stream }) });
+      layers.push({ inputNorm, postNorm, ...linears(l) });
     }
-    const H = config.hiddenSize;
-    const lmHead = up(f32ToF16(src.lmHead ? linearToF32(src.lmHead) : src.embed));
-    if (lmHead.byteLength !== config.vocabSize * H * 2) throw new InvalidArgumentError(`lm_head holds ${lmHead.byteLength / 2} values, expected ${config.vocabSize}x${H}`);
-    const weights = { embed: up(f32ToF16(src.embed)), norm: up(src.norm), lmHead, layers };
+    const lmHead = up(host.lmHead());
+    const weights = { embed: up(f32ToF16(host.embed)), norm: up(host.norm), lmHead, layers };
     return { weights, kernels: linearPlans(layers) };
   } catch (e) {
     for (const l of layers) disposeLinears(l as never);
@@ -184,8 +206,7 @@ export class GpuModelRunner implements ModelRunner {
     if (!hasGpu()) throw new NoDeviceError(`the GPU runner needs a CUDA device: ${noGpuReason()}`);
     const stream = new Stream(opts.gpu ?? 0);
     try {
-      const maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, opts.maxNumSeqs ?? 64);
-      const { weights, kernels } = uploadWeights(config, sources, maxRows, stream, opts.gpu ?? 0);
+      const { weights, kernels } = uploadWeights(config, sources, runnerRows(opts), stream, opts.gpu ?? 0);
       return new GpuModelRunner(config, weights, { ...opts }, stream, kernels);
     } catch (e) {
       stream.destroy();
@@ -204,7 +225,7 @@ export class GpuModelRunner implements ModelRunner {
     this.blockSize = opts.blockSize ?? 16;
     this.maxModelLen = Math.min(opts.maxModelLen ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings);
     this.maxSeqs = opts.maxNumSeqs ?? 64;
-    this.maxRows = Math.max(opts.maxNumBatchedTokens ?? 2048, this.maxSeqs);
+    this.maxRows = runnerRows(opts);
     this.maxBlocksPerSeq = Math.ceil(this.maxModelLen / this.blockSize);
     // a collective that waits on the host (the host-staged communicator) cannot sit in a graph
     this.useGraphs = (opts.cudaGraphs ?? true) && (tp?.comm.capturable ?? true);
@@ -250,7 +271,7 @@ export class GpuModelRunner implements ModelRunner {
     this.bufs.cos = DeviceBuffer.from(t.cos, gpu);
     this.bufs.sin = DeviceBuffer.from(t.sin, gpu);
     // KV cache: what was asked, else a fraction of the free memory.
-    const perBlock = 2 * c.numLayers * this.blockSize * kvd * 2;
+    const perBlock = this.blockSize * kvBytesPerToken(c, 2);
     let blocks = opts.numBlocks ?? (opts.kvCacheTokens ? Math.ceil(opts.kvCacheTokens / this.blockSize) : 0);
     if (!blocks) blocks = Math.floor((memInfo(gpu).free * (opts.gpuMemoryFraction ?? 0.8)) / perBlock);
     if (blocks < this.maxBlocksPerSeq) throw new InvalidArgumentError(`only ${blocks} KV blocks fit; one sequence of ${this.maxModelLen} needs ${this.maxBlocksPerSeq}`);
@@ -545,13 +566,13 @@ export class GpuModelRunner implements ModelRunner {
     this.upload("rowIndex", logitRows);
     this.upload("targets", targets);
     this.head(n);
-    const lp = new Float32Array(n);
     if (!this.samples) {
       this.stream.synchronize();
       return new Float64Array(n);
     }
     gpuOps().logprobs(this.logits, this.bufs.targets, this.bufs.lp, n, this.config.vocabSize, this.stream);
     this.stream.synchronize();
+    const lp = new Float32Array(n);
     this.bufs.lp.download(lp);
     return Float64Array.from(lp);
   }

@@ -61,6 +61,11 @@ export function layerDims(c: ModelConfig): LayerDims {
   return { H: c.hiddenSize, qd, kvd, qkvN: qd + 2 * kvd, I: c.intermediateSize };
 }
 
+/** KV cache bytes per token: K and V of every layer, `elementBytes` each (fp16 on the GPU: 2). */
+export function kvBytesPerToken(c: ModelConfig, elementBytes: number): number {
+  return 2 * c.numLayers * layerDims(c).kvd * elementBytes;
+}
+
 export interface GenerationDefaults {
   eosTokenIds: number[];
   bosTokenId?: number;

@@ -5,11 +5,8 @@
  * worker, then runs its own shard; rank 0 samples from the gathered logits (identical everywhere).
  * execute() stays synchronous: rank 0 blocks in Atomics.wait inside the collectives.
  */
-import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { NativeLoadError } from "@marlin/core";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
 import { CpuKvCache, type CpuLlama } from "../cpu/cpu-model.js";
 import { cpuOps } from "../cpu/ops.js";
@@ -20,6 +17,7 @@ import type { RankReply, RankRequest, RankWorkerData } from "./cpu-rank-worker.j
 import { planLayout, rankConfig, type TpLayout } from "./layout.js";
 import { buildRankModel } from "./rank-model.js";
 import { rankSources } from "./rank-sources.js";
+import { rankWorkerUrl, watchRankWorkers } from "./rank-workers.js";
 import { createShmState, ShmCommunicator } from "./shm-communicator.js";
 
 export interface CpuTpOptions {
@@ -40,17 +38,6 @@ export interface CpuTpOptions {
 /** Each rank's share of the cores: tp ranks of a process must not each start a thread per core. */
 export function rankThreadShare(tp: number): number {
   return Math.max(1, Math.floor(availableParallelism() / tp));
-}
-
-/**
- * A rank worker's entry (`cpu-rank-worker`, `gpu-rank-worker`): beside the bundle (dist), or the
- * package's dist when running from src (tests).
- */
-export function rankWorkerUrl(name = "cpu-rank-worker"): URL {
-  const candidates = [new URL(`./parallel/${name}.js`, import.meta.url), new URL(`../../dist/parallel/${name}.js`, import.meta.url)];
-  const found = candidates.find((u) => existsSync(fileURLToPath(u)));
-  if (!found) throw new NativeLoadError(`the tensor-parallel worker script is missing (looked for ${candidates.map((u) => fileURLToPath(u)).join(", ")}); build @marlin/engine`);
-  return found;
 }
 
 export class CpuTpRunner implements ModelRunner {
@@ -78,20 +65,7 @@ export class CpuTpRunner implements ModelRunner {
     this.blockSize = opts.blockSize;
     this.maxModelLen = opts.maxModelLen;
     this.cache = new CpuKvCache(rankConfig(config, layout, 0), model.layers.length, opts.numBlocks, opts.blockSize);
-    workers.forEach((w, i) => {
-      w.on("message", (m: RankReply) => {
-        if (m.type === "error") this.failure ??= m.message;
-      });
-      // a worker that dies fails the group's next step (its peers' collectives time out or see the abort)
-      w.on("error", (e) => {
-        this.failure ??= `rank ${i + 1}: ${e.message}`;
-        comm.abort(this.failure);
-      });
-      w.on("exit", (code) => {
-        if (!this.disposed) this.failure ??= `rank ${i + 1} exited (code ${code})`;
-      });
-      w.unref(); // the ranks never keep the process alive on their own
-    });
+    watchRankWorkers(workers, comm, (reason) => (this.failure ??= reason), () => this.disposed);
   }
 
   get tensorParallelSize(): number {
@@ -101,7 +75,7 @@ export class CpuTpRunner implements ModelRunner {
   static async create(config: ModelConfig, sources: ModelSources, opts: CpuTpOptions): Promise<CpuTpRunner> {
     const layout = planLayout(config, opts.tensorParallelSize, sources);
     const state = createShmState(layout.tp, Math.max(1 << 16, config.hiddenSize * 256));
-    const url = rankWorkerUrl();
+    const url = rankWorkerUrl("cpu-rank-worker");
     const workers: Worker[] = [];
     try {
       const ready: Promise<void>[] = [];

@@ -9,11 +9,11 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { memInfo, Stream } from "@marlin/kernel";
 import type { PagedRows, StepBatch } from "../core/runner.js";
-import type { GpuModelRunner, GpuRunnerOptions } from "../gpu/gpu-runner.js";
+import { type GpuModelRunner, type GpuRunnerOptions, runnerRows } from "../gpu/gpu-runner.js";
 import type { ModelConfig } from "../model/config.js";
 import type { DeviceCommunicator } from "./device-communicator.js";
 import { HostStagedCommunicator } from "./device-communicator.js";
-import { rankRunner, runnerRows, uploadRankWeights } from "./gpu-rank.js";
+import { rankRunner, uploadRankWeights } from "./gpu-rank.js";
 import type { TpLayout } from "./layout.js";
 import { NcclCommunicator } from "./nccl-communicator.js";
 import type { RankSources } from "./rank-sources.js";

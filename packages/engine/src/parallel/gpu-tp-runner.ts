@@ -14,17 +14,17 @@
 import { Worker } from "node:worker_threads";
 import { memInfo, Stream } from "@marlin/kernel";
 import type { ModelRunner, PagedRows, StepBatch } from "../core/runner.js";
-import { disposeGpuWeights, type GpuModelRunner, type GpuRunnerOptions } from "../gpu/gpu-runner.js";
+import { disposeGpuWeights, type GpuModelRunner, type GpuRunnerOptions, runnerRows } from "../gpu/gpu-runner.js";
 import type { ModelConfig } from "../model/config.js";
 import type { ModelSources } from "../model/weights.js";
 import { CommunicatorError } from "./communicator.js";
-import { rankWorkerUrl } from "./cpu-tp-runner.js";
 import type { DeviceCommunicator } from "./device-communicator.js";
-import { rankBlockBytes, rankRunner, runnerRows, uploadRankWeights } from "./gpu-rank.js";
+import { rankBlockBytes, rankRunner, uploadRankWeights } from "./gpu-rank.js";
 import { type GpuCommSpec, type GpuRankReply, type GpuRankRequest, type GpuRankWorkerData, joinGroup } from "./gpu-rank-worker.js";
 import { planLayout, type TpLayout } from "./layout.js";
 import { NcclCommunicator } from "./nccl-communicator.js";
 import { rankSources } from "./rank-sources.js";
+import { rankWorkerUrl, watchRankWorkers } from "./rank-workers.js";
 import { createShmState } from "./shm-communicator.js";
 
 export interface GpuTpOptions extends GpuRunnerOptions {
@@ -89,19 +89,7 @@ export class GpuTpRunner implements ModelRunner {
     this.comm = comm;
     this.communicator = kind;
     this.workers = workers;
-    workers.forEach((w, i) => {
-      w.on("message", (m: GpuRankReply) => {
-        if (m.type === "error") this.failure ??= m.message;
-      });
-      w.on("error", (e) => {
-        this.failure ??= `rank ${i + 1}: ${e.message}`;
-        comm.abort(this.failure);
-      });
-      w.on("exit", (code) => {
-        if (!this.disposed) this.failure ??= `rank ${i + 1} exited (code ${code})`;
-      });
-      w.unref();
-    });
+    watchRankWorkers(workers, comm, (reason) => (this.failure ??= reason), () => this.disposed);
   }
 
   get tensorParallelSize(): number {

@@ -7,12 +7,10 @@
 import { CPU } from "@marlin/core";
 import { CpuLlama } from "../cpu/cpu-model.js";
 import type { ModelConfig } from "../model/config.js";
-import { FUSED_LINEARS } from "../model/linears.js";
 import type { LayerLinears } from "../model/llama.js";
-import { fuseLinears } from "../model/weights.js";
 import type { Communicator } from "./communicator.js";
 import { rankConfig, type TpLayout } from "./layout.js";
-import type { RankSources } from "./rank-sources.js";
+import { type RankSources, rankLayerLinears } from "./rank-sources.js";
 import { NO_PAD } from "./shard.js";
 import { prepareShard, type ShardLinear, WrappedLinear } from "./shard-linear.js";
 
@@ -51,27 +49,8 @@ export function buildRankModel(config: ModelConfig, layout: TpLayout, rs: RankSo
   const reduce = { ...opts, reduce: comm };
   const v0 = layout.vocab[rs.rank].start;
   const per = layout.vocabPerRank;
-  const layerLinears = (li: number): LayerLinears<Float32Array> => {
-    const l = rs.layers[li];
-    const done: ShardLinear[] = [];
-    const track = (s: ShardLinear) => {
-      done.push(s);
-      return s;
-    };
-    try {
-      const qkv = fuseLinears(FUSED_LINEARS.qkv, l.linears);
-      const gu = fuseLinears(FUSED_LINEARS.gateUp, l.linears);
-      return {
-        qkv: track(prepareShard(qkv.source, qkv.bias, NO_PAD, opts)),
-        o: track(prepareShard(l.linears.o_proj, l.linears.o_proj.bias, l.pads.o_proj, reduce)),
-        gateUp: track(prepareShard(gu.source, gu.bias, NO_PAD, opts)),
-        down: track(prepareShard(l.linears.down_proj, l.linears.down_proj.bias, l.pads.down_proj, reduce)),
-      };
-    } catch (e) {
-      for (const s of done) s.dispose();
-      throw e;
-    }
-  };
+  const layerLinears = (li: number): LayerLinears<Float32Array> =>
+    rankLayerLinears(rs.layers[li], (src, bias, pad, rowParallel) => prepareShard(src, bias, pad, rowParallel ? reduce : opts));
   const lmHead = new VocabParallelHead(prepareShard(rs.lmHead, undefined, NO_PAD, opts), config.vocabSize, comm);
   const embed = (tokens: Int32Array, out: Float32Array) => {
     for (let t = 0; t < tokens.length; t++) {

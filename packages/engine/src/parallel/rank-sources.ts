@@ -4,10 +4,11 @@
  */
 import { InvalidArgumentError } from "@marlin/core";
 import type { ModelConfig } from "../model/config.js";
-import type { LinearName, LinearSource, ModelSources } from "../model/weights.js";
+import { FUSED_LINEARS } from "../model/linears.js";
+import { fuseLinears, type LinearName, type LinearSource, type ModelSources } from "../model/weights.js";
 import { TensorParallelError } from "./communicator.js";
 import type { Range, TpLayout } from "./layout.js";
-import { type InputPad, padSource, shardColumns, shardRows } from "./shard.js";
+import { type InputPad, NO_PAD, padSource, shardColumns, shardRows } from "./shard.js";
 
 export interface RankLayerSources {
   inputNorm: Float32Array;
@@ -71,4 +72,32 @@ export function rankSources(src: ModelSources, config: ModelConfig, layout: TpLa
     lmHead = padded;
   }
   return { rank, embed, norm: src.norm, lmHead, layers };
+}
+
+/** Prepares one shard; `rowParallel` (o, down): its input is padded by `pad` and its output all-reduced. */
+export type ShardPreparer<L> = (src: LinearSource, bias: Float32Array | undefined, pad: InputPad, rowParallel: boolean) => L;
+
+/**
+ * A rank's four fused linears of one layer (CPU or GPU shards, whatever `prepare` makes): q/k/v and
+ * gate/up fused column shards, o and down row shards. What was prepared is disposed again if one fails.
+ */
+export function rankLayerLinears<L extends { dispose(): void }>(l: RankLayerSources, prepare: ShardPreparer<L>): { qkv: L; o: L; gateUp: L; down: L } {
+  const done: L[] = [];
+  const track = (x: L): L => {
+    done.push(x);
+    return x;
+  };
+  try {
+    const qkv = fuseLinears(FUSED_LINEARS.qkv, l.linears);
+    const gu = fuseLinears(FUSED_LINEARS.gateUp, l.linears);
+    return {
+      qkv: track(prepare(qkv.source, qkv.bias, NO_PAD, false)),
+      o: track(prepare(l.linears.o_proj, l.linears.o_proj.bias, l.pads.o_proj, true)),
+      gateUp: track(prepare(gu.source, gu.bias, NO_PAD, false)),
+      down: track(prepare(l.linears.down_proj, l.linears.down_proj.bias, l.pads.down_proj, true)),
+    };
+  } catch (e) {
+    for (const x of done) x.dispose();
+    throw e;
+  }
 }
